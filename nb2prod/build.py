@@ -1,0 +1,172 @@
+"""The build story: read → check → execute → extract → render → verify → package.
+
+Each stage is one named function call; ``build`` reads top to bottom like the list above.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from . import __version__, execute, extract, notebook
+from .errors import BuildError, GateError, NotebookError
+from .render import class_name, pinned_packages, render
+from .store import load_version
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a successful build produced."""
+
+    out: Path
+    model_tag: str
+    bento_tag: str
+    seconds: float
+
+
+class Progress:
+    """Prints one line per stage with its duration; ``quiet`` silences it."""
+
+    def __init__(self, total: int, echo: Callable[[str], None] = print):
+        self.total, self.done, self.echo = total, 0, echo
+        self.started = time.perf_counter()
+
+    def stage(self, title: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one stage, printing ``[n/total] title … 1.2s``."""
+        self.done += 1
+        t0 = time.perf_counter()
+        self.echo(f"[{self.done}/{self.total}] {title} …")
+        result = fn(*args, **kwargs)
+        self.echo(f"      done in {time.perf_counter() - t0:.1f}s")
+        return result
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the build started."""
+        return time.perf_counter() - self.started
+
+
+def build(path: str | Path, out: str | Path | None = None,
+          parameters: dict[str, Any] | None = None,
+          echo: Callable[[str], None] = print) -> BuildResult:
+    """Build ``path`` into a tested bento; raise an ``Nb2prodError`` saying what failed."""
+    parameters = parameters or {}
+    progress = Progress(7, echo)
+    nb = progress.stage("reading the notebook", notebook.read, path)
+    progress.stage("checking markers and exported code", _check, nb, parameters)
+    out = Path(out) if out else Path("build") / nb.path.stem
+    out.mkdir(parents=True, exist_ok=True)
+    executed, saved = progress.stage("running the notebook in a fresh kernel (papermill)",
+                                     execute.run, nb, out.resolve() / "executed.ipynb",
+                                     parameters, out.resolve() / ".saved_models.jsonl")
+    model_tag = _model_from(nb, saved)
+    exported = progress.stage("extracting the marked code", extract.extract, executed)
+    context = progress.stage("rendering the service", _render, nb, out, model_tag, exported)
+    progress.stage("running the generated tests", _verify, out)
+    bento_tag = progress.stage("building the bento (bentoml build)", _package, out)
+    _finish_manifest(out, bento_tag)
+    echo(f"built {bento_tag} (model {model_tag}) in {progress.elapsed:.1f}s\n"
+         f"serve it with:  bentoml serve {bento_tag}")
+    del context
+    return BuildResult(out, model_tag, bento_tag, progress.elapsed)
+
+
+def _check(nb: notebook.Notebook, parameters: dict[str, Any]) -> None:
+    execute.check_parameters(nb, parameters)
+    extract.extract(nb)  # fail on export problems before spending a kernel run
+
+
+def _model_from(nb: notebook.Notebook, saved: list[dict[str, Any]]) -> str:
+    if not saved:
+        raise NotebookError("the notebook ran but n2p.save_model(...) was never called "
+                            "(is the call inside an if, or in a skipped cell?)",
+                            where=nb.path.name, fix="call n2p.save_model(...) at the top level")
+    tag = saved[-1]["tag"]
+    contract, _ = load_version(tag)
+    failed = [g.describe() for g in contract.gate if not g.passed]
+    if failed:
+        raise GateError(f"model {tag} does not meet its gate: {'; '.join(failed)}",
+                        where=nb.path.name,
+                        fix="improve the model, or change gate=... in save_model if the "
+                            "threshold is wrong")
+    return tag
+
+
+def _render(nb: notebook.Notebook, out: Path, model_tag: str,
+            exported: extract.Exported) -> dict[str, Any]:
+    contract, _ = load_version(model_tag)
+    name = contract.name
+    context = {
+        "name": name, "class_name": class_name(name), "notebook": nb.path.name,
+        "notebook_sha256": nb.sha256, "model_tag": model_tag,
+        "model_sha256": contract.artifact_sha256, "version": __version__,
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "packages": pinned_packages(_imported_modules(exported.source)),
+    }
+    render(out, context, exported.source)
+    manifest = {
+        "name": name, "class_name": context["class_name"], "model_tag": model_tag,
+        "model_sha256": contract.artifact_sha256, "notebook": str(nb.path),
+        "notebook_sha256": nb.sha256, "parameters": contract.parameters,
+        "marked": exported.marked, "metrics": contract.metrics,
+        "gate": [{"metric": g.metric, "value": g.value, "threshold": g.threshold.describe(),
+                  "passed": g.passed} for g in contract.gate],
+        "built_at": context["built_at"], "nb2prod_version": __version__, "bento_tag": None,
+    }
+    (out / "nb2prod.json").write_text(json.dumps(manifest, indent=1))
+    return context
+
+
+def _imported_modules(source: str) -> list[str]:
+    import ast
+
+    modules = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules += [a.name.split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            modules.append(node.module.split(".")[0])
+    return modules
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "BENTOML_DO_NOT_TRACK": "true",
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+
+
+def _verify(out: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "tests"], cwd=out, env=_env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+        raise BuildError(f"the generated tests failed:\n{tail}", where=str(out / "tests"),
+                         fix=f"run `pytest {out / 'tests'}` to see every failure")
+
+
+def _package(out: Path) -> str:
+    proc = subprocess.run([sys.executable, "-m", "bentoml", "build", str(out),
+                           "-f", str(out / "bentofile.yaml"), "--output", "tag"],
+                          env=_env(), capture_output=True, text=True)
+    tags = [ln.split("__tag__:", 1)[1].strip() for ln in proc.stdout.splitlines()
+            if "__tag__:" in ln]
+    if proc.returncode != 0 or not tags:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise BuildError(f"bentoml build failed:\n{tail}", where=str(out / "bentofile.yaml"),
+                         fix="read the message above; the build directory is left for inspection")
+    return tags[-1]
+
+
+def _finish_manifest(out: Path, bento_tag: str) -> None:
+    path = out / "nb2prod.json"
+    manifest = json.loads(path.read_text())
+    manifest["bento_tag"] = bento_tag
+    path.write_text(json.dumps(manifest, indent=1))

@@ -1,0 +1,69 @@
+"""The error tree. Every nb2prod error says what went wrong, where, and how to fix it.
+
+The CLI is the one place that turns these into exit codes (see ``cli.py``); nothing
+else prints them. ``where`` is a location a person can find: ``notebook.ipynb: cell 7,
+line 3`` for notebook code, ``row 2, column 'age'`` for data.
+"""
+
+from __future__ import annotations
+
+
+class Nb2prodError(Exception):
+    """Base class: a user-facing problem with a location and a fix."""
+
+    exit_code = 1
+
+    def __init__(self, what: str, *, where: str | None = None, fix: str | None = None):
+        super().__init__(what)
+        self.what = what
+        self.where = where
+        self.fix = fix
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.what}" if self.where else self.what
+        if self.fix:
+            text += f"\n  how to fix: {self.fix}"
+        return text
+
+
+class UsageError(Nb2prodError):
+    """The command was called wrongly: missing file, not a notebook, bad option."""
+
+    exit_code = 2
+
+
+class MarkerError(Nb2prodError, TypeError):
+    """A marker was used wrongly; raised at decoration time, in the notebook."""
+
+
+class NotebookError(Nb2prodError):
+    """The notebook lacks something a build needs (a model, a save_model call...)."""
+
+
+class ExportError(Nb2prodError):
+    """Marked code cannot be exported as it stands. Collects every problem at once."""
+
+    def __init__(self, problems: list[Nb2prodError]):
+        self.problems = problems
+        lines = [f"{len(problems)} problem(s) exporting the notebook's code:"]
+        lines += [f"- {p}" for p in problems]
+        super().__init__("\n".join(lines))
+
+    def __str__(self) -> str:
+        return self.what
+
+
+class ExecutionError(Nb2prodError):
+    """The notebook raised while papermill ran it."""
+
+
+class GateError(Nb2prodError):
+    """The saved model does not meet its evaluation gate."""
+
+
+class ModelStoreError(Nb2prodError):
+    """A model version is missing, unreadable, or fails its sha256 pin."""
+
+
+class BuildError(Nb2prodError):
+    """A later build stage failed: generated tests, or ``bentoml build``."""

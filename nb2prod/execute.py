@@ -1,0 +1,81 @@
+"""Runs a notebook in a fresh kernel with papermill (restart-and-run-all, always)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import papermill
+from papermill.exceptions import PapermillExecutionError
+
+from .errors import ExecutionError, UsageError
+from .notebook import INJECTED_TAG, Notebook, read
+from .store import ENV_NOTEBOOK_SHA, ENV_PARAMETERS, ENV_RUN_FILE
+
+
+def parse_value(text: str) -> Any:
+    """A ``-p NAME VALUE`` value: a Python literal when it parses as one, else the string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def check_parameters(nb: Notebook, parameters: dict[str, Any]) -> None:
+    """Parameters need a cell tagged ``parameters``: without it papermill injects them at
+    the top, where the notebook's own assignments silently overwrite them."""
+    if parameters and nb.parameters_cell is None:
+        raise UsageError(f"{nb.path.name} has no cell tagged 'parameters', so -p "
+                         f"{', '.join(parameters)} would be overwritten by the notebook",
+                         fix="in Jupyter, add the tag 'parameters' to the cell that sets "
+                             "them (View > Cell toolbar > Tags)")
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    # papermill's kernel inherits this process's environment: that is how save_model
+    # learns the notebook hash, the parameters and where to report the saved tag.
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run(nb: Notebook, output: Path, parameters: dict[str, Any],
+        run_file: Path) -> tuple[Notebook, list[dict[str, Any]]]:
+    """Execute ``nb`` into ``output``; return the executed notebook and save_model reports."""
+    check_parameters(nb, parameters)
+    run_file.write_text("")
+    env = {ENV_RUN_FILE: str(run_file), ENV_NOTEBOOK_SHA: nb.sha256,
+           ENV_PARAMETERS: json.dumps(parameters, default=str),
+           # the "python3" kernelspec runs `python` from PATH: make that this interpreter
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    try:
+        with _environment(env):
+            papermill.execute_notebook(
+                str(nb.path), str(output), parameters=parameters, kernel_name="python3",
+                cwd=str(nb.path.parent), progress_bar=False, log_output=False)
+    except PapermillExecutionError as exc:
+        executed = read(output)
+        cell = next((c for c in executed.cells if c.index == exc.cell_index), None)
+        where = executed.where(cell) if cell else f"{nb.path.name}: cell {exc.cell_index + 1}"
+        raise ExecutionError(f"the notebook raised {exc.ename}: {exc.evalue}",
+                             where=where.replace(executed.path.name, nb.path.name),
+                             fix=f"fix the cell and run it top to bottom in Jupyter "
+                                 f"(Restart & Run All); the executed notebook is {output}") from None
+    reports = [json.loads(line) for line in run_file.read_text().splitlines() if line]
+    return read(output), reports
+
+
+__all__ = ["run", "parse_value", "check_parameters", "INJECTED_TAG"]

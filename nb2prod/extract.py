@@ -1,0 +1,277 @@
+"""AST slicing: from a notebook to the module a service imports.
+
+The exported module holds the imports, the marked functions, and every helper function,
+class and constant they reference, transitively, in notebook order; nothing that loads
+data or trains. A marked function that needs a value computed from data cannot be
+exported: every such problem is collected and raised once, located to cell and line.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import symtable
+from dataclasses import dataclass, field
+
+from .errors import ExportError, Nb2prodError, NotebookError
+from .notebook import Cell, Notebook
+from .spec import KINDS
+
+_STATIC_CALLS = {"dict", "list", "set", "frozenset", "tuple", "range", "float", "int",
+                 "str", "bool"}
+MINIMAL_EXAMPLE = """\
+import nb2prod as n2p
+
+@n2p.model
+def predict(model, X):
+    return model.predict(X)
+
+n2p.save_model("my_model", model, reference=X_train)"""
+
+
+@dataclass
+class Binding:
+    """A top-level name and the statement that last binds it."""
+
+    name: str
+    cell: Cell
+    node: ast.stmt
+    kind: str  # "import" | "def" | "const" | "computed"
+
+
+@dataclass
+class Exported:
+    """The extracted module's source and what it contains."""
+
+    source: str
+    marked: dict[str, list[str]] = field(default_factory=dict)
+    names: list[str] = field(default_factory=list)
+
+
+def _bindings(nb: Notebook) -> dict[str, Binding]:
+    found: dict[str, Binding] = {}
+    for cell in nb.cells:
+        for node in cell.tree.body if cell.tree else []:
+            for name, kind, stmt in _binds(node):
+                found[name] = Binding(name, cell, stmt, kind)
+    return found
+
+
+def _binds(node: ast.stmt):
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        for alias in node.names:
+            if alias.name == "*":
+                continue
+            single = type(node)(names=[alias], **({"module": node.module, "level": node.level}
+                                                   if isinstance(node, ast.ImportFrom) else {}))
+            ast.copy_location(single, node)
+            yield (alias.asname or alias.name.split(".")[0]), "import", single
+    elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        yield node.name, "def", node
+    elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        simple = len(targets) == 1 and isinstance(targets[0], ast.Name)
+        for target in targets:
+            for name in _stored(target):
+                yield name, "const" if simple else "computed", node
+    else:  # loops, with, if/try blocks, augmented assignment: a runtime value
+        for sub in ast.walk(node):
+            if isinstance(sub, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
+                yield sub.name, "computed", node
+            elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                yield sub.id, "computed", node
+
+
+def _stored(target: ast.AST) -> list[str]:
+    return [n.id for n in ast.walk(target) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
+
+
+def _static_value(node: ast.AST) -> tuple[bool, set[str]]:
+    """Is ``node`` built from literals (and names)? Returns the names it uses."""
+    names: set[str] = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Call):
+            if not (isinstance(sub.func, ast.Name) and sub.func.id in _STATIC_CALLS):
+                return False, names
+        elif isinstance(sub, (ast.comprehension, ast.Lambda, ast.NamedExpr, ast.Await,
+                              ast.Yield, ast.YieldFrom)):
+            return False, names
+        elif isinstance(sub, ast.Name):
+            names.add(sub.id)
+    return True, names
+
+
+def _referenced_globals(source: str) -> set[str]:
+    """Global names a top-level def/class uses, including decorators and defaults."""
+    table = symtable.symtable(source, "<cell>", "exec")
+    names = {s.get_name() for s in table.get_symbols()
+             if s.is_referenced() and not s.is_assigned() and not s.is_imported()}
+    stack = list(table.get_children())
+    while stack:
+        child = stack.pop()
+        stack.extend(child.get_children())
+        if child.get_type() == "function":
+            names.update(child.get_globals())
+        else:  # class body: a referenced name it does not bind is looked up globally
+            names.update(s.get_name() for s in child.get_symbols()
+                         if s.is_referenced() and not s.is_assigned() and s.is_global())
+    return names
+
+
+def _first_use(node: ast.AST, name: str) -> int:
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name) and sub.id == name and isinstance(sub.ctx, ast.Load):
+            return sub.lineno
+    return node.lineno
+
+
+def _segment(cell: Cell, node: ast.stmt) -> str:
+    start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+    return "\n".join(cell.lines[start - 1:node.end_lineno])
+
+
+def marker_kind(decorator: ast.expr, aliases: dict[str, str]) -> str | None:
+    """``"model"`` for ``@n2p.model``/``@n2p.model(...)``/``@model`` (imported from nb2prod)."""
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
+        if aliases.get(target.value.id) == "nb2prod" and target.attr in KINDS:
+            return target.attr
+    if isinstance(target, ast.Name):
+        marker = aliases.get(target.id, "")
+        return marker.split(".", 1)[1] if marker.startswith("nb2prod.") else None
+    return None
+
+
+def nb2prod_aliases(nb: Notebook) -> dict[str, str]:
+    """Names bound to nb2prod: ``{"n2p": "nb2prod", "model": "nb2prod.model"}``."""
+    aliases: dict[str, str] = {}
+    for cell in nb.cells:
+        for node in ast.walk(cell.tree) if cell.tree else []:
+            if isinstance(node, ast.Import):
+                aliases.update({a.asname or a.name: "nb2prod" for a in node.names
+                                if a.name == "nb2prod"})
+            elif isinstance(node, ast.ImportFrom) and node.module == "nb2prod":
+                aliases.update({a.asname or a.name: f"nb2prod.{a.name}" for a in node.names})
+    return aliases
+
+
+def find_marked(nb: Notebook) -> list[tuple[str, Cell, ast.FunctionDef]]:
+    """Every top-level function carrying an nb2prod marker, with its kind and cell."""
+    aliases = nb2prod_aliases(nb)
+    found = []
+    for cell in nb.cells:
+        for node in cell.tree.body if cell.tree else []:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for dec in node.decorator_list:
+                    kind = marker_kind(dec, aliases)
+                    if kind:
+                        found.append((kind, cell, node))
+    return found
+
+
+def calls_save_model(nb: Notebook) -> bool:
+    """True when some cell calls ``n2p.save_model(...)`` (or an imported ``save_model``)."""
+    aliases = nb2prod_aliases(nb)
+    for cell in nb.cells:
+        for node in ast.walk(cell.tree) if cell.tree else []:
+            if isinstance(node, ast.Call):
+                f = node.func
+                if isinstance(f, ast.Attribute) and f.attr == "save_model" \
+                        and isinstance(f.value, ast.Name) and aliases.get(f.value.id) == "nb2prod":
+                    return True
+                if isinstance(f, ast.Name) and aliases.get(f.id) == "nb2prod.save_model":
+                    return True
+    return False
+
+
+def check_ready(nb: Notebook) -> list[tuple[str, Cell, ast.FunctionDef]]:
+    """Static checks before anything runs: syntax, a model marker, a save_model call."""
+    for cell in nb.cells:
+        if cell.syntax_error is not None:
+            err = cell.syntax_error
+            raise NotebookError(f"syntax error: {err.msg}", where=nb.where(cell, err.lineno),
+                                fix="fix the line (it would fail in Jupyter too)")
+    marked = find_marked(nb)
+    kinds = [k for k, _, _ in marked]
+    if not marked:
+        raise NotebookError("the notebook has no nb2prod markers; a build needs at least an "
+                            "@n2p.model function and a call to n2p.save_model",
+                            where=nb.path.name,
+                            fix=f"add, after training:\n{MINIMAL_EXAMPLE}")
+    if "model" not in kinds:
+        raise NotebookError("the notebook has no @n2p.model function", where=nb.path.name,
+                            fix=f"mark the serving function:\n{MINIMAL_EXAMPLE}")
+    if not calls_save_model(nb):
+        raise NotebookError("the notebook never calls n2p.save_model(...), so no model "
+                            "version is written for the service", where=nb.path.name,
+                            fix='after training, add: n2p.save_model("my_model", model, '
+                                'reference=X_train)')
+    return marked
+
+
+def extract(nb: Notebook) -> Exported:
+    """Slice the notebook into a standalone module; raise ``ExportError`` listing problems."""
+    marked = check_ready(nb)
+    bindings = _bindings(nb)
+    chosen: dict[str, Binding] = {}
+    problems: list[Nb2prodError] = []
+    todo = [(b.name, b) for b in (Binding(n.name, c, n, "def") for _, c, n in marked)]
+    while todo:
+        name, binding = todo.pop()
+        if name in chosen:
+            continue
+        chosen[name] = binding
+        if binding.kind == "import":
+            continue
+        if binding.kind == "def":
+            used = _referenced_globals(_segment(binding.cell, binding.node))
+        else:
+            used = _static_value(binding.node.value)[1]
+        for dep in sorted(used - {name}):
+            target = bindings.get(dep)
+            line = _first_use(binding.node, dep)
+            if target is None:
+                if not hasattr(builtins, dep):
+                    problems.append(Nb2prodError(
+                        f"{name} uses {dep}, which no cell defines (it may exist only in "
+                        "your interactive session: a build starts from a fresh kernel)",
+                        where=nb.where(binding.cell, line),
+                        fix=f"define or import {dep} in the notebook"))
+            elif target.kind == "computed" or (target.kind == "const"
+                                               and not _static_value(target.node.value)[0]):
+                problems.append(Nb2prodError(
+                    f"{name} uses {dep}, which {target.cell.label} computes at run time "
+                    "(from data or a call), so the service cannot have it",
+                    where=nb.where(binding.cell, line),
+                    fix=f"pass it through the saved model (e.g. fit it inside a Pipeline), "
+                        f"compute it inside {name}, or make {dep} a literal constant"))
+            else:
+                todo.append((dep, target))
+    if problems:
+        raise ExportError(problems)
+    return Exported(_render(nb, chosen), _kinds(marked), sorted(chosen))
+
+
+def _kinds(marked: list[tuple[str, Cell, ast.FunctionDef]]) -> dict[str, list[str]]:
+    kinds: dict[str, list[str]] = {}
+    for kind, _, node in marked:
+        kinds.setdefault(kind, []).append(node.name)
+    return kinds
+
+
+def _render(nb: Notebook, chosen: dict[str, Binding]) -> str:
+    order = sorted(chosen.values(), key=lambda b: (b.kind != "import", b.cell.index, b.node.lineno))
+    imports, body, last_cell = [], [], None
+    for b in order:
+        if b.kind == "import":
+            text = ast.unparse(b.node)
+            if text not in imports:
+                imports.append(text)
+            continue
+        text = _segment(b.cell, b.node)
+        if b.cell.label != last_cell:  # say where each run of code came from
+            text, last_cell = f"# from {b.cell.label}\n{text}", b.cell.label
+        body.append(text)
+    header = (f'"""Exported by nb2prod from {nb.path.name} (sha256 {nb.sha256[:12]}). '
+              'Do not edit: rebuild."""\n')
+    return header + "\n".join(imports) + "\n\n\n" + "\n\n\n".join(body) + "\n"

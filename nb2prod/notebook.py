@@ -1,0 +1,103 @@
+"""Reads a notebook with nbformat into cells a person can find: numbers, tags, Python AST.
+
+No execution happens here. IPython syntax (magics, ``!shell`` escapes) is blanked line by
+line so line numbers in errors still match what the user sees in the notebook.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from .errors import UsageError
+
+INJECTED_TAG = "injected-parameters"
+PARAMETERS_TAG = "parameters"
+# `%magic`, `!shell`, `x = !shell`, `x = %magic`: not Python; never exported.
+_IPYTHON_LINE = re.compile(r"^\s*([%!]|[\w.]+\s*=\s*[%!])")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One code cell: where it is (``label``), its tags, and its Python (IPython-free)."""
+
+    index: int  # position in the file, 0-based
+    label: str  # "cell 3" (1-based, as a person counts) or "injected parameters"
+    source: str
+    python: str
+    tags: tuple[str, ...] = ()
+    tree: ast.Module | None = None
+    syntax_error: SyntaxError | None = None
+
+    @property
+    def lines(self) -> list[str]:
+        """The Python source split into lines (1-based line n is ``lines[n-1]``)."""
+        return self.python.splitlines()
+
+
+@dataclass
+class Notebook:
+    """A read notebook: its path, sha256 and code cells in order."""
+
+    path: Path
+    sha256: str
+    cells: list[Cell] = field(default_factory=list)
+
+    def where(self, cell: Cell, line: int | None = None) -> str:
+        """``notebook.ipynb: cell 7, line 3``."""
+        at = f"{self.path.name}: {cell.label}"
+        return f"{at}, line {line}" if line else at
+
+    @property
+    def parameters_cell(self) -> Cell | None:
+        """The cell tagged ``parameters`` (papermill's convention), if any."""
+        return next((c for c in self.cells if PARAMETERS_TAG in c.tags), None)
+
+
+def python_of(source: str) -> str:
+    """``source`` with IPython-only lines blanked; a ``%%`` cell magic blanks the cell."""
+    lines = source.splitlines()
+    first = next((ln for ln in lines if ln.strip()), "")
+    if first.lstrip().startswith("%%"):
+        return "\n" * len(lines)
+    return "\n".join("" if _IPYTHON_LINE.match(ln) else ln for ln in lines)
+
+
+def read(path: str | Path) -> Notebook:
+    """Read ``path``; a missing file, a non-notebook or invalid JSON is a ``UsageError``."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"no such file: {path}", fix="check the path to the notebook")
+    if path.is_dir() or path.suffix != ".ipynb":
+        raise UsageError(f"{path} is not a notebook (.ipynb file)",
+                         fix="pass a Jupyter notebook, e.g. notebooks/breast_cancer.ipynb")
+    raw = path.read_bytes()
+    try:
+        nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+    except (ValueError, UnicodeDecodeError, json.JSONDecodeError, KeyError) as exc:
+        raise UsageError(f"{path} is not valid notebook JSON ({str(exc).splitlines()[0]})",
+                         fix="open it in Jupyter and save it again, or restore it from git") from None
+    notebook = Notebook(path=path, sha256=hashlib.sha256(raw).hexdigest())
+    number = 0
+    for index, cell in enumerate(nb.cells):
+        tags = tuple(cell.get("metadata", {}).get("tags", []))
+        if INJECTED_TAG in tags:
+            label = "injected parameters"
+        else:
+            number += 1
+            label = f"cell {number}"
+        if cell.cell_type != "code":
+            continue
+        python = python_of(cell.source)
+        try:
+            tree, error = ast.parse(python), None
+        except SyntaxError as exc:
+            tree, error = None, exc
+        notebook.cells.append(Cell(index, label, cell.source, python, tags, tree, error))
+    return notebook

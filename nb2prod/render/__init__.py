@@ -1,0 +1,59 @@
+"""Renders a build directory from templates. Templates stay thin: logic lives in runtime."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import shutil
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import nb2prod
+
+TEMPLATES = Path(__file__).parent / "templates"
+# template -> path in the build directory ("{name}" is the notebook's model name)
+OUTPUTS = {
+    "service.py.tmpl": "service.py",
+    "bentofile.yaml.tmpl": "bentofile.yaml",
+    "tests/test_service.py.tmpl": "tests/test_service.py",
+}
+# what a served service imports besides the notebook's own imports
+RUNTIME_DISTRIBUTIONS = ("bentoml", "pandas", "numpy", "pydantic", "joblib")
+
+
+def class_name(name: str) -> str:
+    """``breast_cancer`` -> ``BreastCancer`` (the service class)."""
+    words = [w for w in name.replace("-", "_").replace(".", "_").split("_") if w]
+    text = "".join(w[:1].upper() + w[1:] for w in words) or "Service"
+    return text if text[0].isalpha() else "S" + text
+
+
+def pinned_packages(modules: list[str]) -> list[str]:
+    """``dist==version`` for the runtime and each top-level module the code imports."""
+    owners = md.packages_distributions()
+    dists = set(RUNTIME_DISTRIBUTIONS)
+    for module in modules:
+        dists.update(d for d in owners.get(module, []) if d.lower() != "nb2prod")
+    pins = []
+    for dist in sorted(dists, key=str.lower):
+        try:
+            pins.append(f"{dist}=={md.version(dist)}")
+        except md.PackageNotFoundError:
+            continue
+    return pins
+
+
+def render(out: Path, context: dict[str, Any], code: str) -> None:
+    """Write service.py, the code module, bentofile.yaml, tests/ and a copy of nb2prod."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{context['name']}_code.py").write_text(code)
+    packages = "\n".join(f"    - {p}" for p in context["packages"])
+    for template, target in OUTPUTS.items():
+        text = Template((TEMPLATES / template).read_text()).substitute(
+            {**context, "packages": packages})
+        (out / target).parent.mkdir(parents=True, exist_ok=True)
+        (out / target).write_text(text)
+    # The bento carries the exact nb2prod that built it: it is not on a package index.
+    shutil.rmtree(out / "nb2prod", ignore_errors=True)
+    shutil.copytree(Path(nb2prod.__file__).parent, out / "nb2prod",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "templates"))

@@ -1,0 +1,59 @@
+"""From a stored contract to the request's record type and back to a DataFrame.
+
+Records are ``TypedDict``s so pydantic validates them into plain dicts (cheap to turn
+into a DataFrame) while ``/docs.json`` still documents every real column and type.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, Optional
+
+import pandas as pd
+from pydantic import ConfigDict, Field
+from typing_extensions import TypedDict
+
+from ..spec import ColumnSpec
+
+_PYTHON = {"integer": int, "boolean": bool, "string": str, "datetime": datetime}
+_PANDAS = {"float": "float64", "integer": "int64", "boolean": "bool", "datetime": "datetime64[ns]"}
+
+
+def _field_type(col: ColumnSpec) -> Any:
+    if col.dtype == "float":
+        kind: Any = Annotated[float, Field(allow_inf_nan=False)]
+    elif col.dtype == "category" and col.categories:
+        kind = Literal[tuple(col.categories)]  # type: ignore[valid-type]
+    else:
+        kind = _PYTHON.get(col.dtype, str)
+    return Optional[kind] if col.nullable else kind
+
+
+def record_type(columns: tuple[ColumnSpec, ...], name: str) -> type:
+    """A TypedDict with one required key per column; unknown keys are refused."""
+    record = TypedDict(f"{name}Record", {c.name: _field_type(c) for c in columns})  # type: ignore[misc]
+    record.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+    return record
+
+
+class FrameMaker:
+    """Turns validated records into a DataFrame with the reference's column order and dtypes."""
+
+    def __init__(self, columns: tuple[ColumnSpec, ...]):
+        self.names = [c.name for c in columns]
+        self.targets = {c.name: self._target(c) for c in columns}
+
+    @staticmethod
+    def _target(col: ColumnSpec) -> Any:
+        if col.dtype == "category":
+            return pd.CategoricalDtype(list(col.categories or ()))
+        if col.nullable and col.dtype in ("integer", "boolean"):
+            return "Int64" if col.dtype == "integer" else "boolean"
+        return _PANDAS.get(col.dtype)
+
+    def __call__(self, records: list[dict[str, Any]]) -> pd.DataFrame:
+        X = pd.DataFrame.from_records(records, columns=self.names)
+        # Cast only columns whose dtype differs: JSON floats already arrive as float64.
+        casts = {c: t for c, t in self.targets.items()
+                 if t is not None and X[c].dtype != t}
+        return X.astype(casts) if casts else X

@@ -1,0 +1,142 @@
+"""The BentoML model store: save a model version with its contract, load it back pinned.
+
+A model version is the unit of deployment: ``model.joblib`` (sha256-pinned) plus
+``contract.json`` (schema, metrics, gate, examples and their expected answers, lineage).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import joblib
+import pandas as pd
+
+from .contract import evaluate_gate, infer_columns
+from .errors import ModelStoreError, Nb2prodError, NotebookError
+from .markers import collect
+from .runtime.jsonify import frame
+from .runtime.predict import Predictor
+from .spec import Contract
+
+ARTIFACT = "model.joblib"
+CONTRACT = "contract.json"
+# Set by ``nb2prod build`` for the papermill kernel; absent in an interactive kernel.
+ENV_RUN_FILE = "NB2PROD_RUN_FILE"
+ENV_NOTEBOOK_SHA = "NB2PROD_NOTEBOOK_SHA256"
+ENV_PARAMETERS = "NB2PROD_PARAMETERS"
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_model(name: str, model: Any, *, reference: pd.DataFrame,
+               metrics: Mapping[str, float] | None = None,
+               gate: Mapping[str, Any] | None = None,
+               examples: pd.DataFrame | None = None) -> str:
+    """Write a new version of ``name`` to the BentoML model store and return its tag.
+
+    ``reference`` (the training inputs) defines the input schema; ``gate`` maps metric
+    names to thresholds (a number means at least, ``n2p.at_most(x)`` at most);
+    ``examples`` are answered now, in the notebook, and the built service must give the
+    same answers. Call it after the ``@n2p.model`` function is defined.
+    """
+    import bentoml
+    from . import __version__
+
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise Nb2prodError(f"model name {name!r} is not valid: use lowercase letters, digits, "
+                           "'-', '_' or '.'", fix='e.g. save_model("breast_cancer", ...)')
+    marked = collect(vars(sys.modules["__main__"]))
+    if marked.model is None:
+        raise NotebookError("save_model() found no @n2p.model function",
+                            fix="define the serving function in an earlier cell:\n"
+                                "@n2p.model\ndef predict(model, X): return model.predict(X)")
+    columns = infer_columns(reference)
+    metrics = {k: float(v) for k, v in (metrics or {}).items()}
+    gate_results = evaluate_gate(gate, metrics)
+    examples_json, expected = _answer_examples(model, marked, columns, examples)
+
+    with bentoml.models.create(name, labels={"nb2prod": "true"},
+                               metadata={"metrics": metrics}) as bento_model:
+        target = Path(bento_model.path)
+        joblib.dump(model, target / ARTIFACT)
+        contract = Contract(
+            name=name, columns=columns, artifact_sha256=sha256_of(target / ARTIFACT),
+            metrics=metrics, gate=gate_results, examples=examples_json, expected=expected,
+            notebook_sha256=os.environ.get(ENV_NOTEBOOK_SHA),
+            parameters=json.loads(os.environ.get(ENV_PARAMETERS, "{}")),
+            nb2prod_version=__version__,
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        (target / CONTRACT).write_text(json.dumps(contract.to_json(), indent=1))
+    tag = str(bento_model.tag)
+    _report(tag, contract)
+    return tag
+
+
+def _answer_examples(model: Any, marked: Any, columns: Any,
+                     examples: pd.DataFrame | None) -> tuple[tuple, tuple]:
+    if examples is None:
+        return (), ()
+    names = [c.name for c in columns]
+    missing = [c for c in names if c not in getattr(examples, "columns", [])]
+    if missing:
+        raise Nb2prodError(f"examples lack column(s) {', '.join(map(repr, missing))} of the "
+                           "reference data", fix="pass rows of the same inputs, e.g. "
+                                                 "examples=X_test.head(5)")
+    examples = examples[names].reset_index(drop=True)
+    return tuple(frame(examples)), tuple(Predictor(model, marked).predict(examples))
+
+
+def _report(tag: str, contract: Contract) -> None:
+    failed = [g.describe() for g in contract.gate if not g.passed]
+    status = "gate FAILED: " + "; ".join(failed) if failed else "gate passed"
+    print(f"nb2prod: saved model {tag} ({status})")
+    run_file = os.environ.get(ENV_RUN_FILE)
+    if run_file:
+        with open(run_file, "a") as fh:
+            fh.write(json.dumps({"tag": tag, "gate_passed": contract.gate_passed}) + "\n")
+
+
+def load_version(tag: str) -> tuple[Contract, Path]:
+    """The contract and directory of a stored model version; a clear error if absent."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        stored = bentoml.models.get(tag)
+    except NotFound:
+        raise ModelStoreError(f"model {tag} is not in the BentoML model store "
+                              f"({os.environ.get('BENTOML_HOME', '~/bentoml')})",
+                              fix="run the notebook (or nb2prod build) to save it, or set "
+                                  "BENTOML_HOME to the store that has it") from None
+    path = Path(stored.path)
+    try:
+        contract = Contract.from_json(json.loads((path / CONTRACT).read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelStoreError(f"model {tag} has no readable {CONTRACT} ({exc})",
+                              fix="save it with n2p.save_model(...)") from None
+    return contract, path
+
+
+def load_artifact(path: Path, sha256: str) -> Any:
+    """Load ``model.joblib`` only if its sha256 matches the pinned one."""
+    actual = sha256_of(path / ARTIFACT)
+    if actual != sha256:
+        raise ModelStoreError(f"{path / ARTIFACT} has sha256 {actual[:12]}…, but this build "
+                              f"pinned {sha256[:12]}…; the model file was changed after the build",
+                              fix="restore the model version or run nb2prod build again")
+    return joblib.load(path / ARTIFACT)

@@ -1,0 +1,169 @@
+"""Regenerate the notebooks under notebooks/ and tests/notebooks/: ``python tests/notebooks/make_fixtures.py``.
+
+Each fixture is the flagship with one thing changed, named by scenario, so a test that
+uses it reads as the scenario it covers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent.parent
+
+IMPORTS = """\
+import nb2prod as n2p
+import numpy as np
+import pandas as pd
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler"""
+
+PARAMETERS = """\
+C = 1.0              # inverse regularisation strength
+test_size = 0.25
+random_state = 42
+min_roc_auc = 0.95   # evaluation gate: the build fails below this"""
+
+DATA = """\
+data = load_breast_cancer(as_frame=True)
+X = data.data
+y = 1 - data.target  # sklearn codes malignant as 0; we predict malignant = 1
+X_train, X_test, y_train, y_test = train_test_split(
+    X, y, test_size=test_size, random_state=random_state, stratify=y)
+X_train.shape, X_test.shape"""
+
+EXPLORE = """\
+# How balanced are the classes, and which features separate them best?
+print(y_train.value_counts(normalize=True).round(3))
+X_train.assign(malignant=y_train).corr()["malignant"].drop("malignant").abs().sort_values().tail(8)"""
+
+EXPLORE2 = """\
+X_train[["mean radius", "worst radius", "worst concave points"]].describe().T"""
+
+TRAIN = """\
+model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
+model.fit(X_train, y_train)
+proba = model.predict_proba(X_test)[:, 1]
+scores = {"roc_auc": roc_auc_score(y_test, proba),
+          "accuracy": accuracy_score(y_test, proba >= 0.5)}
+scores"""
+
+SERVING = """\
+MALIGNANT_THRESHOLD = 0.5
+LARGE_MASS_RADIUS = 20.0  # mm; no benign case in the data is this large
+
+
+@n2p.check
+def worst_at_least_mean(X: pd.DataFrame) -> pd.Series:
+    \"\"\""worst" is the mean of the three largest cells, so it cannot be below the mean.\"\"\"
+    return X["worst radius"] >= X["mean radius"]
+
+
+@n2p.model
+def predict(model, X: pd.DataFrame) -> pd.DataFrame:
+    p = model.predict_proba(X)[:, 1]
+    return pd.DataFrame({
+        "diagnosis": np.where(p >= MALIGNANT_THRESHOLD, "malignant", "benign"),
+        "probability_malignant": p.round(4),
+    })
+
+
+@n2p.fallback
+def size_rule(X: pd.DataFrame) -> pd.DataFrame:
+    \"\"\"Non-AI path: the size/concavity rule of thumb; it gives no probability.\"\"\"
+    suspicious = (X["worst radius"] > 16.8) | (X["worst concave points"] > 0.14)
+    return pd.DataFrame({
+        "diagnosis": np.where(suspicious, "malignant", "benign"),
+        "probability_malignant": np.nan,
+    }, index=X.index)
+
+
+@n2p.guardrail
+def large_mass_not_benign(X: pd.DataFrame, result: pd.DataFrame) -> pd.Series:
+    \"\"\"Never let the model call a very large mass benign: the rule answers instead.\"\"\"
+    large = (X["worst radius"] > LARGE_MASS_RADIUS).to_numpy()
+    return ~(large & (result["diagnosis"] == "benign").to_numpy())"""
+
+SAVE = """\
+n2p.save_model("breast_cancer", model, reference=X_train, metrics=scores,
+               gate={"roc_auc": min_roc_auc}, examples=X_test.head(5))"""
+
+
+def flagship(name: str = "breast_cancer", **replace: str | None) -> list:
+    """The flagship's cells; ``replace`` swaps (or with None drops) a named cell."""
+    parts = {"imports": IMPORTS, "parameters": PARAMETERS, "data": DATA, "explore": EXPLORE,
+             "explore2": EXPLORE2, "train": TRAIN, "serving": SERVING,
+             "save": SAVE.replace('"breast_cancer"', f'"{name}"')}
+    parts.update(replace)
+    cells = [new_markdown_cell(
+        "# Breast cancer: from notebook to service\n\nA scaler + logistic regression on "
+        "scikit-learn's bundled Wisconsin data. The serving code is marked with nb2prod; "
+        "`nb2prod build` turns it into a BentoML service.")]
+    for key, text in parts.items():
+        if text is None:
+            continue
+        if key == "data":
+            cells.append(new_markdown_cell("## Data\nLoaded and split at build and retrain "
+                                           "time only: never exported."))
+        if key == "serving":
+            cells.append(new_markdown_cell("## Serving code\nExported to the service: the "
+                                           "input check, the model function, the rule-based "
+                                           "fallback and a guardrail."))
+        cell = new_code_cell(text)
+        if key == "parameters":
+            cell.metadata["tags"] = ["parameters"]
+        cells.append(cell)
+    return cells
+
+
+def write(path: Path, cells: list) -> None:
+    nb = new_notebook(cells=cells, metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+FIXTURES = {
+    # a build must not see state that only an interactive session created
+    "hidden_state": dict(serving=SERVING.replace("p >= MALIGNANT_THRESHOLD", "p >= CUTOFF")),
+    "no_model": dict(serving=SERVING.replace("@n2p.model\n", "")),
+    "no_markers": dict(serving=SERVING.replace("@n2p.model\n", "").replace("@n2p.fallback\n", "")
+                       .replace("@n2p.guardrail\n", "").replace("@n2p.check\n", ""), save=None),
+    "no_save_model": dict(save=None),
+    "data_global": dict(serving=SERVING.replace(
+        "p = model.predict_proba(X)[:, 1]",
+        "p = model.predict_proba((X - X_train.mean()) + X_train.mean())[:, 1]")),
+    "gate_not_met": dict(parameters=PARAMETERS.replace("min_roc_auc = 0.95", "min_roc_auc = 0.999")),
+    "cell_raises": dict(train=TRAIN + "\nraise ValueError('training diverged')"),
+    "shell_escape": dict(serving="!pip --version\n%time 1 + 1\n" + SERVING),
+    "no_parameters_tag": None,
+    "model_raises": dict(serving=SERVING.replace(
+        "p = model.predict_proba(X)[:, 1]",
+        "if (X[\"mean radius\"] > 25).any():\n        raise RuntimeError(\"out of range\")\n"
+        "    p = model.predict_proba(X)[:, 1]")),
+    "no_fallback": dict(serving=SERVING.replace("@n2p.fallback\n", "")),
+}
+
+
+def main() -> None:
+    write(ROOT / "notebooks" / "breast_cancer.ipynb", flagship())
+    for scenario, replace in FIXTURES.items():
+        if replace is None:  # no_parameters_tag: the same cells, no tag
+            cells = flagship(scenario)
+            for c in cells:
+                c.metadata.pop("tags", None)
+        else:
+            cells = flagship(scenario, **replace)
+        write(HERE / f"{scenario}.ipynb", cells)
+
+
+if __name__ == "__main__":
+    main()
