@@ -65,7 +65,9 @@ def run(nb: Notebook, output: Path, parameters: dict[str, Any],
         with _environment(env):
             papermill.execute_notebook(
                 str(nb.path), str(output), parameters=parameters, kernel_name="python3",
-                cwd=str(nb.path.parent), progress_bar=False, log_output=False)
+                cwd=str(nb.path.parent), progress_bar=False, log_output=False,
+                # the kernel's "running over TCP" notice is noise for a local build
+                extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except PapermillExecutionError as exc:
         executed = read(output)
         cell = next((c for c in executed.cells if c.index == exc.cell_index), None)

@@ -33,16 +33,8 @@ _SINGLE = ("model", "fallback")
 _registry: dict[tuple[str, str], Callable[..., Any]] = {}
 
 
-def _validate(kind: str, fn: Any, options: dict[str, Any]) -> None:
-    params, allowed = _SIGNATURES[kind]
-    example = f"@n2p.{kind}\ndef my_{kind}({', '.join(params)}): ..."
-    if not inspect.isfunction(fn) or fn.__name__ == "<lambda>":
-        raise MarkerError(f"@n2p.{kind} marks a function defined with def, got {fn!r}",
-                          fix=f"write it as\n{example}")
-    if fn.__qualname__ != fn.__name__:
-        raise MarkerError(f"@n2p.{kind} function {fn.__qualname__}() is nested; it must be "
-                          "defined at the top level of a cell so it can be exported",
-                          fix="move the def out of the enclosing function or class")
+def _validate_options(kind: str, options: dict[str, Any]) -> None:
+    allowed = _SIGNATURES[kind][1]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         valid = ", ".join(allowed) or "none"
@@ -53,6 +45,18 @@ def _validate(kind: str, fn: Any, options: dict[str, Any]) -> None:
         raise MarkerError(f"@n2p.{kind}(severity={options['severity']!r}) is not a known "
                           f"severity; valid: {', '.join(SEVERITIES)}",
                           fix=f"use severity={SEVERITIES[0]!r}")
+
+
+def _validate_function(kind: str, fn: Any) -> None:
+    params = _SIGNATURES[kind][0]
+    example = f"@n2p.{kind}\ndef my_{kind}({', '.join(params)}): ..."
+    if not inspect.isfunction(fn) or fn.__name__ == "<lambda>":
+        raise MarkerError(f"@n2p.{kind} marks a function defined with def, got {fn!r}",
+                          fix=f"write it as\n{example}")
+    if fn.__qualname__ != fn.__name__:
+        raise MarkerError(f"@n2p.{kind} function {fn.__qualname__}() is nested; it must be "
+                          "defined at the top level of a cell so it can be exported",
+                          fix="move the def out of the enclosing function or class")
     positional = [p for p in inspect.signature(fn).parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
                   and p.default is p.empty]
@@ -83,10 +87,10 @@ def _marker(kind: str) -> Callable[..., Any]:
     defaults = _SIGNATURES[kind][1]
 
     def marker(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        _validate_options(kind, options)
         if fn is None:  # used with parentheses: @n2p.check(severity="reject")
-            _validate_options_only(kind, options)
             return lambda f: marker(f, **options)
-        _validate(kind, fn, options)
+        _validate_function(kind, fn)
         spec = MarkerSpec(kind, fn.__name__, **{**defaults, **options})
         _register(kind, fn)
         setattr(fn, ATTR, spec)
@@ -97,14 +101,6 @@ def _marker(kind: str) -> Callable[..., Any]:
     marker.__doc__ = (f"Mark ``def f({', '.join(_SIGNATURES[kind][0])})`` as the notebook's "
                       f"{kind}. Attaches a spec and returns the function unchanged.")
     return marker
-
-
-def _validate_options_only(kind: str, options: dict[str, Any]) -> None:
-    def probe(*_: Any) -> None: ...
-    probe.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-         for p in _SIGNATURES[kind][0]])
-    _validate(kind, probe, options)
 
 
 model = _marker("model")

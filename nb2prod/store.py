@@ -134,9 +134,14 @@ def load_version(tag: str) -> tuple[Contract, Path]:
 
 def load_artifact(path: Path, sha256: str) -> Any:
     """Load ``model.joblib`` only if its sha256 matches the pinned one."""
+    verify_artifact(path, sha256)
+    return joblib.load(path / ARTIFACT)
+
+
+def verify_artifact(path: Path, sha256: str) -> None:
+    """Raise ``ModelStoreError`` unless ``model.joblib`` has the pinned sha256."""
     actual = sha256_of(path / ARTIFACT)
     if actual != sha256:
         raise ModelStoreError(f"{path / ARTIFACT} has sha256 {actual[:12]}…, but this build "
                               f"pinned {sha256[:12]}…; the model file was changed after the build",
                               fix="restore the model version or run nb2prod build again")
-    return joblib.load(path / ARTIFACT)

@@ -18,29 +18,35 @@ import bentoml
 from pydantic import Field
 from starlette.responses import JSONResponse
 
-from ..errors import ModelStoreError
+from ..errors import ModelStoreError, Nb2prodError
 from ..markers import collect
-from ..store import load_artifact, load_version
+from ..store import load_artifact, load_version, verify_artifact
 from .predict import NoFallbackError, Predictor, RequestRejected
 from .schema import FrameMaker, record_type
 
 MAX_RECORDS = 10_000
 
 
-def model_info_app(info: dict[str, Any]):
-    """A tiny ASGI app answering ``GET /model`` with the pinned version's facts."""
-    body = json.dumps(info).encode()
+class ModelInfo:
+    """ASGI middleware answering exactly ``GET /model`` with the pinned version's facts.
 
-    async def app(scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
+    A middleware rather than a mounted app: a mount only matches ``/model/`` and would
+    redirect ``/model``.
+    """
+
+    def __init__(self, app: Any, info: dict[str, Any]):
+        self.app = app
+        self.body = json.dumps(info).encode()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].rstrip("/") != "/model":
+            return await self.app(scope, receive, send)
         ok = scope["method"] in ("GET", "HEAD")
+        body = self.body if ok else b'{"error": "use GET /model"}'
         await send({"type": "http.response.start", "status": 200 if ok else 405,
                     "headers": [(b"content-type", b"application/json")]
                     + ([] if ok else [(b"allow", b"GET")])})
-        await send({"type": "http.response.body",
-                    "body": body if ok else b'{"error": "use GET /model"}'})
-    return app
+        await send({"type": "http.response.body", "body": body})
 
 
 def make_service(*, class_name: str, code: ModuleType, model_tag: str, model_sha256: str,
@@ -50,11 +56,15 @@ def make_service(*, class_name: str, code: ModuleType, model_tag: str, model_sha
     ``model_sha256`` is the artifact hash the build pinned; the service refuses to start
     when the stored file differs.
     """
-    contract, path = load_version(model_tag)
-    if contract.artifact_sha256 != model_sha256:
-        raise ModelStoreError(f"model {model_tag}'s contract names sha256 "
-                              f"{contract.artifact_sha256[:12]}…, the build pinned "
-                              f"{model_sha256[:12]}…", fix="run nb2prod build again")
+    try:  # refuse to start, with a message and no traceback, on a missing or changed model
+        contract, path = load_version(model_tag)
+        if contract.artifact_sha256 != model_sha256:
+            raise ModelStoreError(f"model {model_tag}'s contract names sha256 "
+                                  f"{contract.artifact_sha256[:12]}…, the build pinned "
+                                  f"{model_sha256[:12]}…", fix="run nb2prod build again")
+        verify_artifact(path, model_sha256)
+    except Nb2prodError as exc:
+        raise SystemExit(f"nb2prod: cannot serve {class_name}: {exc}") from None
     marked = collect(vars(code))
     to_frame = FrameMaker(contract.columns)
     Record = record_type(contract.columns, class_name)
@@ -84,13 +94,13 @@ def make_service(*, class_name: str, code: ModuleType, model_tag: str, model_sha
         "bento_model": bentoml.models.BentoModel(model_tag),
         "__init__": __init__, "predict": bentoml.api(predict)})
     svc = bentoml.service(cls, traffic={"timeout": 30})
-    svc.mount_asgi_app(model_info_app({
+    svc.add_asgi_middleware(ModelInfo, info={
         "name": contract.name, "model_version": model_tag, "metrics": contract.metrics,
         "gate": [{"metric": g.metric, "value": g.value, "threshold": g.threshold.describe(),
                   "passed": g.passed} for g in contract.gate],
         "notebook_sha256": contract.notebook_sha256, "parameters": contract.parameters,
         "trained_at": contract.created_at, "built_at": built_at,
-        "nb2prod_version": contract.nb2prod_version}), path="/model")
+        "nb2prod_version": contract.nb2prod_version})
     return svc
 
 

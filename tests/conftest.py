@@ -1,0 +1,28 @@
+"""Test set-up: a private BentoML home for the whole session, set before BentoML loads."""
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_HOME = tempfile.mkdtemp(prefix="nb2prod-test-bentoml-")
+os.environ["BENTOML_HOME"] = _HOME
+os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
+FLAGSHIP = ROOT / "notebooks" / "breast_cancer.ipynb"
+NB2PROD = [sys.executable, "-m", "nb2prod.cli"]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+@pytest.fixture
+def fixture_nb():
+    """Path of a scenario notebook in tests/notebooks/."""
+    return lambda scenario: NOTEBOOKS / f"{scenario}.ipynb"

@@ -1,0 +1,38 @@
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from nb2prod.errors import UsageError
+from nb2prod.notebook import python_of, read
+
+
+def test_cells_are_numbered_as_a_person_counts_them(tmp_path):
+    path = tmp_path / "n.ipynb"
+    nbformat.write(new_notebook(cells=[new_markdown_cell("# t"), new_code_cell("x = 1"),
+                                       new_code_cell("y = 2")]), path)
+    nb = read(path)
+    assert [c.label for c in nb.cells] == ["cell 2", "cell 3"]
+    assert nb.where(nb.cells[1], 1) == "n.ipynb: cell 3, line 1"
+
+
+def test_ipython_lines_are_blanked_keeping_line_numbers():
+    src = "!pip install x\nimport os\n%matplotlib inline\nfiles = !ls\ny = 1"
+    assert python_of(src).splitlines() == ["", "import os", "", "", "y = 1"]
+    assert python_of("%%bash\necho hi\nls").strip() == ""
+
+
+def test_missing_path_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="no such file"):
+        read(tmp_path / "nope.ipynb")
+
+
+def test_a_file_that_is_not_a_notebook_is_a_usage_error(tmp_path):
+    (tmp_path / "model.py").write_text("x = 1")
+    with pytest.raises(UsageError, match="is not a notebook"):
+        read(tmp_path / "model.py")
+
+
+def test_invalid_json_is_a_usage_error(tmp_path):
+    (tmp_path / "broken.ipynb").write_text('{"cells": [')
+    with pytest.raises(UsageError, match="not valid notebook JSON"):
+        read(tmp_path / "broken.ipynb")
