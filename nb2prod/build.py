@@ -70,13 +70,12 @@ def build(path: str | Path, out: str | Path | None = None,
                                      parameters, out.resolve() / ".saved_models.jsonl")
     model_tag = _model_from(nb, saved)
     exported = progress.stage("extracting the marked code", extract.extract, executed)
-    context = progress.stage("rendering the service", _render, nb, out, model_tag, exported)
+    progress.stage("rendering the service", _render, nb, out, model_tag, exported)
     progress.stage("running the generated tests", _verify, out)
     bento_tag = progress.stage("building the bento (bentoml build)", _package, out)
     _finish_manifest(out, bento_tag)
     echo(f"built {bento_tag} (model {model_tag}) in {progress.elapsed:.1f}s\n"
          f"serve it with:  bentoml serve {bento_tag}")
-    del context
     return BuildResult(out, model_tag, bento_tag, progress.elapsed)
 
 
@@ -102,7 +101,7 @@ def _model_from(nb: notebook.Notebook, saved: list[dict[str, Any]]) -> str:
 
 
 def _render(nb: notebook.Notebook, out: Path, model_tag: str,
-            exported: extract.Exported) -> dict[str, Any]:
+            exported: extract.Exported) -> None:
     contract, _ = load_version(model_tag)
     name = contract.name
     context = {
@@ -123,7 +122,6 @@ def _render(nb: notebook.Notebook, out: Path, model_tag: str,
         "built_at": context["built_at"], "nb2prod_version": __version__, "bento_tag": None,
     }
     (out / "nb2prod.json").write_text(json.dumps(manifest, indent=1))
-    return context
 
 
 def _imported_modules(source: str) -> list[str]:

@@ -1,7 +1,8 @@
 """Start and stop ``bentoml serve`` on a free localhost port (demo, tests, benchmarks).
 
-Servers bind to 127.0.0.1 only and run in their own process group, so stopping one
-stops its workers too.
+Servers bind to 127.0.0.1 only, log to a file (a pipe nobody reads would fill up and
+stall a busy server) and run in their own process group, so stopping one stops its
+workers too.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 
@@ -24,50 +27,61 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(target: str, cwd: str | None = None) -> tuple[subprocess.Popen, str]:
-    """``bentoml serve target`` in its own process group; returns (process, base URL)."""
-    port = free_port()
-    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true"}
-    proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", target, "--host",
-                             "127.0.0.1", "--port", str(port)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    return proc, f"http://127.0.0.1:{port}"
+class Server:
+    """One ``bentoml serve TARGET`` process group on 127.0.0.1."""
 
+    def __init__(self, target: str, cwd: str | Path | None = None,
+                 env: dict[str, str] | None = None, port: int | None = None,
+                 log: str | Path | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = Path(log) if log else Path(tempfile.mkstemp(prefix="bentoml-serve-",
+                                                               suffix=".log")[1])
+        env = {**(env or os.environ), "BENTOML_DO_NOT_TRACK": "true"}
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1",
+                 "--port", str(self.port)], cwd=cwd, env=env, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True)
 
-def wait_ready(proc: subprocess.Popen, url: str, timeout: float = 90) -> None:
-    """Wait for ``/readyz``; raise ``RuntimeError`` with the server's output if it exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited ({proc.returncode}):\n{proc.stdout.read()}")
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"{url} not ready after {timeout}s")
+    def output(self) -> str:
+        """Everything the server has printed so far."""
+        return self.log.read_text(errors="replace")
 
+    def wait_ready(self, timeout: float = 90) -> None:
+        """Wait for ``/readyz``; raise ``RuntimeError`` with the server's output if it exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.output()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        raise TimeoutError(f"{self.url} not ready after {timeout}s:\n{self.output()[-3000:]}")
 
-def stop(proc: subprocess.Popen) -> str:
-    """Stop the whole process group; return what the server printed."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.stdout.read() if proc.stdout else ""
+    def stop(self) -> str:
+        """Stop the whole process group; return what the server printed."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.output()
 
 
 @contextmanager
-def serving(target: str, cwd: str | None = None) -> Iterator[str]:
+def serving(target: str, cwd: str | Path | None = None,
+            env: dict[str, str] | None = None) -> Iterator[str]:
     """Serve ``target`` (a bento tag or ``module:Service``) for the ``with`` block; yields its URL."""
-    proc, url = start(target, cwd)
+    server = Server(target, cwd, env)
     try:
-        wait_ready(proc, url)
-        yield url
+        server.wait_ready()
+        yield server.url
     finally:
-        stop(proc)
+        server.stop()
+        server.log.unlink(missing_ok=True)

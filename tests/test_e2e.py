@@ -131,12 +131,12 @@ def test_a_tampered_model_file_refuses_to_start(flagship):
     artifact = load_version(manifest["model_tag"])[1] / ARTIFACT
     original = artifact.read_bytes()
     artifact.write_bytes(original + b"tampered")
+    server = servers.Server(manifest["bento_tag"])
     try:
-        proc, url = servers.start(manifest["bento_tag"])
         with pytest.raises(RuntimeError) as e:
-            servers.wait_ready(proc, url, timeout=60)
-        servers.stop(proc)
+            server.wait_ready(timeout=60)
     finally:
+        server.stop()
         artifact.write_bytes(original)
     assert "the model file was changed after the build" in str(e.value)
     assert "Traceback" not in str(e.value)

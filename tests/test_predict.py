@@ -87,3 +87,14 @@ def test_a_fallback_that_raises_too_is_a_503():
 def test_scalar_outputs_and_nan_become_json_values():
     out = predictor(model=lambda m, X: np.array([0.5, np.nan, 1, 2])).predict(X)
     assert [p["prediction"] for p in out] == [0.5, None, 1.0, 2.0]
+
+
+def test_mixed_output_columns_become_plain_json_values():
+    when = pd.to_datetime(["2026-01-01", None, "2026-01-03", "2026-01-04"])
+    out = predictor(model=lambda m, X: pd.DataFrame({
+        "n": np.arange(4), "x": [0.5, np.nan, 1.0, 2.0], "s": ["a", None, "c", "d"],
+        "t": when, "b": [True, False, True, True]})).predict(X)
+    assert out[1]["prediction"] == {"n": 1, "x": None, "s": None, "t": None, "b": False}
+    assert out[0]["prediction"] == {"n": 0, "x": 0.5, "s": "a", "t": "2026-01-01T00:00:00",
+                                    "b": True}
+    assert all(type(p["prediction"]["n"]) is int for p in out)

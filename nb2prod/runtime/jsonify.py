@@ -31,11 +31,10 @@ def rows(output: Any, n: int) -> list[Any]:
     if isinstance(output, pd.DataFrame):
         if len(output) != n:
             raise ValueError(f"returned {len(output)} rows for {n} inputs")
-        records = output.to_dict(orient="records")
-        if output.isna().to_numpy().any():
-            records = [{k: scalar(v) for k, v in r.items()} for r in records]
-        return [{str(k): v for k, v in r.items()} for r in records] \
-            if not all(isinstance(c, str) for c in output.columns) else records
+        names = [str(c) for c in output.columns]
+        # Column by column: tolist() unboxes to Python scalars far faster than to_dict.
+        columns = [_plain(output[c].to_numpy()) for c in output.columns]
+        return [dict(zip(names, row)) for row in zip(*columns)] if columns else [{}] * n
     if isinstance(output, (pd.Series, np.ndarray, list, tuple)):
         values = np.asarray(output)
         if values.ndim != 1:
@@ -43,9 +42,21 @@ def rows(output: Any, n: int) -> list[Any]:
                              "(one value per row) or a DataFrame")
         if len(values) != n:
             raise ValueError(f"returned {len(values)} values for {n} inputs")
-        return [scalar(v) for v in values.tolist()]
+        return _plain(values)
     raise ValueError(f"returned {type(output).__name__}; expected a DataFrame, Series, "
                      "array or list with one entry per input row")
+
+
+def _plain(values: np.ndarray) -> list[Any]:
+    """One column as JSON-ready Python values; only columns that can hold NaN are scanned."""
+    if values.dtype.kind in "biu":
+        return values.tolist()
+    if values.dtype.kind == "f":
+        out = values.tolist()
+        return [None if v != v else v for v in out] if np.isnan(values).any() else out
+    if values.dtype.kind in "mM":  # tolist() would give integers
+        return [scalar(v) for v in pd.Series(values)]
+    return [scalar(v) for v in values.tolist()]
 
 
 def frame(df: pd.DataFrame) -> list[dict[str, Any]]:
