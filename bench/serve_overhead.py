@@ -1,0 +1,282 @@
+"""Serving overhead: the nb2prod-built flagship service vs. a bare BentoML service.
+
+    .venv/bin/python bench/serve_overhead.py [--quick] [--seconds S] [--rounds R]
+
+Builds notebooks/breast_cancer.ipynb with ``nb2prod build`` into a temporary
+BENTOML_HOME, writes a hand-written bare BentoML service that loads the same
+``model.joblib`` and answers the same JSON, serves both at once on free 127.0.0.1
+ports, checks they agree on a 100-row payload, then measures p50/p99 latency and
+throughput for 1- and 100-row payloads at 1 and 8 concurrent clients. Bursts are
+interleaved (every round runs each case on both services, alternating which goes
+first) so machine noise hits both alike. Targets: nb2prod p50 <= 1.15x bare and
+throughput >= 0.85x bare. Writes bench/results/serve_overhead.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from nb2prod.serve import Server
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = ROOT / "notebooks" / "breast_cancer.ipynb"
+RESULTS = ROOT / "bench" / "results"
+BIN = Path(sys.executable).parent
+P50_MAX, RPS_MIN = 1.15, 0.85
+CASES = [(1, 1), (1, 8), (100, 1), (100, 8)]  # (rows per request, concurrent clients)
+HEADERS = {"Content-Type": "application/json"}
+
+BARE_SERVICE = '''\
+"""Bare BentoML baseline for bench/serve_overhead.py: same model, same answers, no nb2prod."""
+import uuid
+
+import bentoml
+import joblib
+import pandas as pd
+
+TAG = {tag!r}
+
+
+@bentoml.service(traffic={{"timeout": 30}})
+class Bare:
+    bento_model = bentoml.models.BentoModel(TAG)
+
+    def __init__(self):
+        self.model = joblib.load(self.bento_model.path_of("model.joblib"))
+
+    @bentoml.api
+    def predict(self, records: list[dict]) -> dict:
+        p = self.model.predict_proba(pd.DataFrame(records))[:, 1]
+        answers = [{{"prediction": {{"diagnosis": "malignant" if q >= 0.5 else "benign",
+                                     "probability_malignant": round(q, 4)}},
+                    "source": "model", "reason": None}} for q in p.tolist()]
+        return {{"request_id": uuid.uuid4().hex, "model_version": TAG, "predictions": answers}}
+'''
+
+
+def build(home: Path, out: Path, env: dict) -> dict:
+    """Run ``nb2prod build`` on the flagship notebook; return its nb2prod.json manifest."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([str(BIN / "nb2prod"), "build", str(NOTEBOOK), "--out", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"nb2prod build failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    manifest = json.loads((out / "nb2prod.json").read_text())
+    print(f"built {manifest['bento_tag']} (model {manifest['model_tag']}) "
+          f"in {time.perf_counter() - t0:.1f}s")
+    return manifest
+
+
+def payloads(contract: dict, n: int = 100) -> dict[int, bytes]:
+    """1-row and n-row request bodies: the stored examples, perturbed deterministically."""
+    rng, examples, records = random.Random(20240601), contract["examples"], []
+    for i in range(n):
+        row = {k: round(v * rng.uniform(0.97, 1.03), 6) for k, v in examples[i % len(examples)].items()}
+        row["worst radius"] = max(row["worst radius"], row["mean radius"])  # the row check
+        records.append(row)
+    return {1: json.dumps({"records": examples[:1]}).encode(),
+            n: json.dumps({"records": records}).encode()}
+
+
+def post(conn: http.client.HTTPConnection, body: bytes) -> bytes:
+    """POST /predict on a persistent connection; raise on anything but 200."""
+    conn.request("POST", "/predict", body, HEADERS)
+    resp = conn.getresponse()
+    data = resp.read()
+    if resp.status != 200:
+        raise RuntimeError(f"HTTP {resp.status}: {data[:300]!r}")
+    return data
+
+
+def refresh(conn: http.client.HTTPConnection) -> None:
+    """An untimed GET so an idle keep-alive connection closed by the server is reopened."""
+    for attempt in (0, 1):
+        try:
+            conn.request("GET", "/readyz")
+            conn.getresponse().read()
+            return
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            if attempt:
+                raise
+
+
+def burst(conns: list, body: bytes, seconds: float) -> tuple[list[float], float]:
+    """Every connection posts ``body`` in a loop for ``seconds``; (latencies, elapsed)."""
+    lats: list[list[float]] = [[] for _ in conns]
+    errors: list[BaseException] = []
+    gate = threading.Barrier(len(conns) + 1)
+
+    def client(i: int) -> None:
+        try:
+            refresh(conns[i])
+        except BaseException as exc:
+            errors.append(exc)
+        gate.wait()
+        if errors:
+            return
+        try:
+            end = time.perf_counter() + seconds
+            while (t := time.perf_counter()) < end:
+                post(conns[i], body)
+                lats[i].append(time.perf_counter() - t)
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(conns))]
+    for t in threads:
+        t.start()
+    gate.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError(f"request failed during a burst: {errors[0]}")
+    return [x for part in lats for x in part], elapsed
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile of a non-empty list, in milliseconds."""
+    s = sorted(values)
+    return 1000 * s[min(len(s) - 1, max(0, int(q * len(s) + 0.5) - 1))]
+
+
+def verify(conns: dict, body: bytes) -> None:
+    """Abort unless both services give the same answers for the 100-row payload."""
+    got = {name: json.loads(post(c[0], body))["predictions"] for name, c in conns.items()}
+    a, b = got["nb2prod"], got["bare"]
+    bad = [i for i, (x, y) in enumerate(zip(a, b))
+           if x["source"] != "model" or x["prediction"]["diagnosis"] != y["prediction"]["diagnosis"]
+           or abs(x["prediction"]["probability_malignant"] - y["prediction"]["probability_malignant"]) > 1e-4]
+    if len(a) != len(b) or bad:
+        sys.exit(f"ABORT: nb2prod and bare disagree (lengths {len(a)}/{len(b)}, rows {bad[:10]});"
+                 f" first: nb2prod={a[bad[0]] if bad else None} bare={b[bad[0]] if bad else None}")
+    print(f"verified: both services agree on all {len(a)} rows (all answered by the model)")
+
+
+def machine(load: tuple) -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor()) \
+        if os.path.exists("/proc/cpuinfo") else platform.processor()
+    import bentoml
+    return {"nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "cpu": cpu, "python": platform.python_version(), "platform": platform.platform(),
+            "bentoml": bentoml.__version__, "loadavg_at_start": [round(x, 2) for x in load],
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def report(rows: list[dict], info: dict, settings: dict) -> str:
+    """The markdown table (also printed) and the JSON/MD result files."""
+    head = ("| rows | clients | nb2prod p50 | bare p50 | nb2prod p99 | bare p99 | nb2prod req/s "
+            "| bare req/s | p50 ratio (<=1.15) | req/s ratio (>=0.85) |\n|" + "---|" * 10)
+    lines = [head] + [
+        f"| {r['rows']} | {r['clients']} | {r['nb2prod']['p50_ms']:.2f} ms | {r['bare']['p50_ms']:.2f} ms "
+        f"| {r['nb2prod']['p99_ms']:.2f} ms | {r['bare']['p99_ms']:.2f} ms | {r['nb2prod']['rps']:.1f} "
+        f"| {r['bare']['rps']:.1f} | {r['p50_ratio']:.3f} {'pass' if r['p50_pass'] else 'FAIL'} "
+        f"| {r['rps_ratio']:.3f} {'pass' if r['rps_pass'] else 'FAIL'} |" for r in rows]
+    table = "\n".join(lines)
+    ok = all(r["p50_pass"] and r["rps_pass"] for r in rows)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "serve_overhead.json").write_text(json.dumps(
+        {"machine": info, "settings": settings, "targets": {"p50_ratio_max": P50_MAX,
+         "rps_ratio_min": RPS_MIN}, "cases": rows, "all_pass": ok}, indent=1) + "\n")
+    (RESULTS / "serve_overhead.md").write_text(
+        "# Serving overhead: nb2prod vs. bare BentoML\n\n"
+        f"Command: `.venv/bin/python bench/serve_overhead.py{' --quick' if settings['quick'] else ''}`\n\n"
+        f"- date: {info['date']}\n- nproc: {info['nproc']} ({info['cpu']})\n"
+        f"- load average at start (1/5/15 min): {info['loadavg_at_start']}\n"
+        f"- python: {info['python']}, bentoml {info['bentoml']}, {info['platform']}\n"
+        f"- model: {settings['model_tag']}, bento: {settings['bento_tag']}\n"
+        f"- method: {settings['rounds']} interleaved rounds x {settings['seconds']}s bursts per "
+        "service and case, order alternating; one persistent HTTP/1.1 connection per client "
+        "thread; both servers up throughout on 127.0.0.1\n\n"
+        f"{table}\n\nOverall: **{'PASS' if ok else 'FAIL'}** (targets: p50 <= {P50_MAX}x bare, "
+        f"throughput >= {RPS_MIN}x bare)\n")
+    return table + f"\n\noverall: {'PASS' if ok else 'FAIL'}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of short bursts")
+    ap.add_argument("--seconds", type=float, help="seconds per burst (default 1.5; quick 0.3)")
+    ap.add_argument("--rounds", type=int, help="interleaved rounds (default 8; quick 2)")
+    args = ap.parse_args()
+    seconds = args.seconds or (0.3 if args.quick else 1.5)
+    rounds = args.rounds or (2 if args.quick else 8)
+    load = os.getloadavg()
+
+    with tempfile.TemporaryDirectory(prefix="nb2prod-bench-") as tmp:
+        tmp = Path(tmp)
+        env = {**os.environ, "BENTOML_HOME": str(tmp / "home"), "BENTOML_DO_NOT_TRACK": "true"}
+        manifest = build(tmp / "home", tmp / "build", env)
+        version = manifest["model_tag"].split(":", 1)[1]
+        contract = json.loads((tmp / "home" / "models" / "breast_cancer" / version
+                               / "contract.json").read_text())
+        bodies = payloads(contract)
+        (tmp / "bare").mkdir()
+        (tmp / "bare" / "service.py").write_text(BARE_SERVICE.format(tag=manifest["model_tag"]))
+
+        servers: dict[str, Server] = {}
+        try:
+            servers["nb2prod"] = Server(manifest["bento_tag"], cwd=tmp, env=env,
+                                        log=tmp / "nb2prod.log")
+            servers["bare"] = Server("service:Bare", cwd=tmp / "bare", env=env,
+                                     log=tmp / "bare.log")
+            for s in servers.values():
+                s.wait_ready()
+            print("serving: " + ", ".join(f"{n} on 127.0.0.1:{s.port}" for n, s in servers.items()))
+            conns = {n: [http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
+                         for _ in range(max(c for _, c in CASES))] for n, s in servers.items()}
+            verify(conns, bodies[100])
+
+            for name in conns:  # warm-up: untimed bursts of every case
+                for size, clients in CASES:
+                    burst(conns[name][:clients], bodies[size], 0.2 if args.quick else 1.0)
+
+            samples = {(case, n): ([], 0.0) for case in CASES for n in conns}
+            for r in range(rounds):
+                print(f"round {r + 1}/{rounds} …", flush=True)
+                for k, case in enumerate(CASES):
+                    order = ["nb2prod", "bare"] if (r + k) % 2 == 0 else ["bare", "nb2prod"]
+                    for name in order:
+                        lats, elapsed = burst(conns[name][:case[1]], bodies[case[0]], seconds)
+                        old, t = samples[case, name]
+                        samples[case, name] = (old + lats, t + elapsed)
+            for c in (c for cs in conns.values() for c in cs):
+                c.close()
+        finally:
+            for s in servers.values():
+                s.stop()
+
+    rows = []
+    for size, clients in CASES:
+        fig = {}
+        for name in ("nb2prod", "bare"):
+            lats, elapsed = samples[(size, clients), name]
+            fig[name] = {"p50_ms": pct(lats, 0.5), "p99_ms": pct(lats, 0.99),
+                         "rps": len(lats) / elapsed, "requests": len(lats)}
+        p50r = fig["nb2prod"]["p50_ms"] / fig["bare"]["p50_ms"]
+        rpsr = fig["nb2prod"]["rps"] / fig["bare"]["rps"]
+        rows.append({"rows": size, "clients": clients, **fig, "p50_ratio": p50r,
+                     "rps_ratio": rpsr, "p50_pass": p50r <= P50_MAX, "rps_pass": rpsr >= RPS_MIN})
+    settings = {"quick": args.quick, "seconds": seconds, "rounds": rounds,
+                "model_tag": manifest["model_tag"], "bento_tag": manifest["bento_tag"]}
+    print("\n" + report(rows, machine(load), settings))
+    print(f"\nwrote {RESULTS / 'serve_overhead.json'} and {RESULTS / 'serve_overhead.md'}")
+
+
+if __name__ == "__main__":
+    main()
