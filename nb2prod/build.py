@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from . import __version__, execute, extract, notebook
+from . import __version__, execute, extract, notebook, validation
 from .errors import BuildError, GateError, NotebookError
 from .render import class_name, pinned_packages, render
 from .store import load_version
@@ -60,7 +61,7 @@ def build(path: str | Path, out: str | Path | None = None,
           echo: Callable[[str], None] = print) -> BuildResult:
     """Build ``path`` into a tested bento; raise an ``Nb2prodError`` saying what failed."""
     parameters = parameters or {}
-    progress = Progress(7, echo)
+    progress = Progress(8, echo)
     nb = progress.stage("reading the notebook", notebook.read, path)
     progress.stage("checking markers and exported code", _check, nb, parameters)
     out = Path(out) if out else Path("build") / nb.path.stem
@@ -69,6 +70,8 @@ def build(path: str | Path, out: str | Path | None = None,
                                      execute.run, nb, out.resolve() / "executed.ipynb",
                                      parameters, out.resolve() / ".saved_models.jsonl")
     model_tag = _model_from(nb, saved)
+    progress.stage("checking the reference data against the input contract",
+                   _check_reference, nb, model_tag, out, echo)
     exported = progress.stage("extracting the marked code", extract.extract, executed)
     progress.stage("rendering the service", _render, nb, out, model_tag, exported)
     progress.stage("running the generated tests", _verify, out)
@@ -100,6 +103,29 @@ def _model_from(nb: notebook.Notebook, saved: list[dict[str, Any]]) -> str:
     return tag
 
 
+def _check_reference(nb: notebook.Notebook, model_tag: str, out: Path,
+                     echo: Callable[[str], None]) -> None:
+    """save_model validated the reference data (real GE, in the kernel): enforce its verdict."""
+    contract, path = load_version(model_tag)
+    report = validation.read(path)
+    if report is None:
+        return
+    shutil.copyfile(path / validation.REPORT_HTML, out / validation.REPORT_HTML)
+    for severity in ("fallback", "warn"):
+        for line in validation.failures(report, severity):
+            echo(f"      {severity}: {line}")
+    if contract.unsupported:
+        echo(f"      warning: {', '.join(contract.unsupported)} cannot be compiled for "
+             "requests; they run only when whole data sets are validated")
+    rejected = validation.failures(report, "reject")
+    if rejected:
+        raise BuildError("the reference data fails reject-level checks:\n"
+                         + "\n".join(f"  - {line}" for line in rejected),
+                         where=f"{nb.path.name}: save_model(reference=...)",
+                         fix=f"fix the data or the check; the full report is "
+                             f"{out / validation.REPORT_HTML}")
+
+
 def _render(nb: notebook.Notebook, out: Path, model_tag: str,
             exported: extract.Exported) -> None:
     contract, _ = load_version(model_tag)
@@ -116,7 +142,8 @@ def _render(nb: notebook.Notebook, out: Path, model_tag: str,
         "name": name, "class_name": context["class_name"], "model_tag": model_tag,
         "model_sha256": contract.artifact_sha256, "notebook": str(nb.path),
         "notebook_sha256": nb.sha256, "parameters": contract.parameters,
-        "marked": exported.marked, "metrics": contract.metrics,
+        "marked": exported.marked, "metrics": contract.metrics, "checks": contract.checks,
+        "unsupported_checks": list(contract.unsupported),
         "gate": [{"metric": g.metric, "value": g.value, "threshold": g.threshold.describe(),
                   "passed": g.passed} for g in contract.gate],
         "built_at": context["built_at"], "nb2prod_version": __version__, "bento_tag": None,

@@ -88,7 +88,7 @@ def _marker(kind: str) -> Callable[..., Any]:
 
     def marker(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         _validate_options(kind, options)
-        if fn is None:  # used with parentheses: @n2p.check(severity="reject")
+        if fn is None:  # used with parentheses: @n2p.check(severity="warn")
             return lambda f: marker(f, **options)
         _validate_function(kind, fn)
         spec = MarkerSpec(kind, fn.__name__, **{**defaults, **options})

@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 KINDS = ("model", "fallback", "guardrail", "check")
-SEVERITIES = ("reject",)
+# reject: the request is refused (422); fallback: the row is answered by the fallback
+# (reason "check"); warn: the model answers and the row carries a warning.
+SEVERITIES = ("reject", "fallback", "warn")
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,14 @@ class Contract:
     expected: tuple[dict[str, Any], ...] = ()
     notebook_sha256: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+    checks: int = 0  # expectations in the stored suite.json
+    unsupported: tuple[str, ...] = ()  # expectation types only batch validation runs
+    validation: dict[str, Any] = field(default_factory=dict)  # {"success", "failed": {sev: n}}
+    timeout_s: float | None = 2.0  # the model call's deadline; None: no deadline
+    min_confidence: float | None = None  # rows whose "confidence" is lower are not trusted
+    low_confidence: str = "fallback"  # or "review": returned as pending_review
+    pii: dict[str, str] = field(default_factory=dict)  # column -> "hash" | "drop"
+    cost_per_call: float | None = None  # for models that call paid APIs
     nb2prod_version: str = ""
     created_at: str = ""
 
@@ -115,4 +125,5 @@ class Contract:
         rest = {k: v for k, v in data.items() if k not in ("columns", "gate")}
         rest["examples"] = tuple(rest.get("examples", ()))
         rest["expected"] = tuple(rest.get("expected", ()))
+        rest["unsupported"] = tuple(rest.get("unsupported", ()))
         return cls(columns=cols, gate=gate, **rest)

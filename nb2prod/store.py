@@ -22,11 +22,14 @@ from .contract import evaluate_gate, infer_columns
 from .errors import ModelStoreError, Nb2prodError, NotebookError
 from .markers import collect
 from .runtime.jsonify import frame
-from .runtime.predict import Predictor
-from .spec import Contract
+from . import validation
+from .checks.compiled import CompiledSuite
+from .runtime.predict import Predictor, RequestRejected
+from .spec import SEVERITIES, Contract
 
 ARTIFACT = "model.joblib"
 CONTRACT = "contract.json"
+SUITE = "suite.json"  # Great Expectations suite JSON, loadable by plain GE
 # Set by ``nb2prod build`` for the papermill kernel; absent in an interactive kernel.
 ENV_RUN_FILE = "NB2PROD_RUN_FILE"
 ENV_NOTEBOOK_SHA = "NB2PROD_NOTEBOOK_SHA256"
@@ -46,13 +49,23 @@ def sha256_of(path: Path) -> str:
 def save_model(name: str, model: Any, *, reference: pd.DataFrame,
                metrics: Mapping[str, float] | None = None,
                gate: Mapping[str, Any] | None = None,
-               examples: pd.DataFrame | None = None) -> str:
+               examples: pd.DataFrame | None = None, checks: Any = None,
+               timeout_s: float | None = 2.0, min_confidence: float | None = None,
+               low_confidence: str = "fallback", pii: Mapping[str, str] | None = None,
+               cost_per_call: float | None = None) -> str:
     """Write a new version of ``name`` to the BentoML model store and return its tag.
 
     ``reference`` (the training inputs) defines the input schema; ``gate`` maps metric
     names to thresholds (a number means at least, ``n2p.at_most(x)`` at most);
     ``examples`` are answered now, in the notebook, and the built service must give the
-    same answers. Call it after the ``@n2p.model`` function is defined.
+    same answers; ``checks`` is the input contract (``n2p.expect(...)`` or suite JSON),
+    validated now on ``reference`` with Great Expectations and compiled for requests.
+    The service answers from the fallback when the model takes longer than
+    ``timeout_s`` or returns a ``confidence`` column below ``min_confidence``
+    (``low_confidence="review"`` returns such rows as ``pending_review`` instead);
+    ``pii`` maps input columns to ``"hash"`` or ``"drop"`` for the audit log;
+    ``cost_per_call`` is summed per model version in the metrics.
+    Call it after the ``@n2p.model`` function is defined.
     """
     import bentoml
     from . import __version__
@@ -66,19 +79,31 @@ def save_model(name: str, model: Any, *, reference: pd.DataFrame,
                             fix="define the serving function in an earlier cell:\n"
                                 "@n2p.model\ndef predict(model, X): return model.predict(X)")
     columns = infer_columns(reference)
+    policy = _policy(columns, timeout_s, min_confidence, low_confidence, pii, cost_per_call)
     metrics = {k: float(v) for k, v in (metrics or {}).items()}
     gate_results = evaluate_gate(gate, metrics)
-    examples_json, expected = _answer_examples(model, marked, columns, examples)
+    suite = _suite_json(checks, columns)
+    compiled = CompiledSuite(suite) if suite else None
+    validated = validation.validate(reference, suite, marked.checks)
+    examples_json, expected = _answer_examples(model, marked, columns, examples, compiled)
 
     with bentoml.models.create(name, labels={"nb2prod": "true"},
                                metadata={"metrics": metrics}) as bento_model:
         target = Path(bento_model.path)
         joblib.dump(model, target / ARTIFACT)
+        if suite:
+            (target / SUITE).write_text(json.dumps(suite, indent=1))
+        validation.write(validated, target, title=f"{name}: reference data", rows=len(reference))
         contract = Contract(
             name=name, columns=columns, artifact_sha256=sha256_of(target / ARTIFACT),
             metrics=metrics, gate=gate_results, examples=examples_json, expected=expected,
             notebook_sha256=os.environ.get(ENV_NOTEBOOK_SHA),
             parameters=json.loads(os.environ.get(ENV_PARAMETERS, "{}")),
+            checks=len(suite["expectations"]) if suite else 0,
+            unsupported=tuple(t for _, t in compiled.unsupported) if compiled else (),
+            validation={"success": validated.success, "failed": {
+                sev: len(validated.failed(sev)) for sev in SEVERITIES}},
+            **policy,
             nb2prod_version=__version__,
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         (target / CONTRACT).write_text(json.dumps(contract.to_json(), indent=1))
@@ -87,8 +112,44 @@ def save_model(name: str, model: Any, *, reference: pd.DataFrame,
     return tag
 
 
-def _answer_examples(model: Any, marked: Any, columns: Any,
-                     examples: pd.DataFrame | None) -> tuple[tuple, tuple]:
+def _policy(columns: Any, timeout_s: Any, min_confidence: Any, low_confidence: str,
+            pii: Mapping[str, str] | None, cost_per_call: Any) -> dict[str, Any]:
+    """Validate the serving options now, in the notebook, rather than at serve time."""
+    for arg, value in (("timeout_s", timeout_s), ("cost_per_call", cost_per_call)):
+        if value is not None and (not isinstance(value, (int, float)) or value <= 0):
+            raise Nb2prodError(f"save_model({arg}={value!r}) must be a positive number or None",
+                               fix=f"e.g. {arg}=2.0")
+    if min_confidence is not None and not 0 <= min_confidence <= 1:
+        raise Nb2prodError(f"save_model(min_confidence={min_confidence!r}) must be in [0, 1]",
+                           fix="e.g. min_confidence=0.7")
+    if low_confidence not in ("fallback", "review"):
+        raise Nb2prodError(f"save_model(low_confidence={low_confidence!r}) is not known",
+                           fix='use "fallback" or "review"')
+    names = {c.name for c in columns}
+    for column, how in (pii or {}).items():
+        if column not in names or how not in ("hash", "drop"):
+            raise Nb2prodError(f"save_model(pii={{{column!r}: {how!r}}}): "
+                               + ("no such input column" if column not in names
+                                  else 'the treatment must be "hash" or "drop"'),
+                               fix='e.g. pii={"email": "hash", "name": "drop"}')
+    return {"timeout_s": timeout_s, "min_confidence": min_confidence,
+            "low_confidence": low_confidence, "pii": dict(pii or {}),
+            "cost_per_call": cost_per_call}
+
+
+def _suite_json(checks: Any, columns: Any) -> dict | None:
+    """The suite as GE JSON, refusing one that names a column the reference lacks."""
+    if checks is None:
+        return None
+    from .checks.suite import Suite
+
+    suite = checks if isinstance(checks, Suite) else Suite.from_json(checks)
+    suite.check_columns([c.name for c in columns])
+    return suite.to_json()
+
+
+def _answer_examples(model: Any, marked: Any, columns: Any, examples: pd.DataFrame | None,
+                     compiled: Any) -> tuple[tuple, tuple]:
     if examples is None:
         return (), ()
     names = [c.name for c in columns]
@@ -98,13 +159,26 @@ def _answer_examples(model: Any, marked: Any, columns: Any,
                            "reference data", fix="pass rows of the same inputs, e.g. "
                                                  "examples=X_test.head(5)")
     examples = examples[names].reset_index(drop=True)
-    return tuple(frame(examples)), tuple(Predictor(model, marked).predict(examples))
+    try:
+        expected = Predictor(model, marked, compiled).predict(examples)
+    except RequestRejected as exc:
+        raise Nb2prodError(f"examples row {exc.errors[0]['loc'][1]} fails reject-level check "
+                           f"{exc.errors[0]['check']} ({exc.errors[0]['msg']})",
+                           fix="choose examples that pass the checks") from None
+    return tuple(frame(examples)), tuple(expected)
 
 
 def _report(tag: str, contract: Contract) -> None:
     failed = [g.describe() for g in contract.gate if not g.passed]
     status = "gate FAILED: " + "; ".join(failed) if failed else "gate passed"
     print(f"nb2prod: saved model {tag} ({status})")
+    if contract.checks or contract.validation.get("failed"):
+        counts = ", ".join(f"{n} {sev}" for sev, n in contract.validation["failed"].items() if n)
+        print(f"nb2prod: reference data checked: "
+              f"{'all checks pass' if contract.validation['success'] else 'failing: ' + counts}")
+    if contract.unsupported:
+        print(f"nb2prod: warning: {', '.join(contract.unsupported)} cannot run on requests; "
+              "they run only when whole data sets are validated (build, retrain)")
     run_file = os.environ.get(ENV_RUN_FILE)
     if run_file:
         with open(run_file, "a") as fh:

@@ -79,11 +79,20 @@ def test_parameters_override_the_notebook_and_are_recorded(tmp_path):
     manifest = json.loads((out / "nb2prod.json").read_text())
     assert manifest["parameters"] == {"C": 0.5, "min_roc_auc": 0.9}
     assert manifest["gate"][0]["threshold"] == ">= 0.9"
-    for stage in range(1, 8):
-        assert f"[{stage}/7]" in proc.stdout
+    for stage in range(1, 9):
+        assert f"[{stage}/8]" in proc.stdout
     assert f"serve it with:  bentoml serve {manifest['bento_tag']}" in proc.stdout
     for name in ("service.py", "breast_cancer_code.py", "bentofile.yaml", "tests/test_service.py",
                  "executed.ipynb"):
         assert (out / name).exists(), name
     assert "lock_packages: false" in (out / "bentofile.yaml").read_text()
     assert len((out / "service.py").read_text().splitlines()) < 40  # generated code is thin
+
+
+def test_reference_data_failing_a_reject_check_stops_the_build_with_a_report(fixture_nb, tmp_path):
+    proc = nb2prod("build", fixture_nb("reference_fails_checks"), "--out", tmp_path / "out")
+    assert_clean_failure(proc)
+    assert "the reference data fails reject-level checks" in proc.stderr
+    assert "expect_column_values_to_be_between(mean radius)" in proc.stderr
+    assert "5 of 426 row(s) fail" in proc.stderr and "expected between 0 and 25" in proc.stderr
+    assert (tmp_path / "out" / "validation.html").exists()

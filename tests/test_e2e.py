@@ -84,7 +84,7 @@ def test_a_guardrail_failure_is_answered_by_the_fallback(flagship):
     first, second = r.json()["predictions"]
     assert first["source"] == "model"
     assert second == {"prediction": {"diagnosis": "malignant", "probability_malignant": None},
-                      "source": "fallback", "reason": "guardrail"}
+                      "source": "fallback", "reason": "guardrail", "warnings": []}
 
 
 def test_a_failed_check_is_a_422_listing_every_row(flagship):
@@ -95,6 +95,17 @@ def test_a_failed_check_is_a_422_listing_every_row(flagship):
     assert r.status_code == 422
     assert [(d["loc"], d["check"]) for d in r.json()["detail"]] == [
         (["records", 0], "worst_at_least_mean"), (["records", 2], "worst_at_least_mean")]
+
+
+def test_the_flagship_contract_refuses_an_impossible_radius_naming_value_and_range(flagship):
+    manifest, client = flagship
+    good = dict(examples(manifest).examples[0])
+    r = client.post("/predict", json={"records": [good, {**good, "mean radius": 75.0,
+                                                          "worst radius": 80.0}]})
+    assert r.status_code == 422, r.text
+    [failure] = [d for d in r.json()["detail"] if d.get("column") == "mean radius"
+                 and d["expected"] == "between 0 and 60"]
+    assert failure["loc"] == ["records", 1, "mean radius"] and failure["value"] == 75.0
 
 
 def test_get_model_reports_version_metrics_and_lineage(flagship):

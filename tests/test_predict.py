@@ -3,8 +3,10 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+import nb2prod as n2p
+
 from nb2prod.markers import Marked
-from nb2prod.runtime.predict import NoFallbackError, Predictor, RequestRejected
+from nb2prod.runtime.predict import NoFallbackError, Policy, Predictor, RequestRejected
 
 X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 1.0, 0.0, 0.0]})
 MODEL = LogisticRegression().fit(X, [0, 0, 1, 1])
@@ -18,8 +20,23 @@ def rule(X):
     return (X["a"] > 1.5).astype(int)
 
 
-def predictor(**kwargs):
-    return Predictor(MODEL, Marked(**{"model": label, "fallback": rule, **kwargs}))
+@n2p.check(severity="fallback")
+def a_not_two(X):
+    return X["a"] != 2
+
+
+@n2p.check(severity="warn")
+def small_b(X):
+    return X["b"] < 1
+
+
+@n2p.check(severity="fallback")
+def not_first(X):
+    return X.index != 0
+
+
+def predictor(policy=Policy(), **kwargs):
+    return Predictor(MODEL, Marked(**{"model": label, "fallback": rule, **kwargs}), policy=policy)
 
 
 def test_model_answers_every_row_when_nothing_goes_wrong():
@@ -50,7 +67,8 @@ def test_guardrail_failure_sends_only_that_row_to_the_fallback():
         return pd.Series([True, True, False, True])
     out = predictor(guardrails=[not_row_two]).predict(X)
     assert [p["source"] for p in out] == ["model", "model", "fallback", "model"]
-    assert out[2] == {"prediction": 1, "source": "fallback", "reason": "guardrail"}
+    assert out[2] == {"prediction": 1, "source": "fallback", "reason": "guardrail",
+                      "warnings": []}
 
 
 def test_a_guardrail_that_raises_is_not_trusted():
@@ -84,17 +102,91 @@ def test_a_fallback_that_raises_too_is_a_503():
         predictor(model=broken, fallback=also_broken).predict(X)
 
 
-def test_scalar_outputs_and_nan_become_json_values():
+def test_scalar_outputs_become_json_values_and_nan_is_an_error():
     out = predictor(model=lambda m, X: np.array([0.5, np.nan, 1, 2])).predict(X)
-    assert [p["prediction"] for p in out] == [0.5, None, 1.0, 2.0]
+    assert [p["prediction"] for p in out] == [0.5, 0, 1.0, 2.0]
+    assert [p["reason"] for p in out] == [None, "error", None, None]
 
 
 def test_mixed_output_columns_become_plain_json_values():
     when = pd.to_datetime(["2026-01-01", None, "2026-01-03", "2026-01-04"])
     out = predictor(model=lambda m, X: pd.DataFrame({
-        "n": np.arange(4), "x": [0.5, np.nan, 1.0, 2.0], "s": ["a", None, "c", "d"],
+        "n": np.arange(4), "x": [0.5, 1.5, 1.0, 2.0], "s": ["a", None, "c", "d"],
         "t": when, "b": [True, False, True, True]})).predict(X)
-    assert out[1]["prediction"] == {"n": 1, "x": None, "s": None, "t": None, "b": False}
+    assert out[1]["prediction"] == {"n": 1, "x": 1.5, "s": None, "t": None, "b": False}
     assert out[0]["prediction"] == {"n": 0, "x": 0.5, "s": "a", "t": "2026-01-01T00:00:00",
                                     "b": True}
     assert all(type(p["prediction"]["n"]) is int for p in out)
+
+
+def test_a_fallback_check_sends_its_rows_to_the_fallback_and_the_rest_to_the_model():
+    seen = []
+
+    def label_and_record(model, X):
+        seen.append(list(X["a"]))
+        return label(model, X)
+
+    out = predictor(model=label_and_record, checks=[a_not_two]).predict(X)
+    assert seen == [[0.0, 1.0, 3.0]]  # the model never sees the row the check routed away
+    assert [(p["source"], p["reason"]) for p in out] == [
+        ("model", None), ("model", None), ("fallback", "check"), ("model", None)]
+
+
+def test_a_warn_check_lets_the_model_answer_and_attaches_the_warning():
+    failures = []
+
+    p = Predictor(MODEL, Marked(model=label, fallback=rule, checks=[small_b]),
+                  on_failures=failures.extend)
+    out = p.predict(X)
+    assert [o["source"] for o in out] == ["model"] * 4
+    assert [len(o["warnings"]) for o in out] == [1, 1, 0, 0]
+    assert out[0]["warnings"][0]["check"] == "small_b"
+    assert failures == [("small_b", "warn"), ("small_b", "warn")]
+
+
+def test_guardrails_see_the_rows_the_model_saw_with_a_fresh_index():
+    def aligned(X, result):  # naive pandas code: relies on X and result sharing an index
+        return (X["a"] >= 0) & (result["label"] >= 0)
+
+    out = predictor(checks=[not_first], guardrails=[aligned]).predict(X)
+    assert [p["reason"] for p in out] == ["check", None, None, None]
+
+
+def test_a_hanging_model_is_answered_by_the_fallback_within_the_deadline():
+    import threading
+    import time
+
+    release = threading.Event()
+
+    def hangs(model, X):
+        release.wait(10)
+        return label(model, X)
+
+    p = predictor(model=hangs, policy=Policy(timeout_s=0.2))
+    try:
+        for _ in range(6):  # more calls than workers: stuck workers must not block later ones
+            t0 = time.perf_counter()
+            out = p.predict(X)
+            assert time.perf_counter() - t0 < 0.2 + 0.05
+            assert {(o["source"], o["reason"]) for o in out} == {("fallback", "timeout")}
+    finally:
+        release.set()
+
+
+def confident(model, X):
+    return pd.DataFrame({"label": [0, 0, 1, 1], "confidence": [0.9, 0.4, 0.3, 0.8]})
+
+
+def test_low_confidence_rows_go_to_the_fallback():
+    out = predictor(model=confident, policy=Policy(min_confidence=0.6)).predict(X)
+    assert [(o["source"], o["reason"]) for o in out] == [
+        ("model", None), ("fallback", "low_confidence"), ("fallback", "low_confidence"),
+        ("model", None)]
+
+
+def test_low_confidence_rows_can_wait_for_review_instead():
+    policy = Policy(min_confidence=0.6, low_confidence="review")
+    out = predictor(model=confident, policy=policy).predict(X)
+    assert [(o["source"], o["prediction"]) for o in out][1:3] == [
+        ("pending_review", None), ("pending_review", None)]
+    assert out[0]["source"] == "model"

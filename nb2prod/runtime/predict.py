@@ -1,20 +1,24 @@
-"""The prediction path: checks → model → guardrails → fallback, one row at a time in spirit.
+"""The prediction path: checks → model → guardrails → fallback.
 
-Bad input is the client's fault (``RequestRejected``, a 4xx); the model raising or
-returning garbage is not: those rows are answered by the fallback and marked so. With no
-fallback to turn to, ``NoFallbackError`` (a 503) says so plainly.
+Bad input is the client's fault: rows failing a ``reject`` check refuse the request
+(``RequestRejected``, a 422 listing every failure). A ``fallback`` check sends its rows
+to the fallback (reason ``check``); a ``warn`` check lets the model answer and attaches
+the warning. The model raising or returning garbage is not the client's fault: those
+rows are answered by the fallback and marked so. With no fallback to turn to,
+``NoFallbackError`` (a 503) says so plainly.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
-from ..markers import Marked
+from ..markers import Marked, spec_of
+from .deadline import Deadline, DeadlineExceeded
 from .jsonify import rows, scalar
 
 log = logging.getLogger("nb2prod")
@@ -22,7 +26,7 @@ log = logging.getLogger("nb2prod")
 
 @dataclass
 class RequestRejected(Exception):
-    """Rows refused by a reject-level check; ``errors`` lists every failure."""
+    """Rows refused by reject-level checks; ``errors`` lists every failure."""
 
     errors: list[dict[str, Any]]
 
@@ -32,6 +36,45 @@ class NoFallbackError(Exception):
     """The model could not answer some rows and there is no usable fallback."""
 
     message: str
+
+
+@dataclass
+class Findings:
+    """What the checks found in one request, row by row, before the model runs."""
+
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    fallback: set[int] = field(default_factory=set)
+    warnings: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (check, severity) per row
+
+    def add(self, row: int, severity: str, failure: dict[str, Any]) -> None:
+        """Record one row's failure of one check under its severity."""
+        self.failures.append((failure["check"], severity))
+        if severity == "reject":
+            self.rejected.append({"loc": ["records", row] + ([failure["column"]]
+                                                            if failure.get("column") else []),
+                                  "type": "check", **failure})
+        elif severity == "fallback":
+            self.fallback.add(row)
+        else:
+            self.warnings.setdefault(row, []).append(failure)
+
+
+def _source(reason: str | None, review: bool) -> str:
+    if reason is None:
+        return "model"
+    return "pending_review" if review and reason == "low_confidence" else "fallback"
+
+
+def _nan_rows(result: Any, n: int) -> np.ndarray:
+    """Which rows of a model output hold a NaN in a float column: one mask per request."""
+    columns = ([result[c].to_numpy() for c in result.columns]
+               if isinstance(result, pd.DataFrame) else [np.asarray(result)])
+    mask = np.zeros(n, dtype=bool)
+    for values in columns:
+        if values.dtype.kind == "f":
+            mask |= np.isnan(values)
+    return mask
 
 
 def _verdict(name: str, value: Any, n: int) -> np.ndarray:
@@ -45,58 +88,123 @@ def _verdict(name: str, value: Any, n: int) -> np.ndarray:
     return arr.astype(bool)
 
 
-class Predictor:
-    """Answers a batch of validated rows with the notebook's marked functions."""
+@dataclass(frozen=True)
+class Policy:
+    """When the model's answer is not used: a deadline and a confidence floor.
 
-    def __init__(self, model: Any, marked: Marked):
+    ``low_confidence`` is ``"fallback"`` (the fallback answers) or ``"review"`` (the row
+    comes back as ``pending_review`` with no prediction, for a person to decide).
+    """
+
+    timeout_s: float | None = None
+    min_confidence: float | None = None
+    low_confidence: str = "fallback"
+
+
+class Predictor:
+    """Answers a batch of validated rows with the notebook's marked functions.
+
+    ``validator`` is a compiled expectation suite (``CompiledSuite``) or None;
+    ``on_failures`` receives every request's ``(check, severity)`` failures (metrics).
+    """
+
+    def __init__(self, model: Any, marked: Marked, validator: Any = None,
+                 on_failures: Callable[[list[tuple[str, str]]], None] | None = None,
+                 policy: Policy = Policy()):
         if marked.model is None:
             raise ValueError("no @n2p.model function to serve")
         self.model = model
         self.marked = marked
+        self.validator = validator
+        self.on_failures = on_failures
+        self.policy = policy
+        self.deadline = Deadline(policy.timeout_s) if policy.timeout_s else None
 
-    def check(self, X: pd.DataFrame) -> None:
-        """Run reject-level checks; raise ``RequestRejected`` listing every failing row."""
-        errors = []
+    def inspect(self, X: pd.DataFrame) -> Findings:
+        """Run the suite and the ``@n2p.check`` functions; every failure, per row."""
+        found = Findings()
+        if self.validator is not None:
+            for res in self.validator.validate(X).failed():
+                rows_hit = res.unexpected_rows or range(len(X))  # table-level: every row
+                for i in rows_hit:
+                    value = scalar(X[res.column].iat[i]) if res.column in X else None
+                    found.add(int(i), res.severity, {
+                        "check": res.type, "column": res.column, "value": value,
+                        "expected": res.expected,
+                        "msg": f"{res.column!r} = {value!r}, expected {res.expected}"})
         for fn in self.marked.checks:
             ok = _verdict(fn.__name__, fn(X), len(X))
             for i in np.flatnonzero(~ok):
-                errors.append({"loc": ["records", int(i)], "type": "check",
-                               "check": fn.__name__,
-                               "msg": f"row {int(i)} fails check {fn.__name__}()"})
-        if errors:
-            raise RequestRejected(errors)
+                found.add(int(i), getattr(spec_of(fn), "severity", None) or "reject", {
+                    "check": fn.__name__, "msg": f"row {int(i)} fails check {fn.__name__}()"})
+        if found.failures and self.on_failures:
+            self.on_failures(found.failures)
+        return found
 
     def predict(self, X: pd.DataFrame) -> list[dict[str, Any]]:
-        """One ``{"prediction", "source", "reason"}`` per row of ``X``."""
-        self.check(X)
+        """One ``{"prediction", "source", "reason", "warnings"}`` per row of ``X``."""
         n = len(X)
-        reasons: list[str | None] = [None] * n
+        found = self.inspect(X)
+        if found.rejected:
+            raise RequestRejected(found.rejected)
+        reasons: list[str | None] = ["check" if i in found.fallback else None for i in range(n)]
+        answers: list[Any] = [None] * n
+        todo = [i for i in range(n) if reasons[i] is None]
+        if todo:
+            self._model(X if len(todo) == n else X.iloc[todo].reset_index(drop=True),
+                        todo, reasons, answers)
+        review = self.policy.low_confidence == "review"
+        bad = [i for i in range(n) if reasons[i] is not None
+               and not (review and reasons[i] == "low_confidence")]
+        if bad:
+            for i, value in zip(bad, self._run_fallback(X.iloc[bad].reset_index(drop=True),
+                                                        [reasons[i] for i in bad])):
+                answers[i] = value
+        return [{"prediction": None if source == "pending_review" else a, "source": source,
+                 "reason": r, "warnings": found.warnings.get(i, [])}
+                for i, (a, r) in enumerate(zip(answers, reasons))
+                for source in [_source(r, review)]]
+
+    def _model(self, X: pd.DataFrame, positions: list[int], reasons: list[str | None],
+               answers: list[Any]) -> None:
+        """Ask the model for ``X`` (the rows at ``positions``); mark rows it cannot answer."""
         try:
-            result = self.marked.model(self.model, X)
-            answers = rows(result, n)
+            result = (self.deadline.call(self.marked.model, self.model, X) if self.deadline
+                      else self.marked.model(self.model, X))
+            got = rows(result, len(X))
+        except DeadlineExceeded as exc:
+            log.warning("model function %s(): %s; using the fallback for %d row(s)",
+                        self.marked.model.__name__, exc, len(X))
+            for i in positions:
+                reasons[i] = "timeout"
+            return
         except Exception:
             log.exception("model function %s() failed on %d row(s); using the fallback",
-                          self.marked.model.__name__, n)
-            return self._fallback(X, ["error"] * n, [None] * n)
+                          self.marked.model.__name__, len(X))
+            for i in positions:
+                reasons[i] = "error"
+            return
+        for i, value, nan in zip(positions, got, _nan_rows(result, len(X))):
+            answers[i] = value
+            if nan:  # garbage out: the model's answer for this row is unusable
+                reasons[i] = "error"
+        self._confidence(result, positions, reasons)
         for fn in self.marked.guardrails:
             try:
-                ok = _verdict(fn.__name__, fn(X, result), n)
+                ok = _verdict(fn.__name__, fn(X, result), len(X))
             except Exception:  # an unverifiable answer is not trusted
                 log.exception("guardrail %s() raised; treating all rows as failed", fn.__name__)
-                ok = np.zeros(n, dtype=bool)
-            for i in np.flatnonzero(~ok):
-                reasons[i] = reasons[i] or "guardrail"
-        return self._fallback(X, reasons, answers)
+                ok = np.zeros(len(X), dtype=bool)
+            for j in np.flatnonzero(~ok):
+                reasons[positions[j]] = reasons[positions[j]] or "guardrail"
 
-    def _fallback(self, X: pd.DataFrame, reasons: list[str | None],
-                  answers: list[Any]) -> list[dict[str, Any]]:
-        bad = [i for i, r in enumerate(reasons) if r is not None]
-        if bad:
-            fallen = self._run_fallback(X.iloc[bad], [reasons[i] for i in bad])
-            for i, value in zip(bad, fallen):
-                answers[i] = value
-        return [{"prediction": a, "source": "model" if r is None else "fallback", "reason": r}
-                for a, r in zip(answers, reasons)]
+    def _confidence(self, result: Any, positions: list[int], reasons: list[str | None]) -> None:
+        floor = self.policy.min_confidence
+        if floor is None or not isinstance(result, pd.DataFrame) or "confidence" not in result:
+            return
+        low = ~(result["confidence"].to_numpy(dtype=float) >= floor)  # NaN counts as low
+        for j in np.flatnonzero(low):
+            reasons[positions[j]] = reasons[positions[j]] or "low_confidence"
 
     def _run_fallback(self, X: pd.DataFrame, reasons: list[str | None]) -> list[Any]:
         fn = self.marked.fallback
@@ -110,6 +218,3 @@ class Predictor:
             log.exception("fallback %s() failed on %d row(s)", fn.__name__, len(X))
             raise NoFallbackError(f"the model could not answer {len(X)} row(s) ({why}) and "
                                   f"the fallback {fn.__name__}() failed too; see the server log")
-
-
-__all__ = ["Predictor", "RequestRejected", "NoFallbackError", "scalar"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -20,33 +21,26 @@ from starlette.responses import JSONResponse
 
 from ..errors import ModelStoreError, Nb2prodError
 from ..markers import collect
-from ..store import load_artifact, load_version, verify_artifact
-from .predict import NoFallbackError, Predictor, RequestRejected
+from ..checks.compiled import CompiledSuite
+from ..store import SUITE, load_artifact, load_version, verify_artifact
+from . import metrics
+from .http import Endpoints
+from .predict import NoFallbackError, Policy, Predictor, RequestRejected
 from .schema import FrameMaker, record_type
 
 MAX_RECORDS = 10_000
 
 
-class ModelInfo:
-    """ASGI middleware answering exactly ``GET /model`` with the pinned version's facts.
-
-    A middleware rather than a mounted app: a mount only matches ``/model/`` and would
-    redirect ``/model``.
-    """
-
-    def __init__(self, app: Any, info: dict[str, Any]):
-        self.app = app
-        self.body = json.dumps(info).encode()
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"].rstrip("/") != "/model":
-            return await self.app(scope, receive, send)
-        ok = scope["method"] in ("GET", "HEAD")
-        body = self.body if ok else b'{"error": "use GET /model"}'
-        await send({"type": "http.response.start", "status": 200 if ok else 405,
-                    "headers": [(b"content-type", b"application/json")]
-                    + ([] if ok else [(b"allow", b"GET")])})
-        await send({"type": "http.response.body", "body": body})
+def policy_from(contract: Any) -> Policy:
+    """The contract's serving policy; ``NB2PROD_TIMEOUT_S`` / ``NB2PROD_MIN_CONFIDENCE``
+    override it for one deployment (``none`` switches the deadline off)."""
+    timeout = os.environ.get("NB2PROD_TIMEOUT_S")
+    floor = os.environ.get("NB2PROD_MIN_CONFIDENCE")
+    return Policy(
+        timeout_s=contract.timeout_s if timeout is None
+        else (None if timeout.lower() == "none" else float(timeout)),
+        min_confidence=contract.min_confidence if floor is None else float(floor),
+        low_confidence=contract.low_confidence)
 
 
 def make_service(*, class_name: str, code: ModuleType, model_tag: str, model_sha256: str,
@@ -68,19 +62,25 @@ def make_service(*, class_name: str, code: ModuleType, model_tag: str, model_sha
     marked = collect(vars(code))
     to_frame = FrameMaker(contract.columns)
     Record = record_type(contract.columns, class_name)
+    suite = json.loads((path / SUITE).read_text()) if (path / SUITE).exists() else None
 
     def __init__(self: Any) -> None:
-        self.predictor = Predictor(load_artifact(path, model_sha256), marked)
+        self.predictor = Predictor(
+            load_artifact(path, model_sha256), marked,
+            CompiledSuite(suite) if suite else None,
+            on_failures=lambda failures: metrics.count_failures(model_tag, failures),
+            policy=policy_from(contract))
 
     def predict(self: Any, records: list) -> dict:
         """Predict for 1..N records; each answer says whether the model or the fallback gave it."""
         try:
             answers = self.predictor.predict(to_frame(records))
         except RequestRejected as exc:
-            return JSONResponse({"error": f"{len(exc.errors)} check failure(s)",
-                                 "detail": exc.errors}, status_code=422)
+            return JSONResponse({"error": f"{len(exc.errors)} check failure(s): the request "
+                                          "is refused", "detail": exc.errors}, status_code=422)
         except NoFallbackError as exc:
             return JSONResponse({"error": exc.message}, status_code=503)
+        metrics.count_answers(model_tag, answers)
         return {"request_id": uuid.uuid4().hex, "model_version": model_tag,
                 "predictions": answers}
 
@@ -94,13 +94,14 @@ def make_service(*, class_name: str, code: ModuleType, model_tag: str, model_sha
         "bento_model": bentoml.models.BentoModel(model_tag),
         "__init__": __init__, "predict": bentoml.api(predict)})
     svc = bentoml.service(cls, traffic={"timeout": 30})
-    svc.add_asgi_middleware(ModelInfo, info={
+    info = {
         "name": contract.name, "model_version": model_tag, "metrics": contract.metrics,
         "gate": [{"metric": g.metric, "value": g.value, "threshold": g.threshold.describe(),
                   "passed": g.passed} for g in contract.gate],
         "notebook_sha256": contract.notebook_sha256, "parameters": contract.parameters,
         "trained_at": contract.created_at, "built_at": built_at,
-        "nb2prod_version": contract.nb2prod_version})
+        "nb2prod_version": contract.nb2prod_version}
+    svc.add_asgi_middleware(Endpoints, get_routes={"/model": lambda: info}, admin_routes={})
     return svc
 
 

@@ -1,0 +1,45 @@
+"""Run the model with a deadline, so a hanging call costs one request its model answer
+and nothing more.
+
+Python cannot kill a thread, so a call that overruns keeps its worker until it returns.
+The pool is bounded; when every worker is held by a stuck call, new calls time out at
+once instead of queueing behind them, so later requests still get fallback answers
+within their deadline.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Callable
+
+
+class DeadlineExceeded(Exception):
+    """The call did not finish within its deadline (or no worker was free to start it)."""
+
+
+class Deadline:
+    """Calls functions in a bounded pool of worker threads, waiting at most ``seconds``."""
+
+    def __init__(self, seconds: float, workers: int = 4):
+        self.seconds = seconds
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nb2prod-model")
+        self._free = threading.BoundedSemaphore(workers)
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``, or ``DeadlineExceeded`` after ``seconds``; exceptions propagate."""
+        if not self._free.acquire(blocking=False):
+            raise DeadlineExceeded("every model worker is still busy with an overrunning call")
+
+        def run() -> Any:
+            try:
+                return fn(*args)
+            finally:
+                self._free.release()
+
+        future = self._pool.submit(run)
+        try:
+            return future.result(timeout=self.seconds)
+        except FutureTimeout:
+            raise DeadlineExceeded(f"the model did not answer within {self.seconds}s") from None
