@@ -6,21 +6,23 @@ traceback reaches a user unless they ask for one with ``--debug``.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, TypeVar
 
 import typer
 
 from .errors import Nb2prodError, UsageError
 
+T = TypeVar("T")
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Take a Jupyter notebook to a tested BentoML service.")
 
 
-def _run(fn: Callable[[], object], debug: bool) -> None:
+def _run(fn: Callable[[], T], debug: bool) -> T:
     try:
-        fn()
+        return fn()
     except Nb2prodError as exc:
         if debug:
             raise
@@ -68,6 +70,40 @@ def build(
 
     _run(lambda: build_module.build(notebook, out, _parameters(ctx.args), echo=typer.echo),
          debug)
+
+
+_COLOURS = {"ok": typer.colors.GREEN, "missing": typer.colors.RED,
+            "advice": typer.colors.YELLOW, "unchecked": None}
+
+
+@app.command()
+def doctor(
+    notebook: Path = typer.Argument(..., help="The notebook to check"),
+    run: bool = typer.Option(False, "--run", help="Also run the notebook (papermill, in a "
+                             "temporary directory) and report what save_model recorded"),
+    as_json: bool = typer.Option(False, "--json", help="Print the checklist as JSON"),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks"),
+) -> None:
+    """Check a notebook for production readiness: markers, checks, gate, examples...
+
+    Static by default (nothing runs). Exits 1 when a required item is missing.
+    """
+    from . import doctor as doctor_module
+
+    report = _run(lambda: doctor_module.diagnose(notebook, run=run), debug)
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=1))
+    else:
+        typer.echo(f"{notebook.name}: production readiness"
+                   + (" (static: add --run to execute it)" if not run else ""))
+        for item in report.items:
+            colour = _COLOURS[doctor_module.status_of(item)]
+            for n, line in enumerate(doctor_module.format_item(item)):
+                typer.secho(line, fg=colour if n == 0 else None)
+        typer.secho(doctor_module.summary(report.items),
+                    fg=typer.colors.GREEN if report.ready else typer.colors.RED)
+    if not report.ready:
+        raise typer.Exit(1)
 
 
 @app.command()

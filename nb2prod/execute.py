@@ -1,21 +1,36 @@
-"""Runs a notebook in a fresh kernel with papermill (restart-and-run-all, always)."""
+"""Runs a notebook in a fresh kernel with papermill (restart-and-run-all, always).
+
+A notebook that uses n2p directives runs as a *prepared copy*, written next to the
+output (never over the user's notebook): every spelling becomes the ``%%n2p`` magic, so
+the kernel applies it exactly as an interactive session would, and a ``skip`` cell
+becomes a one-line comment. Cells keep their count and order, so "cell 7" in an error
+is cell 7 of the user's notebook. The kernel starts with the nb2prod extension loaded
+(``--IPKernelApp.extra_extensions``) unless the notebook loads it before its first
+directive: that needs no extra line in any cell, even when cell 1 is a ``%%n2p`` cell.
+"""
 
 from __future__ import annotations
 
 import ast
 import json
 import os
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import nbformat
 import papermill
 from papermill.exceptions import PapermillExecutionError
 
+from .directives import as_magic
 from .errors import ExecutionError, UsageError
 from .notebook import INJECTED_TAG, Notebook, read
 from .store import ENV_NOTEBOOK_SHA, ENV_PARAMETERS, ENV_RUN_FILE
+
+PREPARED = ".prepared.ipynb"
+_LOADS_EXTENSION = re.compile(r"^\s*%(?:re)?load_ext\s+(?:.*\s)?nb2prod(?:\s|$)", re.MULTILINE)
 
 
 def parse_value(text: str) -> Any:
@@ -52,10 +67,34 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def prepare(nb: Notebook, directory: Path) -> tuple[Path, list[str]]:
+    """The notebook papermill should run, and the kernel arguments it needs.
+
+    Without directives that is the user's notebook as it is. With them, a prepared copy
+    in ``directory`` (see the module docstring) and, unless the notebook loads nb2prod's
+    extension before its first directive, the argument that loads it at kernel start.
+    """
+    directed = [c for c in nb.cells if c.directive is not None]
+    if not directed:
+        return nb.path, []
+    raw = nbformat.read(nb.path, as_version=4)
+    for cell in directed:
+        target = raw.cells[cell.index]
+        target.source = as_magic(target.source, cell.directive)
+        if cell.skipped:
+            target.outputs, target.execution_count = [], None
+    prepared = directory / PREPARED
+    nbformat.write(raw, prepared)
+    loads = any(_LOADS_EXTENSION.search(c.source) for c in nb.cells
+                if c.index < directed[0].index)
+    return prepared, [] if loads else ["--IPKernelApp.extra_extensions=nb2prod"]
+
+
 def run(nb: Notebook, output: Path, parameters: dict[str, Any],
         run_file: Path) -> tuple[Notebook, list[dict[str, Any]]]:
     """Execute ``nb`` into ``output``; return the executed notebook and save_model reports."""
     check_parameters(nb, parameters)
+    source, kernel_arguments = prepare(nb, output.parent)
     run_file.write_text("")
     env = {ENV_RUN_FILE: str(run_file), ENV_NOTEBOOK_SHA: nb.sha256,
            ENV_PARAMETERS: json.dumps(parameters, default=str),
@@ -64,10 +103,10 @@ def run(nb: Notebook, output: Path, parameters: dict[str, Any],
     try:
         with _environment(env):
             papermill.execute_notebook(
-                str(nb.path), str(output), parameters=parameters, kernel_name="python3",
+                str(source), str(output), parameters=parameters, kernel_name="python3",
                 cwd=str(nb.path.parent), progress_bar=False, log_output=False,
                 # the kernel's "running over TCP" notice is noise for a local build
-                extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                extra_arguments=["--IPKernelApp.log_level=ERROR", *kernel_arguments])
     except PapermillExecutionError as exc:
         executed = read(output)
         cell = next((c for c in executed.cells if c.index == exc.cell_index), None)
@@ -80,4 +119,4 @@ def run(nb: Notebook, output: Path, parameters: dict[str, Any],
     return read(output), reports
 
 
-__all__ = ["run", "parse_value", "check_parameters", "INJECTED_TAG"]
+__all__ = ["run", "prepare", "parse_value", "check_parameters", "INJECTED_TAG"]

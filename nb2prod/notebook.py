@@ -1,7 +1,9 @@
 """Reads a notebook with nbformat into cells a person can find: numbers, tags, Python AST.
 
 No execution happens here. IPython syntax (magics, ``!shell`` escapes) is blanked line by
-line so line numbers in errors still match what the user sees in the notebook.
+line so line numbers in errors still match what the user sees in the notebook. Each cell's
+n2p directive is resolved here, once, from all three spellings (``%%n2p``, ``#| n2p:``,
+tags; see ``directives.py``), so a conflict fails on reading, located to the cell.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from pathlib import Path
 
 import nbformat
 
-from .errors import UsageError
+from . import directives
+from .directives import Directive
+from .errors import MarkerError, NotebookError, UsageError
 
 INJECTED_TAG = "injected-parameters"
 PARAMETERS_TAG = "parameters"
@@ -25,7 +29,8 @@ _IPYTHON_LINE = re.compile(r"^\s*([%!]|[\w.]+\s*=\s*[%!])")
 
 @dataclass(frozen=True)
 class Cell:
-    """One code cell: where it is (``label``), its tags, and its Python (IPython-free)."""
+    """One code cell: where it is (``label``), its tags, its Python (IPython-free) and its
+    n2p directive, if any (``directive.name`` is ``"export"``, ``"skip"``, ``"model"``...)."""
 
     index: int  # position in the file, 0-based
     label: str  # "cell 3" (1-based, as a person counts) or "injected parameters"
@@ -34,6 +39,12 @@ class Cell:
     tags: tuple[str, ...] = ()
     tree: ast.Module | None = None
     syntax_error: SyntaxError | None = None
+    directive: Directive | None = None
+
+    @property
+    def skipped(self) -> bool:
+        """True when builds and retrains do not run this cell (``n2p skip``)."""
+        return self.directive is not None and not self.directive.word.runs_at_build
 
     @property
     def lines(self) -> list[str]:
@@ -55,16 +66,22 @@ class Notebook:
         return f"{at}, line {line}" if line else at
 
     @property
+    def run_cells(self) -> list[Cell]:
+        """The cells a build runs: every code cell but the skipped ones."""
+        return [c for c in self.cells if not c.skipped]
+
+    @property
     def parameters_cell(self) -> Cell | None:
         """The cell tagged ``parameters`` (papermill's convention), if any."""
         return next((c for c in self.cells if PARAMETERS_TAG in c.tags), None)
 
 
 def python_of(source: str) -> str:
-    """``source`` with IPython-only lines blanked; a ``%%`` cell magic blanks the cell."""
+    """``source`` with IPython-only lines blanked; a ``%%`` cell magic blanks the cell,
+    except ``%%n2p``, whose body is Python (only its magic line is blanked)."""
     lines = source.splitlines()
     first = next((ln for ln in lines if ln.strip()), "")
-    if first.lstrip().startswith("%%"):
+    if first.lstrip().startswith("%%") and not directives.magic_line(source):
         return "\n" * len(lines)
     return "\n".join("" if _IPYTHON_LINE.match(ln) else ln for ln in lines)
 
@@ -94,10 +111,16 @@ def read(path: str | Path) -> Notebook:
             label = f"cell {number}"
         if cell.cell_type != "code":
             continue
+        try:
+            directive = directives.resolve(cell.source, tags)
+        except MarkerError as exc:
+            where = f"{path.name}: {label}" + (f", {exc.where}" if exc.where else "")
+            raise NotebookError(exc.what, where=where, fix=exc.fix) from None
         python = python_of(cell.source)
         try:
             tree, error = ast.parse(python), None
         except SyntaxError as exc:
             tree, error = None, exc
-        notebook.cells.append(Cell(index, label, cell.source, python, tags, tree, error))
+        notebook.cells.append(Cell(index, label, cell.source, python, tags, tree, error,
+                                   directive))
     return notebook

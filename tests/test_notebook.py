@@ -21,6 +21,26 @@ def test_ipython_lines_are_blanked_keeping_line_numbers():
     assert python_of("%%bash\necho hi\nls").strip() == ""
 
 
+def test_an_n2p_cell_magic_keeps_its_python_body():
+    assert python_of("%%n2p model\ndef f(model, X):\n    return X\n%time 1").split("\n") == \
+        ["", "def f(model, X):", "    return X", ""]
+    assert python_of("%%nb2prod export\nX = 1").splitlines() == ["", "X = 1"]
+    assert python_of("%%n2pfoo\nX = 1").strip() == ""  # another magic that starts alike
+
+
+def test_each_cell_knows_its_directive_from_any_spelling(tmp_path):
+    path = tmp_path / "n.ipynb"
+    tagged = new_code_cell("def f(X): return X")
+    tagged.metadata["tags"] = ["n2p-check", "parameters"]
+    nbformat.write(new_notebook(cells=[new_code_cell("%%n2p skip\nplot()"), tagged,
+                                       new_code_cell("#| n2p: export\nX = 1"),
+                                       new_code_cell("x = 1")]), path)
+    nb = read(path)
+    assert [c.directive.name if c.directive else None for c in nb.cells] == \
+        ["skip", "check", "export", None]
+    assert [c.label for c in nb.run_cells] == ["cell 2", "cell 3", "cell 4"]
+
+
 def test_missing_path_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="no such file"):
         read(tmp_path / "nope.ipynb")

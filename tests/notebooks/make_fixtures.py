@@ -15,6 +15,7 @@ HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 
 IMPORTS = """\
+import great_expectations.expectations as gxe
 import nb2prod as n2p
 import numpy as np
 import pandas as pd
@@ -91,15 +92,22 @@ def large_mass_not_benign(X: pd.DataFrame, result: pd.DataFrame) -> pd.Series:
     large = (X["worst radius"] > LARGE_MASS_RADIUS).to_numpy()
     return ~(large & (result["diagnosis"] == "benign").to_numpy())"""
 
+CONTRACT = """\
+# The input contract: drafted from the training data (ranges and sets only warn),
+# then edited where we know better: a radius outside 0-60 mm is a data-entry error.
+checks = n2p.expect(X_train)
+checks.add(gxe.ExpectColumnValuesToBeBetween(column="mean radius", min_value=0, max_value=60))
+checks"""
+
 SAVE = """\
 n2p.save_model("breast_cancer", model, reference=X_train, metrics=scores,
-               gate={"roc_auc": min_roc_auc}, examples=X_test.head(5))"""
+               gate={"roc_auc": min_roc_auc}, examples=X_test.head(5), checks=checks)"""
 
 
 def flagship(name: str = "breast_cancer", **replace: str | None) -> list:
     """The flagship's cells; ``replace`` swaps (or with None drops) a named cell."""
     parts = {"imports": IMPORTS, "parameters": PARAMETERS, "data": DATA, "explore": EXPLORE,
-             "explore2": EXPLORE2, "train": TRAIN, "serving": SERVING,
+             "explore2": EXPLORE2, "train": TRAIN, "serving": SERVING, "contract": CONTRACT,
              "save": SAVE.replace('"breast_cancer"', f'"{name}"')}
     parts.update(replace)
     cells = [new_markdown_cell(
@@ -150,7 +158,67 @@ FIXTURES = {
         "if (X[\"mean radius\"] > 25).any():\n        raise RuntimeError(\"out of range\")\n"
         "    p = model.predict_proba(X)[:, 1]")),
     "no_fallback": dict(serving=SERVING.replace("@n2p.fallback\n", "")),
+    # a hand-written bound the training data itself breaks: the build must stop
+    "reference_fails_checks": dict(contract=CONTRACT.replace("max_value=60", "max_value=25")),
 }
+
+
+# --- one notebook, four spellings (test_spellings.py) -----------------------------------
+# The flagship with its serving code one marked function per cell (what a cell-level
+# spelling needs), a cell of constants to export and an exploration cell to skip. Only
+# the spelling changes between the four; the decorator one has no export or skip word,
+# so there the constants cell is plain and the exploration cell harmless.
+
+SKIPPED_EXPLORE = EXPLORE + """
+print("exploring: this output must not appear in a build")
+pd.read_csv("only_on_my_laptop/notes.csv")  # raises anywhere but the author's machine"""
+
+
+def _spell(way: str, word: str | None, text: str) -> tuple[str, list[str]]:
+    """``text`` (decorator-free) marked with ``word`` in spelling ``way``: (source, tags)."""
+    if word is None:
+        return text, []
+    return {"magics": (f"%%n2p {word}\n{text}", []),
+            "directives": (f"#| n2p: {word}\n{text}", []),
+            "tags": (text, [f"n2p-{word}"])}[way]
+
+
+def spelled(way: str, name: str) -> list:
+    """The split flagship with every n2p word written as ``way``: decorators, magics,
+    directives or tags."""
+    constants, *functions = SERVING.split("\n\n\n")
+    cells = flagship(name, explore=None, explore2=None, serving=None, save=None)
+    if way == "magics":
+        cells[1].source = "%load_ext nb2prod\n" + cells[1].source
+    explore = EXPLORE if way == "decorators" else SKIPPED_EXPLORE
+    parts = [(None if way == "decorators" else "skip", explore),
+             (None if way == "decorators" else "export", constants)]
+    for text in functions:
+        decorator, body = text.split("\n", 1)
+        word = decorator.removeprefix("@n2p.")
+        parts.append((None, text) if way == "decorators" else (word, body))
+    new = []
+    for word, text in parts:
+        source, tags = _spell(way, word, text)
+        cell = new_code_cell(source)
+        if tags:
+            cell.metadata["tags"] = tags
+        new.append(cell)
+    save = new_code_cell(SAVE.replace('"breast_cancer"', f'"{name}"'))
+    return cells[:5] + new[:1] + cells[5:] + new[1:] + [save]
+
+
+def conflict() -> list:
+    """The tags spelling with one cell saying two different words."""
+    cells = spelled("tags", "spelling_conflict")
+    cells[5].source = "#| n2p: export\n" + cells[5].source  # the exploration cell, tagged skip
+    return cells
+
+
+def write_spellings() -> None:
+    for way in ("decorators", "magics", "directives", "tags"):
+        write(HERE / f"spelled_{way}.ipynb", spelled(way, f"spelled_{way}"))
+    write(HERE / "spelling_conflict.ipynb", conflict())
 
 
 def main() -> None:
@@ -163,6 +231,7 @@ def main() -> None:
         else:
             cells = flagship(scenario, **replace)
         write(HERE / f"{scenario}.ipynb", cells)
+    write_spellings()
 
 
 if __name__ == "__main__":
