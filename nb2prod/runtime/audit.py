@@ -1,0 +1,364 @@
+"""The audit log: every answered row, stored durably before its response is sent.
+
+One ``AuditLog`` per service process. ``AuditLog.open(url)`` connects, creates the tables
+if needed and refuses to start (``AuditError``) when the database cannot be reached.
+``record()`` writes one request's rows in one transaction and returns once they are
+committed. If the database goes away while serving, records go to a bounded local spool
+(``spool.py``) that a background thread moves back, exactly once, when the database
+returns; if the spool is full too, ``record()`` raises ``AuditUnavailable`` (503) rather
+than acknowledge a record it cannot keep.
+
+Where: the ``url`` argument, else ``$NB2PROD_AUDIT_URL``, else SQLite ``./nb2prod-audit.db``.
+Any SQLAlchemy URL works; PostgreSQL (``postgresql+psycopg://…``) in production. How each
+database family is opened and written is a ``Sink`` in ``spool.SINKS``.
+
+Durability on SQLite: WAL with ``synchronous=FULL`` by default, so each commit fsyncs the
+WAL and an acknowledged record survives power loss, not only a killed process (``NORMAL``
+defers that fsync to the next checkpoint). The cost is one fsync per *request*, never per
+row. A busy timeout lets threads and worker processes share the file; write transactions
+take the lock up front (``BEGIN IMMEDIATE``) so none fails midway on a stale snapshot.
+
+PII: ``pii={"name": "drop", "email": "hash"}`` removes a column or stores
+``"sha256:" + HMAC-SHA256(salt, value)`` instead; the salt is ``salt=`` or
+``$NB2PROD_PII_SALT`` (a secret of 16+ characters; hashing without one is refused). Raw
+values never reach the database or the spool: they are scrubbed from predictions and check
+warnings too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Any, Iterator, Mapping, Sequence
+
+import sqlalchemy as sa
+
+from .jsonify import scalar
+from .spool import (DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, KEY, SINKS, URL_ENV, AuditError,
+                    AuditUnavailable, Failover, Sink, Spool, describe)
+
+SALT_ENV, SPOOL_ENV = "NB2PROD_PII_SALT", "NB2PROD_AUDIT_SPOOL"
+DEFAULT_URL = "sqlite:///nb2prod-audit.db"
+MIN_SALT = 16
+# The database could not be reached or locked in time; anything else is a bug to surface.
+UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """Where one request's records went: ``"database"``, or ``"spool"`` (flushed later)."""
+
+    request_id: str
+    rows: int
+    stored: str
+
+
+# -- tables -------------------------------------------------------------------------------
+
+# JSON, not PostgreSQL's JSONB: JSONB reorders keys, and the first field of a prediction
+# matters (feedback's default label field); text JSON is also cheaper to insert.
+JSON = sa.JSON()
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The audit, feedback and review tables under one name prefix."""
+
+    metadata: sa.MetaData
+    audit: sa.Table
+    feedback: sa.Table
+    review: sa.Table
+
+
+def make_tables(prefix: str = "nb2prod_") -> Tables:
+    """The three tables, named ``<prefix>audit``, ``<prefix>feedback``, ``<prefix>review``."""
+    md = sa.MetaData()
+
+    def key() -> list[sa.Column]:
+        return [sa.Column("request_id", sa.String(64), primary_key=True),
+                sa.Column("row", sa.Integer, primary_key=True, autoincrement=False)]
+
+    def when(name: str, nullable: bool = False) -> sa.Column:
+        return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)  # always UTC
+
+    audit = sa.Table(
+        f"{prefix}audit", md, *key(), when("created_at"),
+        sa.Column("model", sa.String(200), nullable=False, index=True),
+        sa.Column("model_version", sa.String(200), nullable=False, index=True),
+        sa.Column("notebook_sha256", sa.String(64)), sa.Column("input", JSON, nullable=False),
+        sa.Column("output", JSON), sa.Column("source", sa.String(16)),
+        sa.Column("reason", sa.String(64)), sa.Column("warnings", JSON),
+        sa.Column("latency_ms", sa.Float))
+    feedback = sa.Table(
+        f"{prefix}feedback", md, *key(),
+        sa.Column("model_version", sa.String(200), nullable=False, index=True),
+        sa.Column("source", sa.String(16)), sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("label", JSON, nullable=False), sa.Column("score", sa.Float, nullable=False),
+        when("created_at"), when("updated_at", nullable=True))
+    review = sa.Table(
+        f"{prefix}review", md, sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("request_id", sa.String(64), nullable=False),
+        sa.Column("row", sa.Integer, nullable=False),
+        sa.Column("model_version", sa.String(200), nullable=False),
+        sa.Column("reason", sa.String(64), nullable=False), sa.Column("input", JSON),
+        sa.Column("output", JSON), when("created_at"),
+        sa.Column("resolved_at", sa.DateTime(timezone=True), index=True),
+        sa.Column("label", JSON), sa.UniqueConstraint(*KEY))
+    return Tables(md, audit, feedback, review)
+
+
+# -- PII ------------------------------------------------------------------------------------
+
+_DROPPED = object()
+_JSON_SCALARS = frozenset({int, bool, type(None)})  # JSON as they are; str: see scrub
+PII_ACTIONS = {"drop": lambda policy, value: _DROPPED,
+               "hash": lambda policy, value: None if value is None else policy.digest(value)}
+
+
+@dataclass(frozen=True)
+class PiiPolicy:
+    """Per-column PII handling, ``{"column": "hash" | "drop"}``, and the hashing salt."""
+
+    columns: Mapping[str, str]
+    salt: bytes = b""
+
+    @classmethod
+    def build(cls, pii: Mapping[str, str] | None, salt: str | None = None) -> "PiiPolicy":
+        """Validate ``pii``; the salt is ``salt`` or ``$NB2PROD_PII_SALT``."""
+        pii = dict(pii or {})
+        bad = {c: a for c, a in pii.items() if a not in PII_ACTIONS}
+        if bad:
+            raise AuditError(f"unknown PII action(s) {bad}", where="AuditLog.open(pii=...)",
+                             fix=f"use one of {sorted(PII_ACTIONS)} per column")
+        salt = salt if salt is not None else os.environ.get(SALT_ENV, "")
+        if "hash" in pii.values() and len(salt) < MIN_SALT:
+            raise AuditError(f"PII column(s) {sorted(c for c, a in pii.items() if a == 'hash')}"
+                             f" are to be hashed but the salt is "
+                             f"{'missing' if not salt else 'shorter than 16 characters'}",
+                             where=f"${SALT_ENV}", fix=f"set {SALT_ENV} to a secret of at "
+                             f"least {MIN_SALT} random characters, the same for every worker")
+        return cls(pii, salt.encode())
+
+    def digest(self, value: Any) -> str:
+        """``sha256:<hex>``: HMAC-SHA256 keyed with the salt (a salted, unpeelable sha256)."""
+        text = value if isinstance(value, str) else json.dumps(value)
+        return "sha256:" + hmac.new(self.salt, text.encode(), hashlib.sha256).hexdigest()
+
+    def clean(self, record: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """The record, JSON-ready, PII hashed or dropped; and ``{raw: replacement}`` to scrub."""
+        # Plain types skip _plain(): this runs for every value of every audited row.
+        # (v - v == 0 holds for finite floats only.)
+        out = {k: v if type(v) in _JSON_SCALARS or type(v) is str
+               or (type(v) is float and v - v == 0) else _plain(v) for k, v in record.items()}
+        secrets: dict[str, str] = {}
+        for key, action in self.columns.items():
+            if key not in out:
+                continue
+            value = out[key]
+            kept = PII_ACTIONS[action](self, value)
+            if kept is _DROPPED:
+                del out[key]
+            else:
+                out[key] = kept
+            if isinstance(value, str) and value:
+                secrets[value] = kept if kept is not _DROPPED else f"[{key} dropped]"
+        return out, secrets
+
+    def scrub(self, value: Any, secrets: Mapping[str, str]) -> Any:
+        """``value`` with raw PII strings replaced, PII columns' check values hidden, and
+        NaN/infinity as null (PostgreSQL refuses them in JSON)."""
+        if type(value) in _JSON_SCALARS:
+            return value
+        if isinstance(value, str):
+            for raw, replacement in secrets.items():
+                # Short values only whole: a 2-letter name is no reason to rewrite every word.
+                if value == raw or (len(raw) >= 3 and raw in value):
+                    value = value.replace(raw, replacement)
+            return value
+        if isinstance(value, list):
+            return [self.scrub(v, secrets) for v in value]
+        if isinstance(value, dict):
+            out = {k: self.scrub(v, secrets) for k, v in value.items()}
+            if out.get("column") in self.columns and "value" in out:  # a check's warning
+                out["value"] = "[pii]"
+            return out
+        return _plain(value)
+
+
+# -- the log ----------------------------------------------------------------------------------
+
+class AuditLog:
+    """A durable, thread-safe audit log over one SQLAlchemy database; see the module doc."""
+
+    def __init__(self, engine: sa.Engine, sink: Sink, tables: Tables, spool: Spool, *,
+                 url: str, model_version: str, notebook_sha256: str | None,
+                 pii: PiiPolicy, flush_interval: float | None):
+        self.engine, self.sink, self.tables, self.pii = engine, sink, tables, pii
+        self.url = url  # password masked: safe to show
+        self.model_version = model_version
+        self.model = model_version.split(":", 1)[0]
+        self.notebook_sha256 = notebook_sha256
+        self.failover = Failover(spool, self._store, unreachable=UNREACHABLE, where=url,
+                                 interval=flush_interval)
+
+    @classmethod
+    def open(cls, url: str | os.PathLike | None = None, *, model_version: str,
+             notebook_sha256: str | None = None, pii: Mapping[str, str] | None = None,
+             salt: str | None = None, spool_path: str | os.PathLike | None = None,
+             spool_max_bytes: int = DEFAULT_MAX_BYTES,
+             spool_max_records: int = DEFAULT_MAX_ENTRIES, table_prefix: str = "nb2prod_",
+             timeout: float = 5.0, flush_interval: float | None = 1.0,
+             sqlite_synchronous: str = "FULL") -> "AuditLog":
+        """Connect, create missing tables, flush a leftover spool; ``AuditError`` if unreachable.
+
+        ``url``: a SQLAlchemy URL or a SQLite file path. ``timeout`` bounds connecting
+        (PostgreSQL) and waiting for the write lock (SQLite). The spool defaults to
+        ``$NB2PROD_AUDIT_SPOOL`` or ``./nb2prod-audit-spool-<hash of URL+prefix>.jsonl``;
+        it is bounded by bytes and by records (one per request). ``flush_interval=None``
+        turns the background flusher off (then call ``flush()``).
+        """
+        policy = PiiPolicy.build(pii, salt)
+        url = _url(url)
+        shown, sink = mask(url), SINKS.get(url.get_backend_name())
+        try:
+            engine = sink.engine(url, timeout=timeout, synchronous=sqlite_synchronous)
+            tables = make_tables(table_prefix)
+            sink.create(engine, tables.metadata)
+        except sa.exc.DBAPIError as exc:
+            raise AuditError(f"cannot open the audit database: {_reason(exc, url)}",
+                             where=shown, fix=sink.fix(url)) from None
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise AuditError(f"cannot open the audit database: {_reason(exc, url)}",
+                             where=shown, fix="check the URL's dialect and install its driver "
+                             "(PostgreSQL: postgresql+psycopg://…, psycopg[binary])") from None
+        tag = hashlib.sha256((shown + table_prefix).encode()).hexdigest()[:8]
+        spool = Spool(spool_path or os.environ.get(SPOOL_ENV) or
+                      f"nb2prod-audit-spool-{tag}.jsonl",
+                      max_bytes=spool_max_bytes, max_entries=spool_max_records)
+        audit = cls(engine, sink, tables, spool, url=shown, model_version=model_version,
+                    notebook_sha256=notebook_sha256, pii=policy, flush_interval=flush_interval)
+        if len(spool):  # left by an earlier run that lost its database
+            audit.flush()
+        return audit
+
+    def record(self, request_id: str, inputs: Sequence[Mapping[str, Any]],
+               answers: Sequence[Mapping[str, Any]], *, latency_ms: float,
+               review: Mapping[int, str] | None = None) -> RecordResult:
+        """Store one request durably before it is answered: its rows in one transaction.
+
+        ``inputs``: the request's records; ``answers``: the Predictor's rows
+        (``prediction``, ``source``, ``reason``, ``warnings``); ``latency_ms``: time to
+        answer. ``review`` maps row → reason for rows to queue for human review (same
+        transaction). Returns once committed, or fsync'd to the spool while the database
+        is unreachable; raises ``AuditUnavailable`` (503) when neither is possible.
+        """
+        if len(inputs) != len(answers):
+            raise AuditError(f"{len(inputs)} input row(s) but {len(answers)} answer(s)",
+                             where=f"request {request_id}", fix="pass one answer per input row")
+        entry = self._entry(request_id, inputs, answers, latency_ms, review or {})
+        try:
+            stored = self.failover.write(entry)
+        except sa.exc.IntegrityError:
+            raise AuditError(f"request id {request_id!r} is already in the audit log",
+                             where=self.url, fix="give every request a new id") from None
+        return RecordResult(request_id, len(inputs), stored)
+
+    def flush(self) -> int:
+        """Move spooled requests into the database, exactly once; returns how many moved.
+
+        Raises ``AuditUnavailable`` while the database is still unreachable.
+        """
+        return self.failover.flush()
+
+    @contextmanager
+    def begin(self, *, readonly: bool = False) -> Iterator[sa.Connection]:
+        """A transaction for feedback and review; unreachable → ``AuditUnavailable`` (503)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(nb2prod_readonly=readonly)
+                with conn.begin():
+                    yield conn
+        except UNREACHABLE as exc:
+            raise AuditUnavailable(f"the audit database is unreachable: {describe(exc)}",
+                                   where=self.url, fix="restore the audit database") from None
+
+    def status(self) -> dict[str, Any]:
+        """``{"url", "spooled", "last_error"}``: for health checks and metrics."""
+        return {"url": self.url, "spooled": len(self.failover.spool),
+                "last_error": self.failover.last_error}
+
+    def close(self) -> None:
+        """Stop the flusher, try a last flush (the spool survives if it fails), disconnect."""
+        self.failover.close()
+        self.engine.dispose()
+
+    def _store(self, entries: list[dict[str, Any]], replay: bool) -> None:
+        """Insert entries in one transaction; a replay skips rows already stored."""
+        with self.engine.begin() as conn:
+            for name in ("audit", "review"):
+                rows = [{**r, "created_at": datetime.fromisoformat(r["created_at"])}
+                        for e in entries for r in e[name]]
+                table = getattr(self.tables, name)
+                if replay:
+                    self.sink.insert_new(conn, table, rows)
+                elif rows:
+                    conn.execute(table.insert(), rows)
+
+    def _entry(self, request_id: str, inputs: Sequence[Mapping[str, Any]],
+               answers: Sequence[Mapping[str, Any]], latency_ms: float,
+               review: Mapping[int, str]) -> dict[str, list[dict[str, Any]]]:
+        """One request as JSON-ready rows, ``{"audit": [...], "review": [...]}``, PII removed."""
+        now = datetime.now(timezone.utc).isoformat()
+        audit, queued = [], []
+        for i, (record, answer) in enumerate(zip(inputs, answers)):
+            clean, secrets = self.pii.clean(record)
+            output = self.pii.scrub(answer.get("prediction"), secrets)
+            audit.append({
+                "request_id": request_id, "row": i, "created_at": now, "model": self.model,
+                "model_version": self.model_version, "notebook_sha256": self.notebook_sha256,
+                "input": clean, "output": output, "source": answer.get("source"),
+                "reason": answer.get("reason"), "latency_ms": float(latency_ms),
+                "warnings": self.pii.scrub(answer.get("warnings") or [], secrets)})
+            if i in review:
+                queued.append({"request_id": request_id, "row": i, "created_at": now,
+                               "model_version": self.model_version, "reason": review[i],
+                               "input": clean, "output": output})
+        return {"audit": audit, "review": queued}
+
+
+def mask(url: sa.URL) -> str:
+    """The URL as text with its password replaced by ``***``."""
+    return url.render_as_string(hide_password=True)
+
+
+def _url(url: str | os.PathLike | None) -> sa.URL:
+    """A SQLAlchemy URL from the argument, ``$NB2PROD_AUDIT_URL`` or the default."""
+    text = os.fspath(url) if url is not None else os.environ.get(URL_ENV) or DEFAULT_URL
+    if "://" not in text:  # a plain path means a SQLite file
+        return sa.URL.create("sqlite", database=text)
+    try:
+        return sa.make_url(text)
+    except sa.exc.ArgumentError:
+        raise AuditError("not a database URL", where=repr(text.split("@")[-1]),
+                         fix="use sqlite:///path/to/audit.db or "
+                             "postgresql+psycopg://user:password@host:5432/dbname") from None
+
+
+def _reason(exc: BaseException, url: sa.URL) -> str:
+    """``describe(exc)`` without the URL's password, should a driver echo it."""
+    text = describe(exc)
+    return text.replace(str(url.password), "***") if url.password else text
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON: numpy unboxed, NaN and infinity as null, dates as ISO strings."""
+    value = scalar(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value.isoformat() if isinstance(value, (date, datetime)) else value

@@ -1,0 +1,302 @@
+"""Feedback: the true label for an audited answer, joined to it, and live quality per version.
+
+``FeedbackLog(audit, kind=..., label_field=...)`` stores labels next to the audit log.
+``record_feedback`` joins a label to its audited row by (request_id, row): an unknown
+pair is ``UnknownRecordError`` (404); a label that cannot be compared with the model's
+output is ``LabelError`` (400). A second label for the same row *replaces* the first
+(labels get corrected; ``updated_at`` says when) and the result's ``new`` is False.
+
+What a label is compared with comes from the output kind, a ``LabelKind`` in ``KINDS``:
+
+- ``classifier``: accuracy. A label is a string, integer or boolean and must be of the
+  predicted label's family (text vs number); a row scores 1 when ``label == predicted``.
+- ``regressor``: mean absolute error. A label is a finite number; a row scores
+  ``|label - predicted|``.
+
+The predicted label of a scalar prediction is the prediction itself. For a DataFrame-shaped
+prediction (one dict per row) it is ``prediction[label_field]`` when ``label_field`` is
+set, else the first field the kind accepts: the first string/integer/boolean field for a
+classifier (``{"label": 1, "probability": 0.93}`` → ``label``), the first number for a
+regressor. Each row's score is stored with the label, so ``quality`` is one SQL average.
+
+``export_feedback`` writes the labelled, audited inputs as a data set for retraining.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import sqlalchemy as sa
+
+from ..errors import Nb2prodError, UsageError
+from .audit import AuditLog
+
+
+class UnknownRecordError(Nb2prodError, LookupError):
+    """No audited answer (or review item) has this id: the service answers 404."""
+
+    http_status = 404
+
+
+class LabelError(Nb2prodError, ValueError):
+    """The label cannot be compared with the model's output: the service answers 400."""
+
+    http_status = 400
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    """One stored label: its row, the version that answered, whether it is new, its score."""
+
+    request_id: str
+    row: int
+    model_version: str
+    new: bool
+    score: float
+
+
+@dataclass(frozen=True)
+class LabelKind:
+    """How labels for one kind of output are checked and scored.
+
+    ``field`` says whether a prediction field can hold the predicted label; ``problem``
+    returns why a label cannot be compared with a prediction (or None); ``score`` is one
+    row's contribution to ``metric``, averaged by ``quality``.
+    """
+
+    name: str
+    metric: str
+    field: Callable[[Any], bool]
+    problem: Callable[[Any, Any], str | None]
+    score: Callable[[Any, Any], float]
+
+
+class KindRegistry:
+    """Output kinds by name; ``get`` names the valid ones when asked for another."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[str, LabelKind] = {}
+
+    def register(self, kind: LabelKind) -> None:
+        """Add ``kind`` under ``kind.name``."""
+        self._kinds[kind.name] = kind
+
+    def get(self, name: str) -> LabelKind:
+        """The kind called ``name``, or a ``UsageError`` listing the known ones."""
+        if name not in self._kinds:
+            raise UsageError(f"unknown output kind {name!r}", where="FeedbackLog(kind=...)",
+                             fix=f"use one of {sorted(self._kinds)}")
+        return self._kinds[name]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def _family(value: Any) -> str:
+    return "text" if isinstance(value, str) else "a number"
+
+
+def _class_problem(label: Any, predicted: Any) -> str | None:
+    if not (isinstance(label, (str, bool)) or _number(label)):
+        return (f"a classifier label is one class (a string, integer or boolean), "
+                f"not {type(label).__name__} {label!r}")
+    if isinstance(label, str) != isinstance(predicted, str):
+        return (f"the label {label!r} is {_family(label)} but the model predicts "
+                f"{_family(predicted)} (e.g. {predicted!r})")
+    return None
+
+
+def _value_problem(label: Any, predicted: Any) -> str | None:
+    if not _number(label):
+        return f"a regressor label is a finite number, not {type(label).__name__} {label!r}"
+    if not _number(predicted):
+        return f"the audited prediction {predicted!r} has no number to compare the label with"
+    return None
+
+
+KINDS = KindRegistry()
+KINDS.register(LabelKind("classifier", "accuracy",
+                         field=lambda v: isinstance(v, (str, int)),  # bool is an int
+                         problem=_class_problem, score=lambda y, p: float(y == p)))
+KINDS.register(LabelKind("regressor", "mae", field=_number, problem=_value_problem,
+                         score=lambda y, p: abs(float(y) - float(p))))
+
+
+def predicted_label(prediction: Any, kind: LabelKind, label_field: str | None = None) -> Any:
+    """The part of one row's prediction a label is compared with (see the module doc)."""
+    if not isinstance(prediction, dict):
+        return prediction
+    if label_field is not None:
+        if label_field not in prediction:
+            raise Nb2prodError(f"the prediction has no field {label_field!r}",
+                               where=f"fields {list(prediction)}",
+                               fix=f"set label_field to one of {list(prediction)}")
+        return prediction[label_field]
+    for value in prediction.values():
+        if kind.field(value):
+            return value
+    raise Nb2prodError(f"no field of the prediction can be a {kind.name}'s label",
+                       where=f"fields {list(prediction)}",
+                       fix="set label_field to the field that holds the predicted label")
+
+
+def infer_kind(prediction: Any, label_field: str | None = None) -> str:
+    """A default output kind from one example prediction, for notebooks that do not say.
+
+    ``"regressor"`` when the value a label would be compared with is a float (or, for a
+    dict, no field can be a class label), else ``"classifier"``.
+    """
+    if isinstance(prediction, dict) and label_field is None:
+        classes = [v for v in prediction.values() if KINDS.get("classifier").field(v)]
+        return "classifier" if classes else "regressor"
+    value = prediction.get(label_field) if isinstance(prediction, dict) else prediction
+    return "regressor" if isinstance(value, float) else "classifier"
+
+
+class FeedbackLog:
+    """Labels joined to the audit log, and quality per model version; see the module doc.
+
+    ``kind`` is a name in ``KINDS`` (``"classifier"`` or ``"regressor"``); ``label_field``
+    picks the predicted label out of dict-shaped predictions.
+    """
+
+    def __init__(self, audit: AuditLog, *, kind: str = "classifier",
+                 label_field: str | None = None):
+        self.audit = audit
+        self.kind = KINDS.get(kind)
+        self.label_field = label_field
+
+    def record_feedback(self, request_id: str, label: Any, row: int = 0) -> FeedbackResult:
+        """Store the true ``label`` of ``row`` of request ``request_id``; see the module doc.
+
+        A repeated label for the same row replaces the earlier one (``new`` is False).
+        Raises ``UnknownRecordError`` (404), ``LabelError`` (400), or ``AuditUnavailable``
+        (503) while the database is unreachable.
+        """
+        try:
+            with self.audit.begin() as conn:
+                return self.record_in(conn, request_id, row, label)
+        except UnknownRecordError:
+            # The record may still wait in the spool (the database was away and came back
+            # before the flusher ran): flush, then look once more.
+            if not self.audit.flush():
+                raise
+        with self.audit.begin() as conn:
+            return self.record_in(conn, request_id, row, label)
+
+    def record_in(self, conn: sa.Connection, request_id: str, row: int,
+                  label: Any) -> FeedbackResult:
+        """``record_feedback`` inside the caller's transaction (the review queue's resolve)."""
+        audit, fb = self.audit.tables.audit, self.audit.tables.feedback
+        found = conn.execute(
+            sa.select(audit.c.output, audit.c.model_version, audit.c.source)
+            .where(audit.c.request_id == request_id, audit.c.row == row)
+            .with_for_update()).first()  # concurrent labels for one row take turns
+        if found is None:
+            raise UnknownRecordError(
+                f"no audited answer for request {request_id!r}, row {row}",
+                where=self.audit.url, fix="use the request_id a /predict response returned "
+                "and a row below its number of records")
+        predicted = predicted_label(found.output, self.kind, self.label_field)
+        problem = self.kind.problem(label, predicted)
+        if problem:
+            raise LabelError(problem, where=f"feedback for request {request_id}, row {row}",
+                             fix=f"send a label of the type this {self.kind.name} predicts")
+        score = self.kind.score(label, predicted)
+        now = datetime.now(timezone.utc)
+        key = (fb.c.request_id == request_id) & (fb.c.row == row)
+        replaced = conn.execute(fb.update().where(key).values(
+            label=label, score=score, kind=self.kind.name, updated_at=now)).rowcount
+        if not replaced:
+            conn.execute(fb.insert().values(
+                request_id=request_id, row=row, model_version=found.model_version,
+                source=found.source, kind=self.kind.name, label=label, score=score,
+                created_at=now))
+        return FeedbackResult(request_id, row, found.model_version, not replaced, score)
+
+    def quality(self, model_version: str) -> dict[str, Any]:
+        """``{"kind", "metric", "value", "n"}`` over the labelled rows ``model_version``
+        answered: accuracy for a classifier, MAE for a regressor; ``value`` is None at n=0."""
+        fb = self.audit.tables.feedback
+        with self.audit.begin(readonly=True) as conn:
+            n, value = conn.execute(sa.select(sa.func.count(), sa.func.avg(fb.c.score)).where(
+                fb.c.model_version == model_version, fb.c.kind == self.kind.name)).one()
+        return {"kind": self.kind.name, "metric": self.kind.metric,
+                "value": float(value) if n else None, "n": int(n)}
+
+
+# -- export -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What ``export_feedback`` wrote: where, how many labelled rows, which format."""
+
+    path: Path
+    rows: int
+    format: str
+
+
+@dataclass(frozen=True)
+class Writer:
+    """Writes a data frame in one file format; ``needs`` any one of these modules."""
+
+    write: Callable[[pd.DataFrame, Path], None]
+    needs: tuple[str, ...] = ()
+
+    def check(self, path: Path) -> None:
+        """Refuse early, before any database work, when the format's library is missing."""
+        if self.needs and not any(importlib.util.find_spec(m) for m in self.needs):
+            raise UsageError(f"writing {path.suffix} needs {' or '.join(self.needs)}, which "
+                             "is not installed", where=str(path),
+                             fix=f"pip install {self.needs[0]}, or export to a .csv path")
+
+
+WRITERS = {  # by file extension
+    ".csv": Writer(lambda frame, path: frame.to_csv(path, index=False)),
+    ".parquet": Writer(lambda frame, path: frame.to_parquet(path, index=False),
+                       needs=("pyarrow", "fastparquet")),
+}
+
+
+def export_feedback(url: str | None, name: str, out_path: str | Path, *,
+                    table_prefix: str = "nb2prod_", label_column: str = "label") -> ExportResult:
+    """Write model ``name``'s labelled inputs (every version) to ``out_path``.
+
+    One row per labelled answer, oldest first: the audited input columns (PII as stored:
+    hashed or absent) plus ``label_column``. The format follows the extension: ``.csv``,
+    or ``.parquet`` when pyarrow (or fastparquet) is installed.
+    """
+    out = Path(out_path)
+    writer = WRITERS.get(out.suffix.lower())
+    if writer is None:
+        raise UsageError(f"cannot write {out.suffix or 'files without an extension'}",
+                         where=str(out), fix=f"end the path with one of {sorted(WRITERS)}")
+    writer.check(out)
+    audit = AuditLog.open(url, model_version=name, table_prefix=table_prefix,
+                          flush_interval=None)
+    try:
+        a, fb = audit.tables.audit, audit.tables.feedback
+        with audit.begin(readonly=True) as conn:
+            rows = conn.execute(
+                sa.select(a.c.input, fb.c.label)
+                .join(fb, (fb.c.request_id == a.c.request_id) & (fb.c.row == a.c.row))
+                .where(a.c.model == name).order_by(a.c.created_at, a.c.request_id, a.c.row)
+            ).all()
+    finally:
+        audit.close()
+    frame = pd.DataFrame([r.input for r in rows])
+    if label_column in frame.columns:
+        raise UsageError(f"the inputs already have a column {label_column!r}", where=str(out),
+                         fix="pass another label_column")
+    frame[label_column] = [r.label for r in rows]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    writer.write(frame, out)
+    return ExportResult(out, len(rows), out.suffix.lower().lstrip("."))

@@ -1,0 +1,533 @@
+"""The audit log on real databases: SQLite (WAL) and PostgreSQL, the same tests for both.
+
+PostgreSQL runs at ``$NB2PROD_TEST_PG_URL`` (default 127.0.0.1:5432, database ``test``);
+its variants skip, saying so, only when no server answers there. Every test gets its own
+table prefix and drops its tables afterwards. Outages are real: PostgreSQL is reached
+through a local TCP proxy the test cuts (connections dropped, port refusing), SQLite is
+locked by another connection for longer than the busy timeout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from nb2prod.runtime.audit import AuditError, AuditLog, AuditUnavailable, make_tables
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("NB2PROD_TEST_PG_URL",
+                        "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+SALT = "test-salt-0123456789abcdef"
+
+
+def pg_answers() -> bool:
+    """True when something accepts TCP connections at the PostgreSQL URL's host:port."""
+    url = sa.make_url(PG_URL)
+    try:
+        socket.create_connection((url.host, url.port or 5432), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+class Proxy:
+    """A TCP forwarder to PostgreSQL that a test can cut (a real outage) and restore."""
+
+    def __init__(self, host: str, port: int):
+        self.upstream = (host, port)
+        self.port = 0
+        self._socks: list[socket.socket] = []
+        self._server: socket.socket | None = None
+        self.start()
+
+    def start(self) -> None:
+        """Listen (again, on the same port) and forward every connection."""
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.port))
+        server.listen(64)
+        server.settimeout(0.05)
+        self.port, self._server = server.getsockname()[1], server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def stop(self) -> None:
+        """Drop every forwarded connection and stop listening: the port refuses."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for sock in self._socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        self._socks.clear()
+
+    def _accept(self, server: socket.socket) -> None:
+        while self._server is server:
+            try:
+                client, _ = server.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            upstream = socket.create_connection(self.upstream)
+            self._socks += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class Db:
+    """One test's database: where logs connect (``url``), how to verify, how to cut it."""
+
+    def __init__(self, kind: str, tmp_path: Path):
+        self.kind = kind
+        self.prefix = f"t{uuid.uuid4().hex[:8]}_"
+        self.tmp_path = tmp_path
+        self.spool = tmp_path / "spool.jsonl"
+        self.logs: list[AuditLog] = []
+        if kind == "sqlite":
+            self.path = tmp_path / "audit.db"
+            self.url = self.direct = f"sqlite:///{self.path}"
+        else:
+            pg = sa.make_url(PG_URL)
+            self.proxy = Proxy(pg.host, pg.port or 5432)
+            self.direct = PG_URL
+            self.url = pg.set(host="127.0.0.1", port=self.proxy.port).render_as_string(
+                hide_password=False)
+        self.engine = sa.create_engine(self.direct)
+        self.tables = make_tables(self.prefix)
+
+    def open(self, **options: Any) -> AuditLog:
+        """An ``AuditLog`` on this database; no background flusher unless asked."""
+        options = {"model_version": "demo:v1", "notebook_sha256": "ab" * 32,
+                   "table_prefix": self.prefix, "spool_path": self.spool,
+                   "flush_interval": None, "timeout": 1.0, **options}
+        log = AuditLog.open(self.url, **options)
+        self.logs.append(log)
+        return log
+
+    def rows(self, table: str = "audit") -> list[dict[str, Any]]:
+        """Every row of one of this test's tables, read over a fresh connection."""
+        t = getattr(self.tables, table)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(t))]
+
+    def request_ids(self) -> list[str]:
+        """Request ids in the audit table, one per stored row."""
+        return [r["request_id"] for r in self.rows()]
+
+    @contextmanager
+    def down(self) -> Iterator[None]:
+        """An outage: PostgreSQL's proxy cut, or SQLite's write lock held by another process."""
+        if self.kind == "sqlite":
+            locker = sqlite3.connect(self.path, isolation_level=None)
+            locker.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            finally:
+                locker.execute("COMMIT")
+                locker.close()
+        else:
+            self.proxy.stop()
+            try:
+                yield
+            finally:
+                self.proxy.start()
+
+    def close(self) -> None:
+        """Close the logs, then drop this test's tables whatever happened."""
+        try:
+            for log in self.logs:
+                log.close()
+        finally:
+            self.tables.metadata.drop_all(self.engine)
+            self.engine.dispose()
+            if self.kind == "postgresql":
+                self.proxy.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
+    """Each test once on SQLite and once on PostgreSQL (skipped only if none answers)."""
+    if request.param == "postgresql" and not pg_answers():
+        pytest.skip(f"no PostgreSQL answers at {sa.make_url(PG_URL).render_as_string()}; "
+                    "start one (or set NB2PROD_TEST_PG_URL) to run the PostgreSQL variant")
+    handle = Db(request.param, tmp_path)
+    yield handle
+    handle.close()
+
+
+def answer(prediction: Any = 1, **extra: Any) -> dict[str, Any]:
+    """One Predictor row."""
+    return {"prediction": prediction, "source": "model", "reason": None, "warnings": [],
+            **extra}
+
+
+def rid() -> str:
+    """A fresh request id."""
+    return uuid.uuid4().hex
+
+
+# -- the write path -----------------------------------------------------------------------------
+
+def test_record_stores_every_row_with_its_context(db):
+    log = db.open()
+    request = rid()
+    inputs = [{"x": 1.5, "city": "Oslo"}, {"x": float("nan"), "city": None}]
+    answers = [answer({"label": 1, "probability": 0.9}),
+               answer(0, source="fallback", reason="guardrail",
+                      warnings=[{"check": "x_range", "msg": "row 1"}])]
+    result = log.record(request, inputs, answers, latency_ms=12.5)
+    assert (result.request_id, result.rows, result.stored) == (request, 2, "database")
+    rows = sorted(db.rows(), key=lambda r: r["row"])
+    assert [r["row"] for r in rows] == [0, 1]
+    first, second = rows
+    assert first["input"] == {"x": 1.5, "city": "Oslo"}
+    assert second["input"] == {"x": None, "city": None}  # NaN is stored as null
+    assert first["output"] == {"label": 1, "probability": 0.9}
+    assert (second["output"], second["source"], second["reason"]) == (0, "fallback", "guardrail")
+    assert second["warnings"] == [{"check": "x_range", "msg": "row 1"}]
+    assert {r["model"] for r in rows} == {"demo"}
+    assert {r["model_version"] for r in rows} == {"demo:v1"}
+    assert {r["notebook_sha256"] for r in rows} == {"ab" * 32}
+    assert {r["latency_ms"] for r in rows} == {12.5}
+    stamp = first["created_at"]  # SQLite gives it back naive, PostgreSQL aware: UTC both
+    stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+    age = datetime.now(timezone.utc) - stamp
+    assert timedelta(0) <= age < timedelta(minutes=1), "created_at is the current UTC time"
+
+
+def test_a_request_is_one_transaction(db):
+    log = db.open()
+    commits: list[int] = []
+    sa.event.listen(log.engine, "commit", lambda conn: commits.append(1))
+    log.record(rid(), [{"x": i} for i in range(100)], [answer()] * 100, latency_ms=1)
+    assert len(commits) == 1
+    assert len(db.rows()) == 100
+
+
+def test_a_request_id_is_recorded_once(db):
+    log = db.open()
+    request = rid()
+    log.record(request, [{"x": 1}], [answer()], latency_ms=1)
+    with pytest.raises(AuditError, match="already in the audit log"):
+        log.record(request, [{"x": 2}], [answer()], latency_ms=1)
+    assert db.request_ids() == [request]
+
+
+def test_inputs_and_answers_must_pair_up(db):
+    with pytest.raises(AuditError, match="2 input row.* but 1 answer"):
+        db.open().record(rid(), [{"x": 1}, {"x": 2}], [answer()], latency_ms=1)
+
+
+def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path):
+    log = Db("sqlite", tmp_path).open()
+    with log.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    log.close()
+
+
+def test_default_location_is_env_then_local_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NB2PROD_AUDIT_URL", raising=False)
+    AuditLog.open(model_version="demo:v1").close()
+    assert (tmp_path / "nb2prod-audit.db").exists()
+    monkeypatch.setenv("NB2PROD_AUDIT_URL", f"sqlite:///{tmp_path / 'from-env.db'}")
+    AuditLog.open(model_version="demo:v1").close()
+    assert (tmp_path / "from-env.db").exists()
+    AuditLog.open(tmp_path / "plain-path.db", model_version="demo:v1").close()
+    assert (tmp_path / "plain-path.db").exists()
+
+
+# -- PII ------------------------------------------------------------------------------------------
+
+def everything_stored(db: Db) -> str:
+    """All the text the database holds for this test: raw file bytes or every table as text."""
+    if db.kind == "sqlite":
+        files = [p for p in db.tmp_path.iterdir() if p.name.startswith("audit.db")]
+        return b"".join(p.read_bytes() for p in files).decode("utf-8", "replace")
+    with db.engine.connect() as conn:
+        return "\n".join(str(v) for t in db.tables.metadata.sorted_tables
+                         for v in conn.exec_driver_sql(f"SELECT t::text FROM {t.name} t").scalars())
+
+
+def test_pii_is_hashed_or_dropped_everywhere(db):
+    email, name, ssn = "alice.secret@example.com", "Alice Wonderland", 987654321
+    log = db.open(pii={"name": "drop", "email": "hash", "ssn": "hash"}, salt=SALT)
+    record = {"name": name, "email": email, "ssn": ssn, "age": 41}
+    warnings = [{"check": "email_domain", "column": "email", "value": email,
+                 "msg": f"'email' = {email!r}, expected a company domain"},
+                {"check": "ssn_range", "column": "ssn", "value": ssn, "msg": "out of range"}]
+    log.record(rid(), [record], [answer({"label": 1, "echo": f"hello {name}"},
+                                        warnings=warnings)],
+               latency_ms=1, review={0: "guardrail"})
+    with db.down():  # and the spool never holds raw PII either
+        log.record(rid(), [record], [answer(warnings=warnings)], latency_ms=1)
+    spooled = db.spool.read_text()
+    log.flush()
+    stored = everything_stored(db)
+    hashed = "sha256:" + hmac.new(SALT.encode(), email.encode(), hashlib.sha256).hexdigest()
+    for text in (stored, spooled):
+        assert email not in text and name not in text and str(ssn) not in text
+        assert hashed in text
+    for row in db.rows():
+        assert "name" not in row["input"]
+        assert row["input"]["email"] == hashed and row["input"]["age"] == 41
+        assert row["input"]["ssn"].startswith("sha256:")
+
+
+def test_hashing_pii_needs_a_salt(db, monkeypatch):
+    monkeypatch.delenv("NB2PROD_PII_SALT", raising=False)
+    with pytest.raises(AuditError, match="salt is missing") as err:
+        db.open(pii={"email": "hash"})
+    assert "NB2PROD_PII_SALT" in err.value.fix
+    monkeypatch.setenv("NB2PROD_PII_SALT", "short")
+    with pytest.raises(AuditError, match="shorter than 16"):
+        db.open(pii={"email": "hash"})
+    monkeypatch.setenv("NB2PROD_PII_SALT", SALT)
+    log = db.open(pii={"email": "hash"})
+    log.record(rid(), [{"email": "a@b.c"}], [answer()], latency_ms=1)
+    expected = "sha256:" + hmac.new(SALT.encode(), b"a@b.c", hashlib.sha256).hexdigest()
+    assert db.rows()[0]["input"] == {"email": expected}
+
+
+def test_unknown_pii_action_is_refused(db):
+    with pytest.raises(AuditError, match="unknown PII action") as err:
+        db.open(pii={"email": "encrypt"})
+    assert "drop" in err.value.fix and "hash" in err.value.fix
+
+
+# -- concurrency and durability ----------------------------------------------------------------
+
+def test_eight_threads_fifty_records_each(db):
+    log = db.open(timeout=5.0)  # the default busy timeout: waits, never gives up, under load
+    errors: list[BaseException] = []
+    stored: list[str] = []
+
+    def work(thread: int) -> None:
+        try:
+            for i in range(50):
+                result = log.record(f"{thread}-{i}-{rid()}", [{"t": thread, "i": i}],
+                                    [answer()], latency_ms=1)
+                stored.append(result.stored)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert stored == ["database"] * 400  # busy waits, never a detour through the spool
+    assert len(set(db.request_ids())) == 400
+
+
+WRITER = """
+import sys, uuid
+from nb2prod.runtime.audit import AuditLog
+url, prefix, spool, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+log = AuditLog.open(url, model_version="demo:v1", table_prefix=prefix, spool_path=spool)
+i = 0
+while count == 0 or i < count:
+    request = f"{uuid.uuid4().hex}-{i}"
+    log.record(request, [{"i": i, "x": 0.5}] * 3, [{"prediction": 1, "source": "model",
+               "reason": None, "warnings": []}] * 3, latency_ms=1.0)
+    print(request, flush=True)
+    i += 1
+log.close()
+"""
+
+
+def writer(db: Db, count: int, spool: str = "spool.jsonl") -> subprocess.Popen:
+    """A separate process recording requests, printing each id once ``record`` returned."""
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, db.url, db.prefix, str(db.tmp_path / spool), str(count)],
+        stdout=subprocess.PIPE, text=True, cwd=db.tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_every_acknowledged_record_survives_sigkill(db):
+    db.open()  # create the tables before the writer races to
+    proc = writer(db, count=0)
+    printed = []
+    for line in proc.stdout:
+        printed.append(line.strip())
+        if len(printed) == 40:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    rest = proc.stdout.read()  # whatever it printed before dying was acknowledged too
+    proc.wait()
+    printed += [line for line in rest.split("\n")[:-1]]  # only whole lines
+    assert proc.returncode == -signal.SIGKILL
+    stored = set(db.request_ids())
+    assert len(printed) >= 40
+    assert [r for r in printed if r not in stored] == []
+
+
+def test_worker_processes_share_one_database(db):
+    db.open()
+    procs = [writer(db, count=60, spool=f"spool{i}.jsonl") for i in range(3)]
+    printed = [line.strip() for p in procs for line in p.stdout]
+    assert [p.wait() for p in procs] == [0, 0, 0]
+    assert len(printed) == 180
+    assert sorted(set(db.request_ids())) == sorted(printed)
+
+
+# -- outages: refuse to start, spool, flush exactly once -------------------------------------------
+
+def test_unreachable_postgres_at_start_is_a_clear_error():
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql+psycopg://auditor:s3cret-pw@127.0.0.1:{port}/audit"
+    started = time.monotonic()
+    with pytest.raises(AuditError) as err:
+        AuditLog.open(url, model_version="demo:v1", timeout=2)
+    assert time.monotonic() - started < 10
+    text = str(err.value)
+    assert "s3cret-pw" not in text
+    assert err.value.where == f"postgresql+psycopg://auditor:***@127.0.0.1:{port}/audit"
+    assert "cannot open the audit database" in err.value.what
+    assert f"127.0.0.1:{port}" in err.value.fix and "start the database" in err.value.fix
+
+
+def test_unusable_sqlite_path_at_start_is_a_clear_error(tmp_path):
+    missing = tmp_path / "no-such-dir" / "audit.db"
+    with pytest.raises(AuditError, match="cannot open the audit database") as err:
+        AuditLog.open(missing, model_version="demo:v1")
+    assert str(missing.parent) in err.value.fix
+
+
+def test_not_a_url_is_a_clear_error():
+    with pytest.raises(AuditError, match="cannot open|not a database URL") as err:
+        AuditLog.open("nosuchdb+driver://x:pw@h/db", model_version="demo:v1")
+    assert "pw@" not in str(err.value)
+
+
+def test_outage_spools_then_flushes_exactly_once(db):
+    log = db.open()
+    before = rid()
+    log.record(before, [{"x": 0}], [answer()], latency_ms=1)
+    with db.down():
+        during = [rid() for _ in range(3)]
+        results = [log.record(r, [{"x": i}, {"x": -i}], [answer(), answer()], latency_ms=1,
+                              review={1: "guardrail"}) for i, r in enumerate(during)]
+        assert [r.stored for r in results] == ["spool"] * 3
+        assert len(db.spool.read_text().splitlines()) == 3
+        with pytest.raises(AuditUnavailable, match="cannot flush"):
+            log.flush()
+        assert log.status()["spooled"] == 3 and log.status()["last_error"]
+    assert log.flush() == 3
+    assert log.flush() == 0
+    ids = db.request_ids()
+    assert sorted(ids) == sorted([before] + during * 2)  # two rows each, none twice
+    assert sorted(r["request_id"] for r in db.rows("review")) == sorted(during)
+    assert db.spool.read_text() == ""
+    after = rid()
+    assert log.record(after, [{"x": 9}], [answer()], latency_ms=1).stored == "database"
+
+
+def test_a_replayed_spool_inserts_nothing_twice(db):
+    """A crash after the flush committed but before the spool was emptied replays it."""
+    log = db.open()
+    with db.down():
+        spooled = [rid() for _ in range(2)]
+        for r in spooled:
+            log.record(r, [{"x": 1}], [answer()], latency_ms=1, review={0: "low_confidence"})
+    lines = db.spool.read_bytes()
+    assert log.flush() == 2
+    db.spool.write_bytes(lines)  # as if the process died before truncating
+    assert log.flush() == 2
+    assert sorted(db.request_ids()) == sorted(spooled)
+    assert len(db.rows("review")) == 2
+
+
+def test_full_spool_refuses_rather_than_loses(db):
+    log = db.open(spool_max_records=2)
+    with db.down():
+        kept = [rid(), rid()]
+        for r in kept:
+            assert log.record(r, [{"x": 1}], [answer()], latency_ms=1).stored == "spool"
+        with pytest.raises(AuditUnavailable) as err:
+            log.record(rid(), [{"x": 1}], [answer()], latency_ms=1)
+        assert err.value.http_status == 503
+        assert "spool is full" in str(err.value) and "restore the audit database" in err.value.fix
+    assert log.flush() == 2
+    assert sorted(db.request_ids()) == sorted(kept)
+
+
+def test_spool_is_bounded_by_bytes_too(db):
+    log = db.open(spool_max_bytes=2_000)
+    with db.down():
+        log.record(rid(), [{"x": 1}], [answer()], latency_ms=1)
+        with pytest.raises(AuditUnavailable, match="spool is full"):
+            log.record(rid(), [{"x": "y" * 3_000}], [answer()], latency_ms=1)
+
+
+def test_background_flusher_moves_the_spool_when_the_database_returns(db):
+    log = db.open(flush_interval=0.05)
+    with db.down():
+        spooled = rid()
+        assert log.record(spooled, [{"x": 1}], [answer()], latency_ms=1).stored == "spool"
+    deadline = time.monotonic() + 15
+    while spooled not in db.request_ids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert db.request_ids() == [spooled]
+    assert len(log.failover.spool) == 0
+
+
+def test_a_restarted_service_flushes_what_the_last_one_spooled(db):
+    log = db.open()
+    with db.down():
+        spooled = rid()
+        log.record(spooled, [{"x": 1}], [answer()], latency_ms=1)
+        log.close()  # cannot flush: the spool file keeps the record
+    assert db.request_ids() == []
+    db.open()
+    assert db.request_ids() == [spooled]
+
+
+def test_a_torn_spool_line_is_skipped_and_the_rest_kept(db):
+    log = db.open()
+    with db.down():
+        first = rid()
+        log.record(first, [{"x": 1}], [answer()], latency_ms=1)
+        with db.spool.open("ab") as f:
+            f.write(b'{"audit": [{"request_id": "torn')  # a crash mid-append
+        second = rid()
+        log.record(second, [{"x": 2}], [answer()], latency_ms=1)
+    assert log.flush() == 2
+    assert sorted(db.request_ids()) == sorted([first, second])
