@@ -22,7 +22,7 @@ from .contract import evaluate_gate, infer_columns
 from .errors import ModelStoreError, Nb2prodError, NotebookError
 from .markers import collect
 from .runtime.jsonify import frame
-from . import validation
+from . import drift, validation
 from .checks.compiled import CompiledSuite
 from .runtime.predict import Predictor, RequestRejected
 from .spec import SEVERITIES, Contract
@@ -34,6 +34,10 @@ SUITE = "suite.json"  # Great Expectations suite JSON, loadable by plain GE
 ENV_RUN_FILE = "NB2PROD_RUN_FILE"
 ENV_NOTEBOOK_SHA = "NB2PROD_NOTEBOOK_SHA256"
 ENV_PARAMETERS = "NB2PROD_PARAMETERS"
+# Set by ``nb2prod retrain``: the production version's suite.json, which the candidate's
+# reference data must also pass (written as validation-production.json/.html).
+ENV_PRODUCTION_SUITE = "NB2PROD_PRODUCTION_SUITE"
+PROFILE = "profile.json"  # the reference profile drift is measured against
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
 
 
@@ -94,6 +98,8 @@ def save_model(name: str, model: Any, *, reference: pd.DataFrame,
         if suite:
             (target / SUITE).write_text(json.dumps(suite, indent=1))
         validation.write(validated, target, title=f"{name}: reference data", rows=len(reference))
+        (target / PROFILE).write_text(json.dumps(drift.profile(reference)))
+        _validate_against_production(reference, target, name)
         contract = Contract(
             name=name, columns=columns, artifact_sha256=sha256_of(target / ARTIFACT),
             metrics=metrics, gate=gate_results, examples=examples_json, expected=expected,
@@ -135,6 +141,15 @@ def _policy(columns: Any, timeout_s: Any, min_confidence: Any, low_confidence: s
     return {"timeout_s": timeout_s, "min_confidence": min_confidence,
             "low_confidence": low_confidence, "pii": dict(pii or {}),
             "cost_per_call": cost_per_call}
+
+
+def _validate_against_production(reference: pd.DataFrame, target: Path, name: str) -> None:
+    """Under retrain: the new data must also pass the suite production was built with."""
+    suite_path = os.environ.get(ENV_PRODUCTION_SUITE)
+    if suite_path:
+        result = validation.validate(reference, json.loads(Path(suite_path).read_text()), [])
+        validation.write(result, target, title=f"{name}: new data vs. the production suite",
+                         rows=len(reference), stem="validation-production")
 
 
 def _suite_json(checks: Any, columns: Any) -> dict | None:

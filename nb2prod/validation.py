@@ -55,15 +55,16 @@ def validate(df: pd.DataFrame, suite: dict | None,
     return ValidationResult(tuple(results), skipped)
 
 
-def write(result: ValidationResult, folder: Path, *, title: str, rows: int) -> None:
-    """``validation.json`` (machine-readable) and ``validation.html`` (for people)."""
+def write(result: ValidationResult, folder: Path, *, title: str, rows: int,
+          stem: str = "validation") -> None:
+    """``<stem>.json`` (machine-readable) and ``<stem>.html`` (for people)."""
     from .checks.report import render_html
 
     data = {"success": result.success, "rows": rows, "skipped": list(result.skipped),
             "results": [_jsonable(r) for r in result.results]}
-    (folder / REPORT_JSON).write_text(json.dumps(data, indent=1))
-    (folder / REPORT_HTML).write_text(render_html(result, title=title, rows=rows,
-                                                  source="reference data given to save_model"))
+    (folder / f"{stem}.json").write_text(json.dumps(data, indent=1))
+    (folder / f"{stem}.html").write_text(render_html(result, title=title, rows=rows,
+                                                     source="reference data given to save_model"))
 
 
 def _jsonable(r: ExpectationResult) -> dict[str, Any]:
@@ -74,9 +75,9 @@ def _jsonable(r: ExpectationResult) -> dict[str, Any]:
     return d
 
 
-def read(folder: Path) -> dict[str, Any] | None:
-    """The stored ``validation.json`` of a model version, or None when it has none."""
-    path = folder / REPORT_JSON
+def read(folder: Path, stem: str = "validation") -> dict[str, Any] | None:
+    """The stored ``<stem>.json`` of a model version, or None when it has none."""
+    path = folder / f"{stem}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 

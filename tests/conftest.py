@@ -26,3 +26,19 @@ def pytest_sessionfinish(session, exitstatus):
 def fixture_nb():
     """Path of a scenario notebook in tests/notebooks/."""
     return lambda scenario: NOTEBOOKS / f"{scenario}.ipynb"
+
+# Served services in tests audit into a throwaway SQLite file unless a test says otherwise.
+os.environ["NB2PROD_AUDIT_URL"] = f"sqlite:///{_HOME}/audit.db"
+
+
+@pytest.fixture(scope="session")
+def flagship_build(tmp_path_factory):
+    """The flagship built once per test session: its nb2prod.json manifest."""
+    import json
+    import subprocess
+
+    out = tmp_path_factory.mktemp("build") / "breast_cancer"
+    proc = subprocess.run([*NB2PROD, "build", str(FLAGSHIP), "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads((out / "nb2prod.json").read_text())

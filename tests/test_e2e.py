@@ -26,8 +26,8 @@ def build(notebook: Path, out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def flagship(tmp_path_factory):
-    manifest = build(FLAGSHIP, tmp_path_factory.mktemp("build") / "breast_cancer")
+def flagship(flagship_build):
+    manifest = flagship_build
     with servers.serving(manifest["bento_tag"]) as url:
         with httpx.Client(base_url=url, timeout=30) as client:
             yield manifest, client

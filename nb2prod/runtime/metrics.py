@@ -1,19 +1,39 @@
 """Prometheus metrics a served notebook exposes on BentoML's ``/metrics``.
 
 Defined once per process at import (a second definition would be a duplicate-metric
-error); BentoML's multiprocess collector publishes them.
+error); BentoML's multiprocess collector publishes them. Gauges say how to combine
+worker processes: drift takes the worst worker, quality the most recent update.
+Fallback rate is ``rate(nb2prod_predictions_total{source="fallback"}[5m]) /
+rate(nb2prod_predictions_total[5m])``; ``nb2prod_fallback_ratio`` is the same over
+each worker's last 1,000 rows, for dashboards without PromQL.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import Counter as Tally
+from collections import deque
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 
 PREDICTIONS = Counter("nb2prod_predictions", "Rows answered, by source and reason",
                       ["model_version", "source", "reason"])
 CHECK_FAILURES = Counter("nb2prod_check_failures", "Rows failing an input check, by check "
                          "and severity", ["model_version", "check", "severity"])
+LATENCY = Histogram("nb2prod_predict_seconds", "Time to answer a request: checks, model, "
+                    "guardrails and fallback", ["model_version"],
+                    buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
+FALLBACK_RATIO = Gauge("nb2prod_fallback_ratio", "Share of the last 1,000 rows answered by "
+                       "the fallback", ["model_version"], multiprocess_mode="mostrecent")
+DRIFT = Gauge("nb2prod_drift_psi", "Population stability index per input feature",
+              ["model_version", "feature"], multiprocess_mode="max")
+QUALITY = Gauge("nb2prod_live_quality", "Quality measured from feedback (accuracy or MAE)",
+                ["model_version", "metric"], multiprocess_mode="mostrecent")
+COST = Counter("nb2prod_model_cost", "Cost of model calls (cost_per_call x rows sent to the "
+               "model)", ["model_version"])
+
+_recent: deque[bool] = deque(maxlen=1000)
+_lock = threading.Lock()
 
 
 def count_failures(model_version: str, failures: list[tuple[str, str]]) -> None:
@@ -22,7 +42,19 @@ def count_failures(model_version: str, failures: list[tuple[str, str]]) -> None:
         CHECK_FAILURES.labels(model_version, check, severity).inc(n)
 
 
-def count_answers(model_version: str, answers: list[dict]) -> None:
-    """Count one request's answers by where they came from."""
-    for (source, reason), n in Tally((a["source"], a["reason"] or "") for a in answers).items():
+def count_answers(model_version: str, answers: list[dict], latency_ms: float = 0.0,
+                  cost_per_call: float | None = None) -> None:
+    """Count one request's answers by where they came from, its latency and its cost."""
+    sources = Tally((a["source"], a["reason"] or "") for a in answers)
+    for (source, reason), n in sources.items():
         PREDICTIONS.labels(model_version, source, reason).inc(n)
+    LATENCY.labels(model_version).observe(latency_ms / 1000)
+    fallback = [a["source"] == "fallback" for a in answers]
+    with _lock:
+        _recent.extend(fallback)
+        ratio = sum(_recent) / len(_recent)
+    FALLBACK_RATIO.labels(model_version).set(ratio)
+    if cost_per_call:
+        # rows the model was asked about: its answers plus those it failed to give
+        asked = sum(1 for a in answers if a["reason"] not in ("check",))
+        COST.labels(model_version).inc(cost_per_call * asked)

@@ -1,0 +1,140 @@
+"""The served flagship's production runtime over HTTP: audit, feedback, review, drift,
+admin auth and the request guard."""
+
+import os
+import sqlite3
+
+import httpx
+import pytest
+
+from nb2prod.serve import Server, serving
+from nb2prod.store import load_version
+
+pytestmark = pytest.mark.e2e
+TOKEN = "test-admin-token-1234"
+ADMIN = {"authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def served(flagship_build, tmp_path_factory):
+    db = tmp_path_factory.mktemp("audit") / "audit.db"
+    env = {**os.environ, "NB2PROD_AUDIT_URL": f"sqlite:///{db}", "NB2PROD_ADMIN_TOKEN": TOKEN,
+           "NB2PROD_MAX_BODY_BYTES": "200000"}
+    examples = list(load_version(flagship_build["model_tag"])[0].examples)
+    with serving(flagship_build["bento_tag"], env=env) as url:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            yield client, examples, db
+
+
+def test_every_answer_is_in_the_audit_log_before_the_client_sees_it(served):
+    client, examples, db = served
+    r = client.post("/predict", json={"records": examples[:3]})
+    assert r.status_code == 200
+    rows = sqlite3.connect(db).execute(
+        "select row, source from nb2prod_audit where request_id = ? order by row",
+        (r.json()["request_id"],)).fetchall()
+    assert rows == [(0, "model"), (1, "model"), (2, "model")]
+
+
+def test_feedback_joins_updates_and_shows_as_live_quality(served):
+    client, examples, _ = served
+    request_id = client.post("/predict", json={"records": examples[:1]}).json()["request_id"]
+    predicted = client.post("/predict", json={"records": examples[:1]}).json()
+    first = client.post("/feedback", json={"request_id": request_id, "label": "benign"})
+    assert first.status_code == 200 and first.json()["new"] is True
+    again = client.post("/feedback", json={"request_id": request_id,
+                                           "label": predicted["predictions"][0]["prediction"]["diagnosis"]})
+    assert again.json()["new"] is False  # a repeat replaces the earlier label
+    quality = client.get("/model").json()["live_quality"]
+    assert quality["metric"] == "accuracy" and quality["n"] >= 1 and quality["value"] is not None
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"request_id": "no-such-request", "label": "benign"}, 404),
+    ({"request_id": "x", "label": {"nested": 1}}, 400),
+    ({"label": "benign"}, 400),
+])
+def test_bad_feedback_is_a_clear_4xx(served, body, status):
+    client, _, _ = served
+    r = client.post("/feedback", json=body)
+    assert r.status_code == status and "error" in r.json()
+
+
+def test_guardrail_rows_wait_in_the_review_queue_for_an_admin(served):
+    client, examples, _ = served
+    benign = next(e for e in examples if e["worst radius"] < 15)
+    client.post("/predict", json={"records": [{**benign, "worst radius": 25.0}]})
+    assert client.get("/admin/review").status_code == 401
+    assert client.get("/admin/review", headers={"authorization": "Bearer wrong"}).status_code == 401
+    pending = client.get("/admin/review", headers=ADMIN).json()["pending"]
+    item = next(i for i in pending if i["reason"] == "guardrail")
+    ok = client.post(f"/admin/review/{item['id']}", json={"label": "malignant"}, headers=ADMIN)
+    assert ok.status_code == 200 and ok.json()["resolved"] is True
+    twice = client.post(f"/admin/review/{item['id']}", json={"label": "malignant"}, headers=ADMIN)
+    assert twice.status_code == 409
+
+
+def test_admin_endpoints_are_disabled_without_a_token(flagship_build):
+    env = {k: v for k, v in os.environ.items() if k != "NB2PROD_ADMIN_TOKEN"}
+    with serving(flagship_build["bento_tag"], env=env) as url:
+        r = httpx.get(f"{url}/admin/review", headers=ADMIN)
+    assert r.status_code == 404 and "set NB2PROD_ADMIN_TOKEN" in r.json()["error"]
+
+
+def test_non_json_and_oversized_bodies_are_refused_before_parsing(served):
+    client, examples, _ = served
+    r = client.post("/predict", content=b"records=1", headers={"content-type": "text/plain"})
+    assert r.status_code == 415 and "application/json" in r.json()["error"]
+    big = client.post("/predict", json={"records": examples * 200})
+    assert big.status_code == 413 and "NB2PROD_MAX_BODY_BYTES" in big.json()["error"]
+
+
+def test_drift_shows_the_feature_that_moved(served):
+    client, examples, _ = served
+    shifted = [{**e, "mean texture": e["mean texture"] * 1.6} for e in examples] * 120
+    for start in range(0, len(shifted), 100):
+        assert client.post("/predict", json={"records": shifted[start:start + 100]}).status_code == 200
+    report = client.get("/drift").json()
+    assert report["status"] == "drift" and "mean texture" in report["drifting"]
+    assert report["features"]["mean texture"]["psi"] > report["threshold"]
+    assert 'feature="mean texture"' in client.get("/metrics").text
+
+
+def test_no_response_carries_a_traceback_or_a_path(served):
+    client, examples, _ = served
+    for r in (client.post("/predict", json={"records": [{"x": 1}]}),
+              client.post("/feedback", json={"request_id": "nope", "label": 1}),
+              client.get("/admin/review")):
+        assert "Traceback" not in r.text and "/site-packages/" not in r.text
+
+
+def test_an_unreachable_audit_database_stops_the_service_at_start(flagship_build):
+    env = {**os.environ, "NB2PROD_AUDIT_URL": "postgresql+psycopg://postgres@127.0.0.1:1/test"}
+    server = Server(flagship_build["bento_tag"], env=env)
+    with pytest.raises(RuntimeError) as e:
+        server.wait_ready(timeout=60)
+    server.stop()
+    assert "cannot open the audit database" in str(e.value)
+    assert "Traceback" not in str(e.value)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_feedback_exports_as_a_data_set_for_retraining(served, tmp_path, suffix):
+    import subprocess
+
+    import pandas as pd
+
+    from conftest import NB2PROD
+
+    client, examples, db = served
+    request_id = client.post("/predict", json={"records": examples[:2]}).json()["request_id"]
+    for row, label in enumerate(["malignant", "benign"]):
+        client.post("/feedback", json={"request_id": request_id, "label": label, "row": row})
+    out = tmp_path / f"labelled{suffix}"
+    proc = subprocess.run([*NB2PROD, "feedback", "export", "breast_cancer", "--out", str(out),
+                           "--db", f"sqlite:///{db}"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    data = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+    assert "label" in data and "mean radius" in data and len(data) >= 2
+    assert data["mean radius"].iloc[-2] == examples[0]["mean radius"]
+    assert list(data["label"].iloc[-2:]) == ["malignant", "benign"]
