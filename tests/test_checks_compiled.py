@@ -21,10 +21,15 @@ from nb2prod.errors import Nb2prodError
 NAN, INF = float("nan"), float("inf")
 
 
+def compile_one(kind: str, **kwargs) -> CompiledSuite:
+    """A suite of one expectation of type ``expect_<kind>``, compiled."""
+    return CompiledSuite({"name": "t", "expectations": [
+        {"type": f"expect_{kind}", "kwargs": kwargs}]})
+
+
 def check(df: pd.DataFrame, kind: str, **kwargs):
     """The one result of a one-expectation suite of type ``expect_<kind>``."""
-    result = CompiledSuite({"name": "t", "expectations": [
-        {"type": f"expect_{kind}", "kwargs": kwargs}]}).validate(df)
+    result = compile_one(kind, **kwargs).validate(df)
     (only,) = result.results
     return only
 
@@ -140,7 +145,8 @@ def test_between_on_datetimes():
     df = pd.DataFrame({"d": pd.to_datetime(["2020-01-01", None, "2021-06-01 12:00"],
                                            format="ISO8601")})
     assert verdict(df, "column_values_to_be_between", column="d",
-                   min_value="2020-01-01T00:00:00", max_value="2021-01-01T00:00:00") == (False, (2,))
+                   min_value="2020-01-01T00:00:00",
+                   max_value="2021-01-01T00:00:00") == (False, (2,))
     # GE's model turns "2020-01-01" into a date, which pandas will not compare.
     assert not check(df, "column_values_to_be_between", column="d",
                      min_value="2020-01-01").success
@@ -148,11 +154,9 @@ def test_between_on_datetimes():
 
 def test_between_configurations_ge_can_never_pass_are_refused():
     with pytest.raises(SuiteError, match="greater than max_value"):
-        CompiledSuite({"name": "t", "expectations": [{"type": "expect_column_values_to_be_between",
-                       "kwargs": {"column": "f", "min_value": 5, "max_value": 1}}]})
+        compile_one("column_values_to_be_between", column="f", min_value=5, max_value=1)
     with pytest.raises(SuiteError, match="cannot both be None"):
-        CompiledSuite({"name": "t", "expectations": [{"type": "expect_column_values_to_be_between",
-                       "kwargs": {"column": "f"}}]})
+        compile_one("column_values_to_be_between", column="f")
 
 
 # --- sets ----------------------------------------------------------------------------
@@ -165,13 +169,26 @@ def test_in_set_uses_python_equality_in_object_columns():
                    value_set=[1, "a"]) == (False, (0, 1, 2))
 
 
+def test_in_set_answers_the_same_for_long_columns():
+    """Past 256 values pandas' isin takes over from a set lookup: same answers."""
+    short = pd.DataFrame({"o": objects(1, 1.0, True, "1", None, 2),
+                          "s": pd.Series(["a", "é", None, "", "b", "a"], dtype="str")})
+    long = pd.concat([short] * 60, ignore_index=True)
+    for column, value_set in (("o", [1, "a"]), ("s", ["a", "", 1])):
+        for kind in ("column_values_to_be_in_set", "column_values_to_not_be_in_set"):
+            few = verdict(short, kind, column=column, value_set=value_set)
+            many = verdict(long, kind, column=column, value_set=value_set)
+            assert many == (few[0], tuple(r + 6 * k for k in range(60) for r in few[1]))
+
+
 def test_in_set_numbers_strings_unicode_and_empty_sets():
     df = pd.DataFrame({"f": [1.0, -0.0, NAN, 2.5], "s": ["é", "", "日本", "e"]})
     assert verdict(df, "column_values_to_be_in_set", column="f",
                    value_set=[0, 1, True]) == (False, (3,))
     assert verdict(df, "column_values_to_be_in_set", column="s",
                    value_set=["é", "", 1]) == (False, (2, 3))
-    assert verdict(df, "column_values_to_be_in_set", column="f", value_set=[]) == (False, (0, 1, 3))
+    assert verdict(df, "column_values_to_be_in_set", column="f",
+                   value_set=[]) == (False, (0, 1, 3))
     assert check(df, "column_values_to_not_be_in_set", column="s", value_set=[]).success
     ints = pd.DataFrame({"i": [2 ** 53 + 1]})  # pandas compares ints exactly, not as floats
     assert verdict(ints, "column_values_to_be_in_set", column="i",
@@ -211,8 +228,7 @@ def test_unknown_type_names_are_refused():
     for kwargs in ({"type_": "flaot64"}, {"type_list": ["nope", "never"]}, {"type_list": []}):
         kind = "of_type" if "type_" in kwargs else "in_type_list"
         with pytest.raises(SuiteError, match="numpy dtype, pandas class or Python type"):
-            CompiledSuite({"name": "t", "expectations": [
-                {"type": f"expect_column_values_to_be_{kind}", "kwargs": {"column": "o", **kwargs}}]})
+            compile_one(f"column_values_to_be_{kind}", column="o", **kwargs)
 
 
 # --- text ----------------------------------------------------------------------------
@@ -220,13 +236,13 @@ def test_unknown_type_names_are_refused():
 def test_regex_searches_the_text_pandas_makes_of_each_value():
     df = pd.DataFrame({"f": [1.0, 25.0, NAN, INF], "s": ["Zürich", "", "zug", None]})
     assert verdict(df, "column_values_to_match_regex", column="f", regex=r"\.0$") == (False, (3,))
-    assert verdict(df, "column_values_to_match_regex", column="s", regex="^[A-Z]") == (False, (1, 2))
+    assert verdict(df, "column_values_to_match_regex", column="s",
+                   regex="^[A-Z]") == (False, (1, 2))
     assert verdict(df, "column_values_to_match_regex", column="s", regex="ü") == (False, (1, 2))
     assert verdict(df, "column_values_to_not_match_regex", column="s", regex="u") == (False, (2,))
     assert check(df, "column_values_to_match_regex", column="s").success  # default: (?s).*
     with pytest.raises(SuiteError, match="does not compile"):
-        CompiledSuite({"name": "t", "expectations": [{"type": "expect_column_values_to_match_regex",
-                       "kwargs": {"column": "s", "regex": "("}}]})
+        compile_one("column_values_to_match_regex", column="s", regex="(")
 
 
 def test_value_lengths_count_characters_of_the_text():
@@ -289,14 +305,23 @@ def test_unexpected_values_are_capped_but_rows_are_not():
     assert len(r.unexpected_rows) == 100 and len(r.unexpected_values) == MAX_VALUES
 
 
-def test_all_float_frames_take_the_bulk_path_with_the_same_answers():
+def test_float_blocks_give_the_same_answers_as_single_columns():
+    """All-float frames, and frames with 8+ float columns, are read as one block."""
     floats = pd.DataFrame({"f": [0.0, 60.0, NAN, 61.0], "g": [NAN] * 4})
-    mixed = floats.assign(s="x")
-    for df in (floats, mixed):
+    many = floats.assign(**{f"h{k}": 1.0 for k in range(6)}, s="x")
+    for df in (floats, floats.assign(s="x"), many, many.iloc[:, ::-1]):
         assert verdict(df, "column_values_to_be_between", column="f", min_value=0,
                        max_value=60, strict_max=True) == (False, (1, 3))
         assert verdict(df, "column_values_to_be_between", column="g", min_value=0) == (True, ())
         assert verdict(df, "column_values_to_not_be_null", column="f") == (False, (2,))
+
+
+@pytest.mark.parametrize("strict_min,strict_max,rows", [
+    (False, False, ()), (True, False, (0, 3)), (False, True, (1,)), (True, True, (0, 1, 3))])
+def test_float_blocks_respect_strict_bounds_on_their_extremes(strict_min, strict_max, rows):
+    df = pd.DataFrame({"f": [0.0, 2.5, NAN, -0.0], "g": [1.0] * 4})
+    assert verdict(df, "column_values_to_be_between", column="f", min_value=0, max_value=2.5,
+                   strict_min=strict_min, strict_max=strict_max) == (not rows, rows)
 
 
 def test_suite_problems_are_collected_into_one_error():
@@ -311,8 +336,9 @@ def test_suite_problems_are_collected_into_one_error():
         CompiledSuite(bad)
     text = str(raised.value)
     assert isinstance(raised.value, Nb2prodError) and "5 problem(s)" in text
-    for part in ("expectation 0", "mostly must be between 0 and 1", "unknown argument(s) ['colum']",
-                 "missing argument(s) ['value_set']", "'panic'", "expectation 4", "how to fix"):
+    for part in ("expectation 0", "mostly must be between 0 and 1",
+                 "unknown argument(s) ['colum']", "missing argument(s) ['value_set']",
+                 "'panic'", "expectation 4", "how to fix"):
         assert part in text
 
 
@@ -360,7 +386,8 @@ def test_a_drafted_suite_on_one_row_is_fast():
     exps = [e for c in names for e in (
         {"type": "expect_column_to_exist", "kwargs": {"column": c}},
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": c}},
-        {"type": "expect_column_values_to_be_of_type", "kwargs": {"column": c, "type_": "float64"}},
+        {"type": "expect_column_values_to_be_of_type",
+         "kwargs": {"column": c, "type_": "float64"}},
         {"type": "expect_column_values_to_be_between",
          "kwargs": {"column": c, "min_value": 0, "max_value": 60}})]
     compiled = CompiledSuite({"name": "flagship", "expectations": exps})
@@ -379,8 +406,10 @@ def test_compiling_and_validating_never_imports_great_expectations():
         "import sys, pandas as pd\n"
         "from nb2prod.checks.compiled import CompiledSuite\n"
         "s = CompiledSuite({'name': 'x', 'expectations': [\n"
-        "  {'type': 'expect_column_values_to_be_between', 'kwargs': {'column': 'a', 'min_value': 0}},\n"
-        "  {'type': 'expect_column_mean_to_be_between', 'kwargs': {'column': 'a', 'min_value': 0}}]})\n"
+        "  {'type': 'expect_column_values_to_be_between',\n"
+        "   'kwargs': {'column': 'a', 'min_value': 0}},\n"
+        "  {'type': 'expect_column_mean_to_be_between',\n"
+        "   'kwargs': {'column': 'a', 'min_value': 0}}]})\n"
         "assert not s.validate(pd.DataFrame({'a': [-1.0]})).success\n"
         "assert 'great_expectations' not in sys.modules, 'GE was imported'\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -110,8 +110,8 @@ def _error(ge: Any) -> str | None:
     metric's exceptions under one key per metric."""
     info = ge.exception_info or {}
     found = [info] if "raised_exception" in info else list(info.values())
-    messages = [str(x.get("exception_message")) for x in found
-                if isinstance(x, dict) and x.get("raised_exception")]
+    messages = dict.fromkeys(str(x.get("exception_message")) for x in found
+                             if isinstance(x, dict) and x.get("raised_exception"))
     return "; ".join(messages) if messages else None
 
 

@@ -20,7 +20,7 @@ from .audit import AuditLog
 from .drift import DriftMonitor
 from .feedback import FeedbackLog, infer_kind
 from .http import HTTPError
-from .predict import NoFallbackError, Policy, Predictor, RequestRejected
+from .predict import NoFallbackError, Predictor, RequestRejected
 from .review import ReviewQueue
 
 log = logging.getLogger("nb2prod")
