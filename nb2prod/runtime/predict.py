@@ -126,8 +126,9 @@ class Predictor:
         if self.validator is not None:
             for res in self.validator.validate(X).failed():
                 rows_hit = res.unexpected_rows or range(len(X))  # table-level: every row
+                column = X[res.column].tolist() if res.column in X else None  # once, not per row
                 for i in rows_hit:
-                    value = scalar(X[res.column].iat[i]) if res.column in X else None
+                    value = scalar(column[i]) if column is not None else None
                     found.add(int(i), res.severity, {
                         "check": res.type, "column": res.column, "value": value,
                         "expected": res.expected,
