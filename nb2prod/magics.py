@@ -21,13 +21,14 @@ it would without the magic; line numbers count the ``%%n2p`` line, as the notebo
 from __future__ import annotations
 
 import ast
+import shlex
 from typing import Any, Callable
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from . import directives, doctor, markers
+from . import directives, markers
 from .directives import Word
-from .errors import MarkerError, Nb2prodError
+from .errors import MarkerError, Nb2prodError, UsageError
 
 NAMES = ("n2p", "nb2prod")
 
@@ -41,7 +42,7 @@ def _short(exc: Nb2prodError) -> Nb2prodError:
 
 @magics_class
 class N2pMagics(Magics):
-    """``%%n2p WORD`` marks or classifies a cell; ``%n2p status`` shows what is marked."""
+    """``%%n2p WORD`` marks or classifies a cell; ``%n2p status`` shows the readiness panel."""
 
     @line_cell_magic
     def n2p(self, line: str, cell: str | None = None) -> Any:
@@ -63,7 +64,10 @@ class N2pMagics(Magics):
         return result
 
     def _line(self, line: str) -> None:
-        words = line.split("#", 1)[0].split()
+        try:
+            words = shlex.split(line.split("#", 1)[0])  # quoted paths may hold spaces
+        except ValueError as exc:
+            raise _short(UsageError(f"%n2p {line.strip()}: {exc}", fix="close the quote")) from None
         if not words:
             print(usage())
             return
@@ -75,7 +79,10 @@ class N2pMagics(Magics):
                          f"({directives.valid_words()}) as %%n2p WORD")
             raise _short(MarkerError(f"%n2p {words[0]}: unknown line word; valid line "
                                      f"words: {', '.join(LINE_WORDS)}", fix=hint))
-        action(self.shell.user_ns)
+        try:
+            action(self.shell.user_ns, words[1:])
+        except Nb2prodError as exc:
+            raise _short(exc) from None
 
     def _target(self, word: Word, cell: str) -> str | None:
         """The one function a marking word applies to, checked before the cell runs."""
@@ -97,8 +104,9 @@ class N2pMagics(Magics):
         shell = self.shell
         # One blank line stands for the %%n2p line, so traceback lines match the cell's.
         source = "\n" + shell.transform_cell(cell)
-        # registered in linecache under this cell's number: tracebacks show "Cell In[n]"
-        filename = shell.compile.cache(source, shell.execution_count)
+        # registered in linecache under this cell's number: tracebacks show "Cell In[n]".
+        # prompt_count is it in every IPython (9 counts the cell up before running it).
+        filename = shell.compile.cache(source, shell.displayhook.prompt_count)
         tree = shell.transform_ast(ast.parse(source, filename))
         last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
         exec(compile(tree, filename, "exec"), shell.user_global_ns, shell.user_ns)
@@ -118,23 +126,28 @@ class N2pMagics(Magics):
         self.shell.user_ns[name] = getattr(markers, word.marks)(fn)
 
 
-def status(namespace: dict[str, Any]) -> None:
-    """``%n2p status``: the markers this session holds and what is still missing."""
-    print(doctor.as_text(doctor.kernel_checklist(namespace),
-                         title="nb2prod status (markers in this session)"))
-    print("save_model's arguments (gate, examples, reference...) and the parameters cell are "
-          "not visible here: run `nb2prod doctor NOTEBOOK` for the whole checklist.")
+def status(namespace: dict[str, Any], args: list[str]) -> None:
+    """``%n2p status [NOTEBOOK]``: the readiness panel (``nb2prod.panel``): markers, the
+    last saved model's checks and gate, the checklist (static for ``NOTEBOOK``), Build."""
+    from . import panel
+
+    if len(args) > 1:
+        raise UsageError(f"%n2p status takes one notebook path at most, got {len(args)} "
+                         f"words: {' '.join(args)}",
+                         fix='quote a path with spaces: %n2p status "my notebook.ipynb"')
+    panel.show(namespace, args[0] if args else None)
 
 
-# Line words: name -> what it does with the user's namespace.
-LINE_WORDS: dict[str, Callable[[dict[str, Any]], None]] = {"status": status}
+# Line words: name -> what it does with the user's namespace and the words after it.
+LINE_WORDS: dict[str, Callable[[dict[str, Any], list[str]], None]] = {"status": status}
 
 
 def usage() -> str:
     """What ``%n2p`` with no word prints."""
     cells = "\n".join(f"  %%n2p {w.name:<10} {w.help}" for w in directives.WORDS.values())
     return (f"usage: %%n2p WORD as a cell's first line, one of:\n{cells}\n"
-            f"       %n2p status    the markers in this session and what is missing\n"
+            f"       %n2p status [NOTEBOOK]  the readiness panel: markers, checks, gate, "
+            f"checklist, Build\n"
             f"The same words work as a first-line comment (#| n2p: export) and as cell "
             f"tags (n2p-export); tags apply at build time only.")
 
