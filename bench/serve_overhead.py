@@ -3,13 +3,17 @@
     .venv/bin/python bench/serve_overhead.py [--quick] [--seconds S] [--rounds R]
 
 Builds notebooks/breast_cancer.ipynb with ``nb2prod build`` into a temporary
-BENTOML_HOME, writes a hand-written bare BentoML service that loads the same
-``model.joblib`` and answers the same JSON, serves both at once on free 127.0.0.1
-ports, checks they agree on a 100-row payload, then measures p50/p99 latency and
-throughput for 1- and 100-row payloads at 1 and 8 concurrent clients. Bursts are
-interleaved (every round runs each case on both services, alternating which goes
-first) so machine noise hits both alike. Targets: nb2prod p50 <= 1.15x bare and
-throughput >= 0.85x bare. Writes bench/results/serve_overhead.{json,md}.
+BENTOML_HOME and writes a hand-written bare BentoML service that loads the same
+``model.joblib`` and answers the same JSON. The build is served four times, one
+server per configuration (``CONFIGS``): ``nb2prod`` with everything on as deployed by
+default (SQLite audit log, drift, metrics), then with the audit log off, drift off,
+and both off, so each feature's cost shows. All five servers run at once on free
+127.0.0.1 ports; every nb2prod one must agree with bare on a 100-row payload. Then
+p50/p99 latency and throughput are measured for 1- and 100-row payloads at 1 and 8
+concurrent clients. Bursts are interleaved (every round runs each case on every
+server, in an order that rotates) so machine noise hits all alike. Targets, for the
+full-featured ``nb2prod`` only: p50 <= 1.2x bare and throughput >= 0.8x bare.
+Writes bench/results/serve_overhead.{json,md}.
 """
 
 from __future__ import annotations
@@ -34,9 +38,18 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "breast_cancer.ipynb"
 RESULTS = ROOT / "bench" / "results"
 BIN = Path(sys.executable).parent
-P50_MAX, RPS_MIN = 1.15, 0.85
+P50_MAX, RPS_MIN = 1.2, 0.8
 CASES = [(1, 1), (1, 8), (100, 1), (100, 8)]  # (rows per request, concurrent clients)
 HEADERS = {"Content-Type": "application/json"}
+# nb2prod configurations: environment on top of the defaults. Metrics cannot be switched
+# off, so every configuration has them. Each server audits into its own SQLite file.
+CONFIGS = {
+    "nb2prod": {},
+    "no-audit": {"NB2PROD_AUDIT_URL": "off"},
+    "no-drift": {"NB2PROD_DRIFT": "off"},
+    "no-audit-no-drift": {"NB2PROD_AUDIT_URL": "off", "NB2PROD_DRIFT": "off"},
+}
+FULL = "nb2prod"  # the configuration the targets apply to
 
 BARE_SERVICE = '''\
 """Bare BentoML baseline for bench/serve_overhead.py: same model, same answers, no nb2prod."""
@@ -155,16 +168,22 @@ def pct(values: list[float], q: float) -> float:
 
 
 def verify(conns: dict, body: bytes) -> None:
-    """Abort unless both services give the same answers for the 100-row payload."""
+    """Abort unless every nb2prod server gives bare's answers for the 100-row payload."""
     got = {name: json.loads(post(c[0], body))["predictions"] for name, c in conns.items()}
-    a, b = got["nb2prod"], got["bare"]
-    bad = [i for i, (x, y) in enumerate(zip(a, b))
-           if x["source"] != "model" or x["prediction"]["diagnosis"] != y["prediction"]["diagnosis"]
-           or abs(x["prediction"]["probability_malignant"] - y["prediction"]["probability_malignant"]) > 1e-4]
-    if len(a) != len(b) or bad:
-        sys.exit(f"ABORT: nb2prod and bare disagree (lengths {len(a)}/{len(b)}, rows {bad[:10]});"
-                 f" first: nb2prod={a[bad[0]] if bad else None} bare={b[bad[0]] if bad else None}")
-    print(f"verified: both services agree on all {len(a)} rows (all answered by the model)")
+    b = got["bare"]
+    for name in CONFIGS:
+        a = got[name]
+        bad = [i for i, (x, y) in enumerate(zip(a, b))
+               if x["source"] != "model"
+               or x["prediction"]["diagnosis"] != y["prediction"]["diagnosis"]
+               or abs(x["prediction"]["probability_malignant"]
+                      - y["prediction"]["probability_malignant"]) > 1e-4]
+        if len(a) != len(b) or bad:
+            sys.exit(f"ABORT: {name} and bare disagree (lengths {len(a)}/{len(b)}, rows "
+                     f"{bad[:10]}); first: {name}={a[bad[0]] if bad else None} "
+                     f"bare={b[bad[0]] if bad else None}")
+    print(f"verified: {', '.join(CONFIGS)} and bare agree on all {len(b)} rows "
+          "(all answered by the model)")
 
 
 def machine(load: tuple) -> dict:
@@ -178,21 +197,38 @@ def machine(load: tuple) -> dict:
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
+def _ratios(row: dict, name: str) -> str:
+    """``p50 ratio | req/s ratio`` cells; the targeted configuration says pass or FAIL."""
+    if name == "bare":
+        return "1 | 1"
+    ratio = row["ratios"][name]
+    if name != FULL:
+        return f"{ratio['p50']:.3f} | {ratio['rps']:.3f}"
+    return (f"{ratio['p50']:.3f} {'pass' if row['p50_pass'] else 'FAIL'} "
+            f"| {ratio['rps']:.3f} {'pass' if row['rps_pass'] else 'FAIL'}")
+
+
 def report(rows: list[dict], info: dict, settings: dict) -> str:
-    """The markdown table (also printed) and the JSON/MD result files."""
-    head = ("| rows | clients | nb2prod p50 | bare p50 | nb2prod p99 | bare p99 | nb2prod req/s "
-            "| bare req/s | p50 ratio (<=1.15) | req/s ratio (>=0.85) |\n|" + "---|" * 10)
-    lines = [head] + [
-        f"| {r['rows']} | {r['clients']} | {r['nb2prod']['p50_ms']:.2f} ms | {r['bare']['p50_ms']:.2f} ms "
-        f"| {r['nb2prod']['p99_ms']:.2f} ms | {r['bare']['p99_ms']:.2f} ms | {r['nb2prod']['rps']:.1f} "
-        f"| {r['bare']['rps']:.1f} | {r['p50_ratio']:.3f} {'pass' if r['p50_pass'] else 'FAIL'} "
-        f"| {r['rps_ratio']:.3f} {'pass' if r['rps_pass'] else 'FAIL'} |" for r in rows]
+    """The markdown tables (also printed) and the JSON/MD result files."""
+    head = ("| rows | clients | server | p50 | p99 | req/s | p50 / bare | req/s / bare |\n|"
+            + "---|" * 8)
+    lines = [head]
+    for r in rows:
+        for name in [*CONFIGS, "bare"]:
+            fig = r["servers"][name]
+            lines.append(f"| {r['rows']} | {r['clients']} | {name} | {fig['p50_ms']:.2f} ms "
+                         f"| {fig['p99_ms']:.2f} ms | {fig['rps']:.1f} | {_ratios(r, name)} |")
     table = "\n".join(lines)
+    cost = ("| rows | clients | " + " | ".join(CONFIGS) + " |\n|" + "---|" * (2 + len(CONFIGS))
+            + "".join(f"\n| {r['rows']} | {r['clients']} | " + " | ".join(
+                f"{r['ratios'][n]['p50']:.2f} / {r['ratios'][n]['rps']:.2f}" for n in CONFIGS)
+                + " |" for r in rows))
     ok = all(r["p50_pass"] and r["rps_pass"] for r in rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serve_overhead.json").write_text(json.dumps(
-        {"machine": info, "settings": settings, "targets": {"p50_ratio_max": P50_MAX,
-         "rps_ratio_min": RPS_MIN}, "cases": rows, "all_pass": ok}, indent=1) + "\n")
+        {"machine": info, "settings": settings, "configs": CONFIGS, "targets": {
+            "applies_to": FULL, "p50_ratio_max": P50_MAX, "rps_ratio_min": RPS_MIN},
+         "cases": rows, "all_pass": ok}, indent=1) + "\n")
     (RESULTS / "serve_overhead.md").write_text(
         "# Serving overhead: nb2prod vs. bare BentoML\n\n"
         f"Command: `.venv/bin/python bench/serve_overhead.py{' --quick' if settings['quick'] else ''}`\n\n"
@@ -200,22 +236,28 @@ def report(rows: list[dict], info: dict, settings: dict) -> str:
         f"- load average at start (1/5/15 min): {info['loadavg_at_start']}\n"
         f"- python: {info['python']}, bentoml {info['bentoml']}, {info['platform']}\n"
         f"- model: {settings['model_tag']}, bento: {settings['bento_tag']}\n"
+        f"- servers: `nb2prod` = the build as deployed by default (SQLite audit log with "
+        f"NB2PROD_AUDIT_SYNC=NORMAL, drift on, Prometheus metrics on); `no-audit` "
+        f"NB2PROD_AUDIT_URL=off; `no-drift` NB2PROD_DRIFT=off; `no-audit-no-drift` both; "
+        f"`bare` a hand-written BentoML service (same model, same JSON)\n"
         f"- method: {settings['rounds']} interleaved rounds x {settings['seconds']}s bursts per "
-        "service and case, order alternating; one persistent HTTP/1.1 connection per client "
-        "thread; both servers up throughout on 127.0.0.1\n\n"
-        f"{table}\n\nOverall: **{'PASS' if ok else 'FAIL'}** (targets: p50 <= {P50_MAX}x bare, "
-        f"throughput >= {RPS_MIN}x bare)\n")
-    return table + f"\n\noverall: {'PASS' if ok else 'FAIL'}"
+        "server and case, order rotating; one persistent HTTP/1.1 connection per client "
+        "thread; all servers up throughout on 127.0.0.1\n\n"
+        f"{table}\n\nOverall: **{'PASS' if ok else 'FAIL'}** (targets, for `{FULL}`: "
+        f"p50 <= {P50_MAX}x bare, throughput >= {RPS_MIN}x bare)\n\n"
+        "## What each feature costs\n\np50 ratio / throughput ratio vs. bare, per "
+        f"configuration (1.00 / 1.00 = free):\n\n{cost}\n")
+    return table + f"\n\n{cost}\n\noverall: {'PASS' if ok else 'FAIL'}"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of short bursts")
-    ap.add_argument("--seconds", type=float, help="seconds per burst (default 1.5; quick 0.3)")
-    ap.add_argument("--rounds", type=int, help="interleaved rounds (default 8; quick 2)")
+    ap.add_argument("--seconds", type=float, help="seconds per burst (default 1.2; quick 0.3)")
+    ap.add_argument("--rounds", type=int, help="interleaved rounds (default 6; quick 2)")
     args = ap.parse_args()
-    seconds = args.seconds or (0.3 if args.quick else 1.5)
-    rounds = args.rounds or (2 if args.quick else 8)
+    seconds = args.seconds or (0.3 if args.quick else 1.2)
+    rounds = args.rounds or (2 if args.quick else 6)
     load = os.getloadavg()
 
     with tempfile.TemporaryDirectory(prefix="nb2prod-bench-") as tmp:
@@ -231,8 +273,12 @@ def main() -> None:
 
         servers: dict[str, Server] = {}
         try:
-            servers["nb2prod"] = Server(manifest["bento_tag"], cwd=tmp, env=env,
-                                        log=tmp / "nb2prod.log")
+            for name, extra in CONFIGS.items():
+                (tmp / name).mkdir()
+                servers[name] = Server(
+                    manifest["bento_tag"], cwd=tmp / name, log=tmp / f"{name}.log",
+                    env={**env, "NB2PROD_AUDIT_URL": f"sqlite:///{tmp / name / 'audit.db'}",
+                         **extra})
             servers["bare"] = Server("service:Bare", cwd=tmp / "bare", env=env,
                                      log=tmp / "bare.log")
             for s in servers.values():
@@ -244,14 +290,15 @@ def main() -> None:
 
             for name in conns:  # warm-up: untimed bursts of every case
                 for size, clients in CASES:
-                    burst(conns[name][:clients], bodies[size], 0.2 if args.quick else 1.0)
+                    burst(conns[name][:clients], bodies[size], 0.2 if args.quick else 0.6)
 
             samples = {(case, n): ([], 0.0) for case in CASES for n in conns}
             for r in range(rounds):
                 print(f"round {r + 1}/{rounds} …", flush=True)
                 for k, case in enumerate(CASES):
-                    order = ["nb2prod", "bare"] if (r + k) % 2 == 0 else ["bare", "nb2prod"]
-                    for name in order:
+                    names = list(conns)
+                    shift = (r + k) % len(names)
+                    for name in names[shift:] + names[:shift]:
                         lats, elapsed = burst(conns[name][:case[1]], bodies[case[0]], seconds)
                         old, t = samples[case, name]
                         samples[case, name] = (old + lats, t + elapsed)
@@ -264,14 +311,15 @@ def main() -> None:
     rows = []
     for size, clients in CASES:
         fig = {}
-        for name in ("nb2prod", "bare"):
+        for name in [*CONFIGS, "bare"]:
             lats, elapsed = samples[(size, clients), name]
             fig[name] = {"p50_ms": pct(lats, 0.5), "p99_ms": pct(lats, 0.99),
                          "rps": len(lats) / elapsed, "requests": len(lats)}
-        p50r = fig["nb2prod"]["p50_ms"] / fig["bare"]["p50_ms"]
-        rpsr = fig["nb2prod"]["rps"] / fig["bare"]["rps"]
-        rows.append({"rows": size, "clients": clients, **fig, "p50_ratio": p50r,
-                     "rps_ratio": rpsr, "p50_pass": p50r <= P50_MAX, "rps_pass": rpsr >= RPS_MIN})
+        ratios = {name: {"p50": fig[name]["p50_ms"] / fig["bare"]["p50_ms"],
+                         "rps": fig[name]["rps"] / fig["bare"]["rps"]} for name in CONFIGS}
+        rows.append({"rows": size, "clients": clients, "servers": fig, "ratios": ratios,
+                     "p50_pass": ratios[FULL]["p50"] <= P50_MAX,
+                     "rps_pass": ratios[FULL]["rps"] >= RPS_MIN})
     settings = {"quick": args.quick, "seconds": seconds, "rounds": rounds,
                 "model_tag": manifest["model_tag"], "bento_tag": manifest["bento_tag"]}
     print("\n" + report(rows, machine(load), settings))

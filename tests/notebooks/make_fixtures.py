@@ -30,12 +30,16 @@ PARAMETERS = """\
 C = 1.0              # inverse regularisation strength
 test_size = 0.25
 random_state = 42
-min_roc_auc = 0.95   # evaluation gate: the build fails below this"""
+min_roc_auc = 0.95   # evaluation gate: the build fails below this
+data_path = None     # n2p: data (CSV: the inputs and a "label" column); None: scikit-learn's copy"""
 
 DATA = """\
-data = load_breast_cancer(as_frame=True)
-X = data.data
-y = 1 - data.target  # sklearn codes malignant as 0; we predict malignant = 1
+if data_path is None:
+    data = load_breast_cancer(as_frame=True)
+    X, y = data.data, 1 - data.target  # sklearn codes malignant as 0; we predict malignant = 1
+else:  # e.g. written by `nb2prod feedback export breast_cancer --out new.csv`
+    X = pd.read_csv(data_path)
+    y = (X.pop("label") == "malignant").astype(int)
 X_train, X_test, y_train, y_test = train_test_split(
     X, y, test_size=test_size, random_state=random_state, stratify=y)
 X_train.shape, X_test.shape"""
@@ -162,6 +166,54 @@ FIXTURES = {
     "reference_fails_checks": dict(contract=CONTRACT.replace("max_value=60", "max_value=25")),
 }
 
+
+# --- a model that misbehaves on a batch with a radius above 25 (test_reliability.py) ------
+# The examples (and so the build's own tests) never trigger it; a request that does gets
+# every row of its batch from the fallback.
+_TRIGGER = '    if (X["mean radius"] > 25).any():\n'
+_PREDICT = "    p = model.predict_proba(X)[:, 1]\n"
+FIXTURES.update({
+    # sleeps far past its deadline; timeout_s=0.5 keeps the tests quick (default 2.0)
+    "model_hangs": dict(
+        serving=("import time\n\nHANG_S = 10.0  # seconds: twenty deadlines\n"
+                 + SERVING.replace(_PREDICT, _TRIGGER + "        time.sleep(HANG_S)\n" + _PREDICT)),
+        save=SAVE.replace('"breast_cancer"', '"model_hangs"').replace(
+            "checks=checks)", "checks=checks,\n               timeout_s=0.5)")),
+    "model_returns_nan": dict(serving=SERVING.replace(
+        _PREDICT, _PREDICT + _TRIGGER + "        p = np.full(len(X), np.nan)\n")),
+    "model_wrong_rows": dict(serving=SERVING.replace(
+        _PREDICT, _PREDICT + _TRIGGER + "        p = p[:-1]  # one answer short\n")),
+})
+
+
+# --- retraining (test_retrain.py) ----------------------------------------------------------
+# The flagship with its evaluation as a function, which retrain also runs on the production
+# model (score_champion) so both are scored on the same holdout by the same code; and a
+# notebook without a data parameter, which `nb2prod retrain --data` must refuse.
+EVALUATED_TRAIN = """\
+from nb2prod.registry import score_champion
+
+
+def evaluate(model) -> dict:
+    \"\"\"The gate's metrics on this run's holdout; retrain scores production with it too.\"\"\"
+    proba = model.predict_proba(X_test)[:, 1]
+    return {"roc_auc": roc_auc_score(y_test, proba),
+            "accuracy": accuracy_score(y_test, proba >= 0.5)}
+
+
+model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
+model.fit(X_train, y_train)
+scores = evaluate(model)
+score_champion(evaluate)  # production on this holdout, under nb2prod retrain only
+scores"""
+FIXTURES.update({
+    "scores_champion": dict(train=EVALUATED_TRAIN),
+    "no_data_parameter": dict(parameters=PARAMETERS.split("\ndata_path")[0], data="""\
+data = load_breast_cancer(as_frame=True)
+X, y = data.data, 1 - data.target
+X_train, X_test, y_train, y_test = train_test_split(
+    X, y, test_size=test_size, random_state=random_state, stratify=y)"""),
+})
 
 # --- one notebook, four spellings (test_spellings.py) -----------------------------------
 # The flagship with its serving code one marked function per cell (what a cell-level
