@@ -115,6 +115,9 @@ def save_model(name: str, model: Any, *, reference: pd.DataFrame,
         (target / CONTRACT).write_text(json.dumps(contract.to_json(), indent=1))
     tag = str(bento_model.tag)
     _report(tag, contract)
+    from .panel import after_save  # remembers the tag; shows the panel in an interactive kernel
+
+    after_save(tag)
     return tag
 
 
