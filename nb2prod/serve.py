@@ -1,8 +1,7 @@
 """Start and stop ``bentoml serve`` on a free localhost port (demo, tests, benchmarks).
 
 Servers bind to 127.0.0.1 only, log to a file (a pipe nobody reads would fill up and
-stall a busy server) and run in their own process group, so stopping one stops its
-workers too.
+stall a busy server); stopping one stops its workers too.
 """
 
 from __future__ import annotations
@@ -63,14 +62,27 @@ class Server:
         raise TimeoutError(f"{self.url} not ready after {timeout}s:\n{self.output()[-3000:]}")
 
     def stop(self) -> str:
-        """Stop the whole process group; return what the server printed."""
+        """Stop the server and every process it started; return what it printed.
+
+        BentoML starts its workers in a session of their own, so the process group is
+        not enough: the children are collected first and killed if they outlive it.
+        """
+        import psutil
+
         if self.proc.poll() is None:
+            try:
+                children = psutil.Process(self.proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                children = []
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+            _, alive = psutil.wait_procs(children, timeout=5)
+            for child in alive:
+                child.kill()
         return self.output()
 
 

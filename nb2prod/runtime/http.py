@@ -70,6 +70,9 @@ class Endpoints:
                 receive = await self._buffered(receive)
         except HTTPError as exc:
             return await send_json(send, exc.status, {"error": exc.message})
+        except Exception:  # a bug: say so at once (BentoML would hold it 30 s, then 500)
+            log.exception("%s %s failed", method, path)
+            return await send_json(send, 500, {"error": "internal error; see the server log"})
         return await self.app(scope, receive, send)
 
     def _check_body(self, scope: dict) -> bool:

@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Annotated, Any, Union
 
 import bentoml
-from pydantic import Field
+from pydantic import Field, WithJsonSchema
 from starlette.responses import JSONResponse
 
 from ..checks.compiled import CompiledSuite
@@ -29,7 +29,10 @@ from .schema import FrameMaker, record_type
 from .serving import Serving, Settings, open_audit
 
 MAX_RECORDS = 10_000
-Label = Union[bool, int, float, str]
+# BentoML keeps only a Union's first member in the schema: describe the label ourselves.
+Label = Annotated[Union[bool, int, float, str], WithJsonSchema({
+    "description": "the true label, of the kind the model predicts: text, a number or a "
+                   "boolean"})]
 
 
 def policy_from(contract: Any) -> Policy:
@@ -101,7 +104,7 @@ def make_service(*, class_name: str, code: ModuleType, model_tag: str, model_sha
         "records": Annotated[list[Record], Field(min_length=1, max_length=MAX_RECORDS)],  # type: ignore[valid-type]
         "return": dict}
     feedback.__annotations__ = {"request_id": Annotated[str, Field(min_length=1, max_length=64)],
-                                "label": Label, "row": Annotated[int, Field(ge=0)],
+                                "label": Label, "row": Annotated[int, Field(ge=0, lt=MAX_RECORDS)],
                                 "return": dict}
 
     cls = type(class_name, (), {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -161,7 +162,8 @@ class Serving:
         """``POST /admin/review/<id>`` with ``{"label": ...}``: the verdict becomes feedback."""
         if self.review is None:
             raise HTTPError(404, "the review queue needs the audit log, which is off")
-        if not rest.isdigit() or not isinstance(body, dict) or "label" not in body:
+        if not re.fullmatch(r"[0-9]{1,18}", rest) or not isinstance(body, dict) \
+                or "label" not in body:
             raise HTTPError(400, 'POST /admin/review/<item id> with {"label": <the true label>}')
         try:
             result = self.review.resolve(int(rest), body["label"])
