@@ -106,6 +106,153 @@ def doctor(
         raise typer.Exit(1)
 
 
+feedback_app = typer.Typer(no_args_is_help=True, help="Labels sent to POST /feedback.")
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("export")
+def feedback_export(
+    name: str = typer.Argument(..., help="The model name, e.g. breast_cancer"),
+    out: Path = typer.Option(..., "--out", help="Where to write: file.csv or file.parquet"),
+    db: Optional[str] = typer.Option(None, "--db", help="The audit database URL (default: "
+                                     "$NB2PROD_AUDIT_URL or sqlite:///nb2prod-audit.db)"),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks"),
+) -> None:
+    """Write every labelled input of NAME (all versions) as a data set retraining can use."""
+    from .runtime.feedback import export_feedback
+
+    result = _run(lambda: export_feedback(db, name, out), debug)
+    typer.echo(f"wrote {result.rows} labelled row(s) to {result.path}")
+
+
+@app.command()
+def init(
+    name: str = typer.Argument(..., help="The model's name, e.g. churn: lowercase, digits, _"),
+    directory: Optional[Path] = typer.Option(None, "--dir", help="Where to write (default: ./NAME)"),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks"),
+) -> None:
+    """Scaffold NAME.ipynb, a complete annotated notebook that builds, and a README."""
+    from . import scaffold
+
+    written = _run(lambda: scaffold.init(name, directory), debug)
+    for path in written:
+        typer.echo(f"wrote {path}")
+    notebook = written[0]
+    typer.echo(f"next:  jupyter lab {notebook}     (or: nb2prod build {notebook})")
+
+
+@app.command("test")
+def notebook_tests(
+    notebook: Path = typer.Argument(..., help="The notebook to test"),
+    build_dir: Optional[Path] = typer.Option(None, "--build", help="The build directory whose "
+                                             "tests to run (default: build/<notebook name>)"),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks"),
+) -> None:
+    """Run the notebook with nbval (--nbval-lax) and the built service's tests.
+
+    Exits 1 when either part fails; no build yet is reported, not failed.
+    """
+    from . import testing
+
+    report = _run(lambda: testing.run(notebook, build_dir, echo=typer.echo), debug)
+    for part in report.parts:
+        if not part.ok:
+            typer.echo(f"--- {part.name}: the end of pytest's output\n"
+                       f"{testing.failure_output(part)}", err=True)
+    typer.secho(report.summary(), fg=typer.colors.GREEN if report.ok else typer.colors.RED)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _say(as_json: bool) -> Callable[[str], None]:
+    """Progress goes to stderr under --json, so stdout is only the JSON document."""
+    return (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def retrain(
+    ctx: typer.Context,
+    notebook: Path = typer.Argument(..., help="The notebook that trains the model"),
+    data: Optional[Path] = typer.Option(None, "--data", help="New training data: sets the "
+                                        "parameter marked '# n2p: data' (else data_path)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: "
+                                       "runs/<name>/<UTC time>)"),
+    reason: Optional[str] = typer.Option(None, "--reason", help="Why: kept in the history"),
+    tolerance: float = typer.Option(0.0, "--tolerance", help="How much worse than production "
+                                    "a gate metric may be (absolute)"),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's report as JSON"),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks"),
+) -> None:
+    """Re-run the notebook on new data; promote its model only if it passes production's
+    checks, the gate, and is not worse than production. Exit 3: not promoted.
+
+    Override the notebook's parameters with -p NAME VALUE (repeatable).
+    """
+    from . import retrain as retrain_module
+
+    show = (lambda report: typer.echo(json.dumps(report.to_json(), indent=1))) if as_json else None
+    _run(lambda: retrain_module.retrain(notebook, _parameters(ctx.args), data=data, out=out,
+                                        reason=reason, tolerance=tolerance,
+                                        echo=_say(as_json), on_report=show), debug)
+
+
+@app.command()
+def models(
+    name: str = typer.Argument(..., help="The model name, e.g. breast_cancer"),
+    as_json: bool = typer.Option(False, "--json", help="Print the versions as JSON"),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks"),
+) -> None:
+    """List NAME's versions: metrics and status (production, previous, candidate, rejected)."""
+    from dataclasses import asdict
+
+    from . import promotion, registry
+
+    rows = _run(lambda: registry.versions(name), debug)
+    if as_json:
+        typer.echo(json.dumps([asdict(r) for r in rows], indent=1))
+    else:
+        for line in promotion.format_versions(rows):
+            typer.echo(line)
+
+
+@app.command()
+def promote(
+    name: str = typer.Argument(..., help="The model name, e.g. breast_cancer"),
+    version: str = typer.Argument(..., help="The version to promote (see nb2prod models NAME)"),
+    force: bool = typer.Option(False, "--force", help="Promote even if judgements fail"),
+    reason: Optional[str] = typer.Option(None, "--reason", help="Why: kept in the history"),
+    tolerance: float = typer.Option(0.0, "--tolerance", help="As for retrain"),
+    as_json: bool = typer.Option(False, "--json", help="Print the promotion as JSON"),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks"),
+) -> None:
+    """Make VERSION production: retrain's judgements, a bento rebuilt, the pointer moved."""
+    from dataclasses import asdict
+
+    from . import promotion
+
+    move = _run(lambda: promotion.promote(name, version, force=force, reason=reason,
+                                          tolerance=tolerance, echo=_say(as_json)), debug)
+    if as_json:
+        typer.echo(json.dumps(asdict(move), indent=1))
+
+
+@app.command()
+def rollback(
+    name: str = typer.Argument(..., help="The model name, e.g. breast_cancer"),
+    reason: Optional[str] = typer.Option(None, "--reason", help="Why: kept in the history"),
+    as_json: bool = typer.Option(False, "--json", help="Print the rollback as JSON"),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks"),
+) -> None:
+    """Make the previous production version production again, with its bento rebuilt."""
+    from dataclasses import asdict
+
+    from . import promotion
+
+    move = _run(lambda: promotion.rollback(name, reason=reason, echo=_say(as_json)), debug)
+    if as_json:
+        typer.echo(json.dumps(asdict(move), indent=1))
+
+
 @app.command()
 def version() -> None:
     """Print nb2prod's version."""
