@@ -104,7 +104,7 @@ def make_service(*, class_name: str, code: ModuleType, model_tag: str, model_sha
         "records": Annotated[list[Record], Field(min_length=1, max_length=MAX_RECORDS)],  # type: ignore[valid-type]
         "return": dict}
     feedback.__annotations__ = {"request_id": Annotated[str, Field(min_length=1, max_length=64)],
-                                "label": Label, "row": Annotated[int, Field(ge=0, lt=MAX_RECORDS)],
+                                "label": Label, "row": Annotated[int, Field(ge=0, le=MAX_RECORDS - 1)],
                                 "return": dict}
 
     cls = type(class_name, (), {
