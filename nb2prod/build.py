@@ -72,7 +72,7 @@ def build(path: str | Path, out: str | Path | None = None,
     model_tag = _model_from(nb, saved)
     progress.stage("checking the reference data against the input contract",
                    _check_reference, nb, model_tag, out, echo)
-    exported = progress.stage("extracting the marked code", extract.extract, executed)
+    exported = progress.stage("extracting the marked code", extract.extract, executed, nb)
     progress.stage("rendering the service", _render, nb, out, model_tag, exported)
     progress.stage("running the generated tests", _verify, out)
     bento_tag = progress.stage("building the bento (bentoml build)", _package, out)

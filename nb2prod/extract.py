@@ -292,8 +292,12 @@ def _marker_import(nb: Notebook, bindings: dict[str, Binding]) -> tuple[str, Bin
     return ("n2p" if "n2p" not in bindings else "nb2prod"), None
 
 
-def extract(nb: Notebook) -> Exported:
-    """Slice the notebook into a standalone module; raise ``ExportError`` listing problems."""
+def extract(nb: Notebook, origin: Notebook | None = None) -> Exported:
+    """Slice the notebook into a standalone module; raise ``ExportError`` listing problems.
+
+    ``origin`` is the notebook ``nb`` was executed from, named in the module's header: the
+    code of two runs of one notebook is then byte-identical unless the code differs (a
+    running service reloads a new model only for the same code)."""
     marked = check_ready(nb)
     bindings = _bindings(nb.run_cells)
     skipped = _bindings([c for c in nb.cells if c.skipped])
@@ -349,7 +353,8 @@ def extract(nb: Notebook) -> Exported:
     needs_import = alias_import is None and any(m.decorate for m in marked)
     extra = [f"import nb2prod as {alias}" if alias != "nb2prod" else "import nb2prod"] \
         if needs_import else []
-    return Exported(_render(nb, chosen, extra), _kinds(marked), sorted(chosen))
+    return Exported(_render(nb, chosen, extra, origin or nb), _kinds(marked),
+                    sorted(chosen))
 
 
 def _kinds(marked: list[MarkedDef]) -> dict[str, list[str]]:
@@ -359,7 +364,8 @@ def _kinds(marked: list[MarkedDef]) -> dict[str, list[str]]:
     return kinds
 
 
-def _render(nb: Notebook, chosen: dict[str, Binding], extra_imports: list[str]) -> str:
+def _render(nb: Notebook, chosen: dict[str, Binding], extra_imports: list[str],
+            origin: Notebook) -> str:
     order = sorted(chosen.values(), key=lambda b: (b.kind != "import", b.cell.index, b.node.lineno))
     imports, body, last_cell = list(extra_imports), [], None
     for b in order:
@@ -374,6 +380,6 @@ def _render(nb: Notebook, chosen: dict[str, Binding], extra_imports: list[str]) 
         if b.cell.label != last_cell:  # say where each run of code came from
             text, last_cell = f"# from {b.cell.label}\n{text}", b.cell.label
         body.append(text)
-    header = (f'"""Exported by nb2prod from {nb.path.name} (sha256 {nb.sha256[:12]}). '
-              'Do not edit: rebuild."""\n')
+    header = (f'"""Exported by nb2prod from {origin.path.name} '
+              f'(sha256 {origin.sha256[:12]}). Do not edit: rebuild."""\n')
     return header + "\n".join(imports) + "\n\n\n" + "\n\n\n".join(body) + "\n"

@@ -32,7 +32,7 @@ from typing import Any, Callable
 from . import build, packaging, registry, validation
 from .errors import UsageError
 from .registry import NotPromoted, Promotion
-from .spec import ColumnSpec, Contract
+from .spec import Contract, schema_changes
 from .store import load_version
 
 CHAMPION_FILE = "champion.json"  # what score_champion found, in the retrain run directory
@@ -130,22 +130,6 @@ def _short(text: str, limit: int = 160) -> str:
     """First line, cut at ``limit``: a judgement names the problem, the report has it all."""
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line if len(line) <= limit else line[:limit - 1] + "…"
-
-
-def schema_changes(old: tuple[ColumnSpec, ...], new: tuple[ColumnSpec, ...]) -> tuple[str, ...]:
-    """Columns removed, added, retyped or given other categories, readable. Nullability
-    is not compared: it is inferred from whichever rows the data has, and a reloaded
-    service keeps the request schema it was built with."""
-    before, after = {c.name: c for c in old}, {c.name: c for c in new}
-    changes = [f"column {n!r} removed" for n in before if n not in after]
-    changes += [f"column {n!r} added ({after[n].dtype})" for n in after if n not in before]
-    for n in (n for n in before if n in after):
-        if before[n].dtype != after[n].dtype:
-            changes.append(f"column {n!r}: {before[n].dtype} -> {after[n].dtype}")
-        elif before[n].categories != after[n].categories:
-            changes.append(f"column {n!r}: categories {list(before[n].categories or ())} -> "
-                           f"{list(after[n].categories or ())}")
-    return tuple(changes)
 
 
 def case_of(candidate: str, champion: str | None, scored: dict[str, Any] | None,
@@ -258,7 +242,8 @@ def promote(name: str, version: str, *, force: bool = False, reason: str | None 
                                  packaging.rebuild, name, tag, noted.get("build"))
     contract, _ = load_version(tag)
     move = Promotion(version=tag, action="promote", at=_now(), user=getpass.getuser(),
-                     reason=reason, bento=bento, code_sha256=code, metrics=contract.metrics,
+                     reason=reason, bento=bento, code_sha256=code,
+                     artifact_sha256=contract.artifact_sha256, metrics=contract.metrics,
                      notebook_sha256=contract.notebook_sha256, parameters=contract.parameters,
                      data=noted.get("data"), data_sha256=noted.get("data_sha256"),
                      run=noted.get("run"), forced=failed)
@@ -286,8 +271,10 @@ def rollback(name: str, *, reason: str | None = None,
     bento, code = progress.stage(f"testing and building a bento pinned to {target.version}",
                                  packaging.rebuild, name, target.version,
                                  known.notes.get(target.version, {}).get("build"))
+    contract, _ = load_version(target.version)
     move = replace(target, action="rollback", at=_now(), user=getpass.getuser(), reason=reason,
-                   bento=bento, code_sha256=code, forced=False)
+                   bento=bento, code_sha256=code, artifact_sha256=contract.artifact_sha256,
+                   forced=False)
     move = progress.stage(f"moving the production pointer back from {current}", move_pointer,
                           name, move, current)
     echo(f"rolled {name} back from {current} to {target.version}\nserve it with:  "

@@ -65,6 +65,7 @@ class Promotion:
     replaced: str | None = None  # the production version before this one
     bento: str | None = None  # the bento built pinned to ``version``
     code_sha256: str | None = None  # of that bento's exported notebook code
+    artifact_sha256: str | None = None  # of the model file: a reload loads only this file
     metrics: dict[str, float] = field(default_factory=dict)
     notebook_sha256: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)

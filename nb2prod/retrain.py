@@ -108,7 +108,6 @@ def retrain(path: str | Path, parameters: dict[str, Any] | None = None, *,
                           dict(parameters or {}), data, out)
     report = Report(plan.name, str(nb.path), nb.sha256, str(plan.run), plan.parameters,
                     plan.data, plan.data_sha256, plan.champion, _now())
-    packager = packaging.Packager()  # its interpreters warm up while the kernel runs
     try:
         executed, candidate = progress.stage(
             "running the notebook in a fresh kernel (papermill, retrain mode)", _execute, plan)
@@ -118,7 +117,7 @@ def retrain(path: str | Path, parameters: dict[str, Any] | None = None, *,
         progress.stage("judging: data, schema, gate, production", _judge, plan, candidate,
                        built, tolerance, report, echo)
         report.bento = progress.stage("testing and building the bento (bentoml build)",
-                                      packager.package, built)
+                                      packaging.package, built)
         progress.stage("moving the production pointer", _promote, plan, candidate, built,
                        report.bento, reason)
         report.outcome = "promoted"
@@ -127,7 +126,6 @@ def retrain(path: str | Path, parameters: dict[str, Any] | None = None, *,
         report.error = str(exc)
         raise
     finally:
-        packager.close()
         report.seconds = round(progress.elapsed, 2)
         report.write()
         if on_report:
@@ -286,7 +284,7 @@ def _execute(plan: Plan) -> tuple[notebook.Notebook, str]:
 def _render(plan: Plan, executed: notebook.Notebook, candidate: str) -> Path:
     """The candidate's build directory, kept with the run so promote can package it later."""
     out = plan.run / "build"
-    build._render(plan.nb, out, candidate, extract.extract(executed))
+    build._render(plan.nb, out, candidate, extract.extract(executed, plan.nb))
     return out
 
 
@@ -311,6 +309,7 @@ def _promote(plan: Plan, candidate: str, built: Path, bento: str, reason: str | 
     contract, _ = load_version(candidate)
     move = Promotion(version=candidate, action="promote", at=_now(), user=getpass.getuser(),
                      reason=reason, bento=bento, code_sha256=packaging.code_sha256(built),
+                     artifact_sha256=contract.artifact_sha256,
                      metrics=contract.metrics, notebook_sha256=plan.nb.sha256,
                      parameters=plan.parameters, data=plan.data, data_sha256=plan.data_sha256,
                      run=str(plan.run))

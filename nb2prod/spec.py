@@ -62,6 +62,22 @@ class ColumnSpec:
     categories: tuple[Any, ...] | None = None
 
 
+def schema_changes(old: tuple[ColumnSpec, ...], new: tuple[ColumnSpec, ...]) -> tuple[str, ...]:
+    """Columns removed, added, retyped or given other categories, readable. Nullability
+    is not compared: it is inferred from whichever rows the data has, and a reloaded
+    service keeps the request schema it was built with."""
+    before, after = {c.name: c for c in old}, {c.name: c for c in new}
+    changes = [f"column {n!r} removed" for n in before if n not in after]
+    changes += [f"column {n!r} added ({after[n].dtype})" for n in after if n not in before]
+    for n in (n for n in before if n in after):
+        if before[n].dtype != after[n].dtype:
+            changes.append(f"column {n!r}: {before[n].dtype} -> {after[n].dtype}")
+        elif before[n].categories != after[n].categories:
+            changes.append(f"column {n!r}: categories {list(before[n].categories or ())} -> "
+                           f"{list(after[n].categories or ())}")
+    return tuple(changes)
+
+
 @dataclass(frozen=True)
 class GateResult:
     """The evaluation gate's verdict for one metric."""

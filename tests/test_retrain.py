@@ -9,13 +9,20 @@ Great Expectations import), in a real BentoML store:
    data again), data that fails production's checks, data without its label column
    (the notebook raises) and data with a column dropped (a schema change);
 4. a rollback makes the first version production again, with a new bento;
-5. promoting the version refused for its data is refused again without --force.
+5. promoting the version refused for its data is refused again without --force;
+6. a service serving the better version reloads production (the first) under load.
 """
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
+import threading
+import time
+from dataclasses import replace
+
+import httpx
 
 import pytest
 from sklearn.datasets import load_breast_cancer
@@ -26,6 +33,8 @@ from nb2prod import packaging, registry
 from nb2prod.cli import app
 from nb2prod.errors import BuildError
 from nb2prod.retrain import fingerprint
+from nb2prod.serve import serving
+from nb2prod.store import load_version
 
 NOTEBOOK = NOTEBOOKS / "scores_champion.ipynb"
 NAME = "scores_champion"
@@ -217,13 +226,64 @@ def test_a_bento_whose_tests_fail_is_deleted_and_production_kept(story, tmp_path
     (out / "tests" / "test_broken.py").write_text("def test_broken():\n"
                                                   "    assert False, 'the service broke'\n")
     before = {str(b.tag) for b in bentoml.bentos.list(NAME)}
-    packager = packaging.Packager()
     with pytest.raises(BuildError, match="the generated tests failed") as caught:
-        packager.package(out)
-    packager.close()
+        packaging.package(out)
     assert "the service broke" in str(caught.value)
     assert {str(b.tag) for b in bentoml.bentos.list(NAME)} == before  # built, then deleted
     assert registry.production(NAME) == story["after_first"]
+
+
+def test_a_running_service_reloads_production_under_load_without_a_failed_request(story):
+    """Serve the bento pinned to the better version while the registry says production is
+    the first one (rolled back): POST /admin/reload switches 8 busy clients over."""
+    better_bento = report(story, "better")["bento"]
+    records = list(load_version(story["after_first"])[0].examples)[:2]
+    env = {**os.environ, "NB2PROD_ADMIN_TOKEN": "reload-token-5678"}
+    admin = {"authorization": "Bearer reload-token-5678"}
+    with serving(better_bento, env=env) as url, httpx.Client(base_url=url, timeout=30) as client:
+        assert client.get("/model").json()["model_version"] == story["after_better"]
+        assert client.post("/admin/reload").status_code == 401  # no token, no reload
+        answers, stop = [], threading.Event()
+
+        def busy():
+            with httpx.Client(base_url=url, timeout=30) as mine:
+                while not stop.is_set():
+                    r = mine.post("/predict", json={"records": records})
+                    answers.append((r.status_code, r.json().get("model_version")))
+
+        clients = [threading.Thread(target=busy) for _ in range(8)]
+        for c in clients:
+            c.start()
+        time.sleep(1.5)
+        reload = client.post("/admin/reload", headers=admin)
+        time.sleep(1.5)
+        stop.set()
+        for c in clients:
+            c.join()
+        assert reload.status_code == 200, reload.text
+        assert reload.json() == {"reloaded": True, "model_version": story["after_first"],
+                                 "previous": story["after_better"]}
+        assert {status for status, _ in answers} == {200}, "a request failed during the reload"
+        served = [version for _, version in answers]
+        assert served[0] == story["after_better"] and served[-1] == story["after_first"]
+        assert len(answers) > 20
+        assert client.get("/model").json()["model_version"] == story["after_first"]
+        again = client.post("/admin/reload", headers=admin).json()
+        assert again["reloaded"] is False and again["model_version"] == story["after_first"]
+
+        # Production built from other code cannot be reloaded: deploy its bento instead.
+        saved = registry.home(NAME) / registry.FILE
+        kept = saved.read_bytes()
+        try:
+            registry.change(NAME, lambda r: replace(r, history=(*r.history[:-1], replace(
+                r.history[-1], version=story["after_better"], code_sha256="0" * 64))))
+            refused = client.post("/admin/reload", headers=admin)
+        finally:
+            saved.write_bytes(kept)
+        assert refused.status_code == 409
+        assert "other notebook code" in refused.json()["error"]
+        assert "bentoml serve" in refused.json()["error"]
+        assert client.get("/model").json()["model_version"] == story["after_first"]
 
 
 def test_the_data_fingerprint_covers_a_folder_by_names_and_contents(tmp_path):

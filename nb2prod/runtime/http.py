@@ -11,11 +11,14 @@ declare (``GET`` routes, token-protected admin routes), as one ASGI middleware.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
 import os
 from typing import Any, Awaitable, Callable
+
+import anyio
 
 log = logging.getLogger("nb2prod")
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
@@ -65,7 +68,7 @@ class Endpoints:
             if path in self.get_routes:
                 if method not in ("GET", "HEAD"):
                     raise HTTPError(405, f"use GET {path}")
-                return await send_json(send, 200, self.get_routes[path]())
+                return await send_json(send, 200, await _in_thread(self.get_routes[path]))
             if method == "POST" and self._check_body(scope):
                 receive = await self._buffered(receive)
         except HTTPError as exc:
@@ -115,8 +118,14 @@ class Endpoints:
         for (verb, prefix), handler in self.admin_routes.items():
             if method == verb and (path == prefix or path.startswith(prefix + "/")):
                 body = await _read_json(receive) if method == "POST" else None
-                return await send_json(send, 200, handler(body, path[len(prefix) + 1:]))
+                return await send_json(send, 200, await _in_thread(handler, body,
+                                                                   path[len(prefix) + 1:]))
         raise HTTPError(404, f"no admin route {method} {path}")
+
+
+async def _in_thread(handler: Handler, *args: Any) -> Any:
+    # Handlers read databases and files: off the event loop, so predictions never wait on them.
+    return await anyio.to_thread.run_sync(functools.partial(handler, *args))
 
 
 async def _read_body(receive: Any, limit: int = DEFAULT_MAX_BODY) -> bytes:

@@ -8,26 +8,30 @@ with one line saying what to fix, before any worker starts.
 
 import importlib.util
 import json
+import logging
 import os
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Callable, Union
 
 import bentoml
 from pydantic import Field, WithJsonSchema
 from starlette.responses import JSONResponse
 
 from ..checks.compiled import CompiledSuite
+from .. import registry
 from ..errors import ModelStoreError, Nb2prodError
 from ..markers import collect
-from ..store import PROFILE, SUITE, load_artifact, load_version, verify_artifact
+from ..store import PROFILE, SUITE, load_artifact, load_version, sha256_of, verify_artifact
 from . import metrics
-from .http import Endpoints, HTTPError
+from .http import Endpoints
 from .predict import Policy, Predictor
+from .reload import Current, Reloader
 from .schema import FrameMaker, record_type
 from .serving import Serving, Settings, open_audit
 
+log = logging.getLogger("nb2prod")
 MAX_RECORDS = 10_000
 # BentoML keeps only a Union's first member in the schema: describe the label ourselves.
 Label = Annotated[Union[bool, int, float, str], WithJsonSchema({
@@ -74,29 +78,36 @@ def make_service(*, class_name: str, code: ModuleType, model_tag: str, model_sha
     """
     contract, path = _check_start(class_name, model_tag, model_sha256)
     marked = collect(vars(code))
-    to_frame = FrameMaker(contract.columns)
+    to_frame = FrameMaker(contract.columns)  # a reload keeps the request schema: same columns
     Record = record_type(contract.columns, class_name)
-    suite = json.loads((path / SUITE).read_text()) if (path / SUITE).exists() else None
-    profile = json.loads((path / PROFILE).read_text()) if (path / PROFILE).exists() else None
-    live: dict[str, Serving] = {}  # the worker's Serving, shared with the HTTP middleware
+    current = Current()  # this worker's Serving, shared with the HTTP middleware
+
+    def open_serving(tag: str, contract: Any, path: Path) -> Serving:
+        suite = path / SUITE
+        profile = path / PROFILE
+        predictor = Predictor(
+            load_artifact(path, contract.artifact_sha256), marked,
+            CompiledSuite(json.loads(suite.read_text())) if suite.exists() else None,
+            on_failures=lambda failures: metrics.count_failures(tag, failures),
+            policy=policy_from(contract))
+        return Serving(model_tag=tag, contract=contract, predictor=predictor, to_frame=to_frame,
+                       profile=json.loads(profile.read_text()) if profile.exists() else None,
+                       settings=Settings.from_env(), built_at=built_at)
 
     def __init__(self: Any) -> None:
-        predictor = Predictor(
-            load_artifact(path, model_sha256), marked, CompiledSuite(suite) if suite else None,
-            on_failures=lambda failures: metrics.count_failures(model_tag, failures),
-            policy=policy_from(contract))
-        self.serving = live["serving"] = Serving(
-            model_tag=model_tag, contract=contract, predictor=predictor, to_frame=to_frame,
-            profile=profile, settings=Settings.from_env())
+        current.swap(open_serving(model_tag, contract, path))
+        _say_if_not_production(contract.name, model_tag)
 
     def predict(self: Any, records: list) -> dict:
         """Predict for 1..N records; each answer says whether the model or the fallback gave it."""
-        status, body = self.serving.predict(records)
+        with current.use() as serving:
+            status, body = serving.predict(records)
         return body if status == 200 else JSONResponse(body, status_code=status)
 
     def feedback(self: Any, request_id: str, label: Label, row: int = 0) -> dict:
         """The true label for a row of an earlier request (a repeat replaces it)."""
-        status, body = self.serving.record_feedback(request_id, label, row)
+        with current.use() as serving:
+            status, body = serving.record_feedback(request_id, label, row)
         return body if status == 200 else JSONResponse(body, status_code=status)
 
     # Real objects, not strings: BentoML builds the request schema from them.
@@ -110,28 +121,36 @@ def make_service(*, class_name: str, code: ModuleType, model_tag: str, model_sha
     cls = type(class_name, (), {
         "__module__": module, "__doc__": f"nb2prod service for model {model_tag}.",
         "bento_model": bentoml.models.BentoModel(model_tag), "__init__": __init__,
+        "serving": property(lambda self: current.serving, doc="the Serving answering now"),
         "predict": bentoml.api(predict), "feedback": bentoml.api(feedback)})
     svc = bentoml.service(cls, traffic={"timeout": 30})
-    static = {
-        "name": contract.name, "model_version": model_tag, "metrics": contract.metrics,
-        "gate": [{"metric": g.metric, "value": g.value, "threshold": g.threshold.describe(),
-                  "passed": g.passed} for g in contract.gate],
-        "notebook_sha256": contract.notebook_sha256, "parameters": contract.parameters,
-        "trained_at": contract.created_at, "built_at": built_at,
-        "nb2prod_version": contract.nb2prod_version}
 
-    def serving() -> Serving:
-        if "serving" not in live:
-            raise HTTPError(503, "the service is still starting")
-        return live["serving"]
+    def on_current(method: str) -> Callable[..., Any]:
+        def handle(*args: Any) -> Any:
+            with current.use() as serving:  # a reload meanwhile closes it only afterwards
+                return getattr(serving, method)(*args)
+        return handle
 
     svc.add_asgi_middleware(
         Endpoints,
-        get_routes={"/model": lambda: serving().info(static),
-                    "/drift": lambda: serving().drift_report()},
-        admin_routes={("GET", "/admin/review"): lambda b, r: serving().pending_review(b, r),
-                      ("POST", "/admin/review"): lambda b, r: serving().resolve_review(b, r)})
+        get_routes={"/model": on_current("info"), "/drift": on_current("drift_report")},
+        admin_routes={("GET", "/admin/review"): on_current("pending_review"),
+                      ("POST", "/admin/review"): on_current("resolve_review"),
+                      ("POST", "/admin/reload"): Reloader(current, open_serving,
+                                                          sha256_of(Path(code.__file__)))})
     return svc
+
+
+def _say_if_not_production(name: str, tag: str) -> None:
+    """Warn when the registry has promoted another version than the one this bento pins."""
+    try:
+        production = registry.production(name)
+    except Nb2prodError as exc:
+        log.warning("cannot read the model registry: %s", exc)
+        return
+    if production is not None and production != tag:
+        log.warning("this service pins %s, but production of %s is %s: POST /admin/reload "
+                    "or serve the bento built for it", tag, name, production)
 
 
 def load_code(path: str | Path) -> ModuleType:

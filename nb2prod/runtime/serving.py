@@ -73,8 +73,8 @@ class Serving:
     """Answers requests for one model version and keeps their record."""
 
     def __init__(self, *, model_tag: str, contract: Any, predictor: Predictor,
-                 to_frame: Any, profile: dict | None, settings: Settings):
-        self.model_tag, self.contract = model_tag, contract
+                 to_frame: Any, profile: dict | None, settings: Settings, built_at: str = ""):
+        self.model_tag, self.contract, self.built_at = model_tag, contract, built_at
         self.predictor, self.to_frame = predictor, to_frame
         self.audit = open_audit(settings, contract, model_tag)
         kind = infer_kind(contract.expected[0]["prediction"]) if contract.expected \
@@ -137,10 +137,17 @@ class Serving:
         return 200, {"request_id": request_id, "row": row, "new": result.new,
                      "model_version": result.model_version}
 
-    def info(self, static: dict[str, Any]) -> dict[str, Any]:
-        """``GET /model``: the pinned version's facts plus live quality from feedback."""
-        live = self.feedback.quality(self.model_tag) if self.feedback else None
-        return {**static, "live_quality": live}
+    def info(self) -> dict[str, Any]:
+        """``GET /model``: the served version's facts plus live quality from feedback."""
+        c = self.contract
+        return {
+            "name": c.name, "model_version": self.model_tag, "metrics": c.metrics,
+            "gate": [{"metric": g.metric, "value": g.value, "threshold": g.threshold.describe(),
+                      "passed": g.passed} for g in c.gate],
+            "notebook_sha256": c.notebook_sha256, "parameters": c.parameters,
+            "trained_at": c.created_at, "built_at": self.built_at,
+            "nb2prod_version": c.nb2prod_version,
+            "live_quality": self.feedback.quality(self.model_tag) if self.feedback else None}
 
     def drift_report(self) -> dict[str, Any]:
         """``GET /drift``: per-feature PSI, thresholds and status; refreshes the gauges."""
