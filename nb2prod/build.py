@@ -5,6 +5,7 @@ Each stage is one named function call; ``build`` reads top to bottom like the li
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -135,7 +136,10 @@ def _render(nb: notebook.Notebook, out: Path, model_tag: str,
         "notebook_sha256": nb.sha256, "model_tag": model_tag,
         "model_sha256": contract.artifact_sha256, "version": __version__,
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "packages": pinned_packages(_imported_modules(exported.source)),
+        # The whole notebook's imports, not just the exported code's: the bento's image
+        # can then run `nb2prod retrain` on the notebook too (README: scheduling).
+        "packages": pinned_packages(_imported_modules(exported.source) + [
+            m for cell in nb.run_cells if cell.tree for m in _imported_modules(cell.tree)]),
     }
     render(out, context, exported.source)
     manifest = {
@@ -151,11 +155,9 @@ def _render(nb: notebook.Notebook, out: Path, model_tag: str,
     (out / "nb2prod.json").write_text(json.dumps(manifest, indent=1))
 
 
-def _imported_modules(source: str) -> list[str]:
-    import ast
-
+def _imported_modules(source: "str | ast.Module") -> list[str]:
     modules = []
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(ast.parse(source) if isinstance(source, str) else source):
         if isinstance(node, ast.Import):
             modules += [a.name.split(".")[0] for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:

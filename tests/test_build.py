@@ -84,7 +84,12 @@ def test_parameters_override_the_notebook_and_are_recorded(tmp_path):
     for name in ("service.py", "breast_cancer_code.py", "bentofile.yaml", "tests/test_service.py",
                  "executed.ipynb"):
         assert (out / name).exists(), name
-    assert "lock_packages: false" in (out / "bentofile.yaml").read_text()
+    bentofile = (out / "bentofile.yaml").read_text()
+    assert "lock_packages: false" in bentofile
+    # pinned: the audit log's database layer, and what `nb2prod retrain` needs in the image
+    for pin in ("sqlalchemy==", "psycopg[binary]==", "papermill==", "great-expectations==",
+                "scikit-learn=="):
+        assert f"    - {pin}" in bentofile, pin
     assert len((out / "service.py").read_text().splitlines()) < 40  # generated code is thin
 
 

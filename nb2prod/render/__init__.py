@@ -17,8 +17,22 @@ OUTPUTS = {
     "bentofile.yaml.tmpl": "bentofile.yaml",
     "tests/test_service.py.tmpl": "tests/test_service.py",
 }
-# what a served service imports besides the notebook's own imports
-RUNTIME_DISTRIBUTIONS = ("bentoml", "pandas", "numpy", "pydantic", "joblib")
+# Besides the notebook's imports, the bento installs nb2prod's own requirements (its copy
+# of nb2prod is not on an index): the runtime needs SQLAlchemy and psycopg for the audit
+# log, and `nb2prod retrain` can run in the bento's image (papermill, GE, uv...).
+OWN = "nb2prod"
+
+
+def _own_requirements() -> list[tuple[str, str]]:
+    """(distribution, extras) of nb2prod's requirements, extras like ``[binary]`` kept."""
+    from packaging.requirements import Requirement
+
+    wanted = []
+    for text in md.requires(OWN) or []:
+        req = Requirement(text)
+        if req.marker is None or req.marker.evaluate({"extra": ""}):
+            wanted.append((req.name, f"[{','.join(sorted(req.extras))}]" if req.extras else ""))
+    return wanted
 
 
 def class_name(name: str) -> str:
@@ -31,13 +45,13 @@ def class_name(name: str) -> str:
 def pinned_packages(modules: list[str]) -> list[str]:
     """``dist==version`` for the runtime and each top-level module the code imports."""
     owners = md.packages_distributions()
-    dists = set(RUNTIME_DISTRIBUTIONS)
+    dists = dict(_own_requirements())
     for module in modules:
-        dists.update(d for d in owners.get(module, []) if d.lower() != "nb2prod")
+        dists.update((d, dists.get(d, "")) for d in owners.get(module, []) if d.lower() != OWN)
     pins = []
     for dist in sorted(dists, key=str.lower):
         try:
-            pins.append(f"{dist}=={md.version(dist)}")
+            pins.append(f"{dist}{dists[dist]}=={md.version(dist)}")
         except md.PackageNotFoundError:
             continue
     return pins
