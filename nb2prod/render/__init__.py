@@ -70,4 +70,4 @@ def render(out: Path, context: dict[str, Any], code: str) -> None:
     # The bento carries the exact nb2prod that built it: it is not on a package index.
     shutil.rmtree(out / "nb2prod", ignore_errors=True)
     shutil.copytree(Path(nb2prod.__file__).parent, out / "nb2prod",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "templates"))
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
