@@ -12,6 +12,10 @@ noise hits both alike:
   ``bentoml build`` (side by side) and the atomic promotion. Every timed retrain must
   end promoted (same data, so metrics equal production's: "not worse").
 
+Same data means production's suite is the candidate's, so validating against it reuses
+every result (``validation.validate_again``); on new data the expectations drafted from
+it differ and run again, a few milliseconds each (0.36 s for all 121 of the flagship's).
+
 Both are whole commands, interpreter start included, started the same way (``python -m``:
 this environment's console scripts add seconds of their own to nb2prod's start-up, see
 the report). The machine's load average is recorded: other work on it skews both.
@@ -90,6 +94,9 @@ def write(result: dict) -> str:
           f"- date: {info['date']}\n- nproc: {info['nproc']} ({info['cpu']})\n"
           f"- load average at start (1/5/15 min): {info['loadavg_at_start']}, at end: "
           f"{result['loadavg_at_end']}\n- python: {info['python']}, {info['platform']}\n"
+          "- data: the notebook's own each time, so production's suite is the candidate's and "
+          "its validation results are reused (new data re-runs what was drafted from it: "
+          "up to 0.36 s for all 121 expectations)\n"
           f"- notebook: notebooks/breast_cancer.ipynb; {result['rounds']} interleaved rounds, "
           "order alternating; whole commands, interpreter start included\n\n"
           "| | median | runs |\n|---|---|---|\n"

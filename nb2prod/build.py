@@ -170,21 +170,33 @@ def _env() -> dict[str, str]:
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
 
 
-def _verify(out: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "tests"], cwd=out, env=_env(), capture_output=True, text=True)
+Runner = Callable[[list[str], Path], subprocess.CompletedProcess]
+# The generated tests need no pytest plugins; autoloading the environment's (nbval,
+# hypothesis...) costs seconds of start-up.
+TEST_ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+# bentoml build imports the service: it must not open (and create) an audit database.
+BENTO_ENV = {"NB2PROD_AUDIT_URL": "off"}
+
+
+def python_m(extra_env: dict[str, str]) -> Runner:
+    """``python -m ARGV`` in a new interpreter of this environment, in directory ``cwd``."""
+    def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", *argv], cwd=cwd,
+                              env={**_env(), **extra_env}, capture_output=True, text=True)
+    return run
+
+
+def _verify(out: Path, run: Runner | None = None) -> None:
+    proc = (run or python_m(TEST_ENV))(["pytest", "-q", "-p", "no:cacheprovider", "tests"], out)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
         raise BuildError(f"the generated tests failed:\n{tail}", where=str(out / "tests"),
                          fix=f"run `pytest {out / 'tests'}` to see every failure")
 
 
-def _package(out: Path) -> str:
-    # bentoml build imports the service: it must not open (and create) an audit database
-    proc = subprocess.run([sys.executable, "-m", "bentoml", "build", str(out),
-                           "-f", str(out / "bentofile.yaml"), "--output", "tag"],
-                          env={**_env(), "NB2PROD_AUDIT_URL": "off"}, capture_output=True,
-                          text=True)
+def _package(out: Path, run: Runner | None = None) -> str:
+    proc = (run or python_m(BENTO_ENV))(["bentoml", "build", str(out), "-f",
+                                         str(out / "bentofile.yaml"), "--output", "tag"], out)
     tags = [ln.split("__tag__:", 1)[1].strip() for ln in proc.stdout.splitlines()
             if "__tag__:" in ln]
     if proc.returncode != 0 or not tags:

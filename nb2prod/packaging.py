@@ -9,31 +9,92 @@ made by build.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import build, execute, extract, notebook
+from . import build, extract, notebook
 from .errors import ModelStoreError
 from .store import sha256_of
 
 
+_WARM = """\
+import importlib, json, os, runpy, sys
+for module in sys.argv[1:]:
+    if module.startswith("joblib:"):  # a model file: loading it imports what it is made of
+        importlib.import_module("joblib").load(module[7:])
+    else:
+        importlib.import_module(module)
+job = json.loads(sys.stdin.readline())
+os.chdir(job["cwd"])
+sys.argv = job["argv"]
+runpy.run_module(job["argv"][0], run_name="__main__", alter_sys=True)
+"""
+
+
+class _Warm:
+    """A ``build.Runner`` whose interpreter started, and imported ``modules``, when made:
+    ``python -m ARGV`` then costs only the work. Runs one command."""
+
+    def __init__(self, modules: tuple[str, ...], extra_env: dict[str, str]):
+        self.proc = subprocess.Popen([sys.executable, "-c", _WARM, *modules],
+                                     env={**build._env(), **extra_env}, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def __call__(self, argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+        out, _ = self.proc.communicate(json.dumps({"argv": argv, "cwd": str(cwd)}) + "\n")
+        return subprocess.CompletedProcess(argv, self.proc.returncode, out, "")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:  # never given its command
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Packager:
+    """A build directory's generated tests and ``bentoml build``, run side by side by
+    interpreters that start (and import BentoML, pandas, pytest: most of the time both
+    take) when the Packager is made. Retrain makes one before the notebook runs, whose
+    kernel leaves a core idle. Packages once; ``close`` ends what was not used."""
+
+    def __init__(self, like: Path | None = None) -> None:
+        """``like``: a model file like the one to be packaged (production's, in retrain):
+        the tests' interpreter loads it early, importing its libraries (scikit-learn...)."""
+        self.tests = _Warm(("pytest", "starlette.testclient", "_bentoml_impl.server.app",
+                            "nb2prod.runtime.service", *([f"joblib:{like}"] if like else [])),
+                           build.TEST_ENV)
+        self.bento = _Warm(("bentoml_cli.cli", "nb2prod.runtime.service"), build.BENTO_ENV)
+
+    def package(self, out: Path) -> str:
+        """Test and build ``out``; the bento's tag. A bento whose tests fail is deleted."""
+        with ThreadPoolExecutor(2) as pool:  # both only read the directory
+            tests = pool.submit(build._verify, out, self.tests)
+            bento = pool.submit(build._package, out, self.bento)
+            failure = tests.exception()
+            if failure is not None:
+                if bento.exception() is None:
+                    delete_bento(bento.result())
+                raise failure
+            tag = bento.result()
+        build._finish_manifest(out, tag)
+        return tag
+
+    def close(self) -> None:
+        """End the interpreters ``package`` did not use."""
+        self.tests.close()
+        self.bento.close()
+
+
 def package(out: Path) -> str:
-    """Run ``out``'s generated tests and ``bentoml build`` side by side (both only read the
-    directory) and return the bento's tag; a bento whose tests fail is deleted again."""
-    # The generated tests need no pytest plugins; autoloading the environment's (nbval,
-    # hypothesis...) costs seconds of start-up. Set before the threads start, not in them.
-    with execute._environment({"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}), \
-            ThreadPoolExecutor(2) as pool:
-        tests, bento = pool.submit(build._verify, out), pool.submit(build._package, out)
-        failure = tests.exception()
-        if failure is not None:
-            if bento.exception() is None:
-                delete_bento(bento.result())
-            raise failure
-        tag = bento.result()
-    build._finish_manifest(out, tag)
-    return tag
+    """Run ``out``'s generated tests and ``bentoml build`` side by side and return the
+    bento's tag; a bento whose tests fail is deleted again."""
+    packager = Packager()
+    try:
+        return packager.package(out)
+    finally:
+        packager.close()
 
 
 def code_sha256(out: Path) -> str:

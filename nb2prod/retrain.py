@@ -34,7 +34,8 @@ from . import build, execute, extract, notebook, packaging, promotion, registry
 from .errors import Nb2prodError, NotebookError, UsageError
 from .promotion import Judgement
 from .registry import NotPromoted, Promotion
-from .store import ENV_PRODUCTION_SUITE, SUITE, load_version, sha256_of
+from .store import (ARTIFACT, ENV_PRODUCTION_SUITE, SUITE, load_version, sha256_of,
+                    verify_artifact)
 
 DATA_NAME = "data_path"
 _DATA_MARK = re.compile(r"#\s*n2p:\s*data\b")
@@ -108,6 +109,8 @@ def retrain(path: str | Path, parameters: dict[str, Any] | None = None, *,
                           dict(parameters or {}), data, out)
     report = Report(plan.name, str(nb.path), nb.sha256, str(plan.run), plan.parameters,
                     plan.data, plan.data_sha256, plan.champion, _now())
+    # The packager's interpreters warm up while the kernel runs (which leaves a core idle).
+    packager = packaging.Packager(_artifact(plan.champion))
     try:
         executed, candidate = progress.stage(
             "running the notebook in a fresh kernel (papermill, retrain mode)", _execute, plan)
@@ -117,7 +120,7 @@ def retrain(path: str | Path, parameters: dict[str, Any] | None = None, *,
         progress.stage("judging: data, schema, gate, production", _judge, plan, candidate,
                        built, tolerance, report, echo)
         report.bento = progress.stage("testing and building the bento (bentoml build)",
-                                      packaging.package, built)
+                                      packager.package, built)
         progress.stage("moving the production pointer", _promote, plan, candidate, built,
                        report.bento, reason)
         report.outcome = "promoted"
@@ -126,6 +129,7 @@ def retrain(path: str | Path, parameters: dict[str, Any] | None = None, *,
         report.error = str(exc)
         raise
     finally:
+        packager.close()
         report.seconds = round(progress.elapsed, 2)
         report.write()
         if on_report:
@@ -303,6 +307,19 @@ def _judge(plan: Plan, candidate: str, built: Path, tolerance: float, report: Re
         echo(f"      {line}")
     if failed:
         raise promotion.refusal(candidate, plan.champion, verdict, str(plan.run / "report.md"))
+
+
+def _artifact(tag: str | None) -> Path | None:
+    """The model file of ``tag``, if there is one and it has its pinned sha256 (it is
+    unpickled)."""
+    if tag is None:
+        return None
+    try:
+        contract, path = load_version(tag)
+        verify_artifact(path, contract.artifact_sha256)
+    except Nb2prodError:
+        return None
+    return path / ARTIFACT
 
 
 def _promote(plan: Plan, candidate: str, built: Path, bento: str, reason: str | None) -> None:

@@ -99,7 +99,7 @@ def save_model(name: str, model: Any, *, reference: pd.DataFrame,
             (target / SUITE).write_text(json.dumps(suite, indent=1))
         validation.write(validated, target, title=f"{name}: reference data", rows=len(reference))
         (target / PROFILE).write_text(json.dumps(drift.profile(reference)))
-        _validate_against_production(reference, target, name)
+        _validate_against_production(reference, target, name, suite, validated)
         contract = Contract(
             name=name, columns=columns, artifact_sha256=sha256_of(target / ARTIFACT),
             metrics=metrics, gate=gate_results, examples=examples_json, expected=expected,
@@ -146,11 +146,13 @@ def _policy(columns: Any, timeout_s: Any, min_confidence: Any, low_confidence: s
             "cost_per_call": cost_per_call}
 
 
-def _validate_against_production(reference: pd.DataFrame, target: Path, name: str) -> None:
+def _validate_against_production(reference: pd.DataFrame, target: Path, name: str,
+                                  suite: dict | None, validated: Any) -> None:
     """Under retrain: the new data must also pass the suite production was built with."""
     suite_path = os.environ.get(ENV_PRODUCTION_SUITE)
     if suite_path:
-        result = validation.validate(reference, json.loads(Path(suite_path).read_text()), [])
+        result = validation.validate_again(reference, json.loads(Path(suite_path).read_text()),
+                                           suite, validated)
         validation.write(result, target, title=f"{name}: new data vs. the production suite",
                          rows=len(reference), stem="validation-production")
 

@@ -8,7 +8,7 @@ Runs where data lives: inside ``save_model`` (so in the notebook's kernel, under
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -53,6 +53,26 @@ def validate(df: pd.DataFrame, suite: dict | None,
         results, skipped = list(found.results), found.skipped
     results += custom_checks(df, checks, len(results))
     return ValidationResult(tuple(results), skipped)
+
+
+def validate_again(df: pd.DataFrame, suite: dict, earlier_suite: dict | None,
+                   earlier: ValidationResult) -> ValidationResult:
+    """``validate(df, suite, [])`` when ``earlier`` is ``df`` validated against
+    ``earlier_suite``: an expectation found there, identical, keeps its result, and only
+    the others run (GE takes milliseconds per expectation; retrain validates the new data
+    against its own suite and production's, which mostly share expectations)."""
+    done = {_key(e): r for e, r in zip((earlier_suite or {}).get("expectations", []),
+                                       earlier.results)}
+    expectations = suite.get("expectations", [])
+    todo = [e for e in expectations if _key(e) not in done]
+    fresh = iter(validate(df, {**suite, "expectations": todo}, []).results)
+    return ValidationResult(tuple(replace(done.get(_key(e)) or next(fresh), index=i)
+                                  for i, e in enumerate(expectations)))
+
+
+def _key(expectation: dict) -> str:
+    return json.dumps({k: v for k, v in expectation.items() if k != "id"}, sort_keys=True,
+                      default=str)
 
 
 def write(result: ValidationResult, folder: Path, *, title: str, rows: int,

@@ -118,3 +118,20 @@ def test_great_expectations_is_imported_only_when_validating():
             "assert 'great_expectations' not in sys.modules\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_validating_again_runs_only_new_expectations_and_matches_a_full_run(monkeypatch):
+    from nb2prod import validation
+
+    production = copy.deepcopy(SUITE)
+    production["expectations"][0]["kwargs"]["max_value"] = 70  # a range drafted from other data
+    production["expectations"].insert(0, {"type": "expect_column_to_exist",
+                                          "kwargs": {"column": "site"}})
+    earlier = validation.validate(FRAME, SUITE, [])
+    ran = []
+    real = ge_runner.validate
+    monkeypatch.setattr(ge_runner, "validate", lambda df, s: ran.append(s) or real(df, s))
+    again = validation.validate_again(FRAME, production, SUITE, earlier)
+    assert [len(s["expectations"]) for s in ran] == [2]  # the changed range and the new one
+    assert repr(again) == repr(real(FRAME, production))  # repr: NaN values compare unequal
+    assert [r.index for r in again.results] == list(range(6))
