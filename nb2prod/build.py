@@ -195,6 +195,7 @@ def _verify(out: Path, run: Runner | None = None) -> None:
 
 
 def _package(out: Path, run: Runner | None = None) -> str:
+    out = out.resolve()  # the runner works in ``out``: a relative path would not be found
     proc = (run or python_m(BENTO_ENV))(["bentoml", "build", str(out), "-f",
                                          str(out / "bentofile.yaml"), "--output", "tag"], out)
     tags = [ln.split("__tag__:", 1)[1].strip() for ln in proc.stdout.splitlines()
