@@ -15,7 +15,6 @@ append would cross ``max_bytes`` or ``max_entries``, nothing is written and
 from __future__ import annotations
 
 import fcntl
-import functools
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import Nb2prodError
+from .jsonify import dumps
 
 log = logging.getLogger("nb2prod")
 
@@ -37,7 +37,6 @@ DEFAULT_MAX_ENTRIES = 100_000
 MAX_BACKOFF = 30.0
 KEY = ("request_id", "row")
 URL_ENV = "NB2PROD_AUDIT_URL"
-dumps = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 
 
 class AuditError(Nb2prodError):
