@@ -222,6 +222,19 @@ def test_sixteen_clients_for_thirty_seconds_get_only_the_expected_answers(server
 
 # -- crash durability ------------------------------------------------------------------------
 
+def test_refused_requests_are_one_log_line_without_traceback_or_values(server, bodies):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    secret = {**bodies["valid"][0], "mean radius": "patient-4711-sensitive"}
+    status, body = post(conn, [secret])
+    assert status == 400 and body["detail"][0]["loc"] == ["records", 0, "mean radius"]
+    time.sleep(0.5)  # the worker's log line reaches the file
+    log = server.log.read_text()
+    assert "refused a request to /predict: 1 invalid value(s) (400), first at " \
+           "records.0.mean radius" in log
+    assert "patient-4711-sensitive" not in log
+    assert "Traceback" not in log and "[ERROR]" not in log  # after fuzzing and load, too
+
+
 def test_every_acknowledged_request_survives_a_sigkill(manifest, bodies, tmp_path):
     """SIGKILL the server and its worker mid-load: every request_id a client got a 200 for
     has all its rows in the SQLite audit log (default NB2PROD_AUDIT_SYNC)."""

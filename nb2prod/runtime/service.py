@@ -24,7 +24,7 @@ from .. import registry
 from ..errors import ModelStoreError, Nb2prodError
 from ..markers import collect
 from ..store import PROFILE, SUITE, load_artifact, load_version, sha256_of, verify_artifact
-from . import metrics
+from . import logs, metrics
 from .http import Endpoints
 from .predict import Policy, Predictor
 from .reload import Current, Reloader
@@ -77,6 +77,7 @@ def make_service(*, class_name: str, code: ModuleType, model_tag: str, model_sha
     when the stored file differs.
     """
     contract, path = _check_start(class_name, model_tag, model_sha256)
+    logs.install()  # refused requests: one line, no traceback, no input values
     marked = collect(vars(code))
     to_frame = FrameMaker(contract.columns)  # a reload keeps the request schema: same columns
     Record = record_type(contract.columns, class_name)
