@@ -155,7 +155,7 @@ def _render(nb: notebook.Notebook, out: Path, model_tag: str,
     (out / "nb2prod.json").write_text(json.dumps(manifest, indent=1))
 
 
-def _imported_modules(source: "str | ast.Module") -> list[str]:
+def _imported_modules(source: str | ast.Module) -> list[str]:
     modules = []
     for node in ast.walk(ast.parse(source) if isinstance(source, str) else source):
         if isinstance(node, ast.Import):

@@ -18,34 +18,27 @@ defers that fsync to the next checkpoint). The cost is one fsync per *request*, 
 row. A busy timeout lets threads and worker processes share the file; write transactions
 take the lock up front (``BEGIN IMMEDIATE``) so none fails midway on a stale snapshot.
 
-PII: ``pii={"name": "drop", "email": "hash"}`` removes a column or stores
-``"sha256:" + HMAC-SHA256(salt, value)`` instead; the salt is ``salt=`` or
-``$NB2PROD_PII_SALT`` (a secret of 16+ characters; hashing without one is refused). Raw
-values never reach the database or the spool: they are scrubbed from predictions and check
-warnings too.
+PII: ``pii={"name": "drop", "email": "hash"}`` is applied to every row before it is
+stored or spooled (``pii.PiiPolicy``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
-import json
-import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
 
-from .jsonify import scalar
+from .pii import PiiPolicy
 from .spool import (DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, KEY, SINKS, URL_ENV, AuditError,
                     AuditUnavailable, Failover, Sink, Spool, describe)
 
-SALT_ENV, SPOOL_ENV = "NB2PROD_PII_SALT", "NB2PROD_AUDIT_SPOOL"
+SPOOL_ENV = "NB2PROD_AUDIT_SPOOL"
 DEFAULT_URL = "sqlite:///nb2prod-audit.db"
-MIN_SALT = 16
 # The database could not be reached or locked in time; anything else is a bug to surface.
 UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 
@@ -111,88 +104,6 @@ def make_tables(prefix: str = "nb2prod_") -> Tables:
         sa.Column("resolved_at", sa.DateTime(timezone=True), index=True),
         sa.Column("label", JSON), sa.UniqueConstraint(*KEY))
     return Tables(md, audit, feedback, review)
-
-
-# -- PII ------------------------------------------------------------------------------------
-
-_DROPPED = object()
-_JSON_SCALARS = frozenset({int, bool, type(None)})  # JSON as they are; str: see scrub
-PII_ACTIONS = {"drop": lambda policy, value: _DROPPED,
-               "hash": lambda policy, value: None if value is None else policy.digest(value)}
-
-
-@dataclass(frozen=True)
-class PiiPolicy:
-    """Per-column PII handling, ``{"column": "hash" | "drop"}``, and the hashing salt."""
-
-    columns: Mapping[str, str]
-    salt: bytes = b""
-
-    @classmethod
-    def build(cls, pii: Mapping[str, str] | None, salt: str | None = None) -> "PiiPolicy":
-        """Validate ``pii``; the salt is ``salt`` or ``$NB2PROD_PII_SALT``."""
-        pii = dict(pii or {})
-        bad = {c: a for c, a in pii.items() if a not in PII_ACTIONS}
-        if bad:
-            raise AuditError(f"unknown PII action(s) {bad}", where="AuditLog.open(pii=...)",
-                             fix=f"use one of {sorted(PII_ACTIONS)} per column")
-        salt = salt if salt is not None else os.environ.get(SALT_ENV, "")
-        if "hash" in pii.values() and len(salt) < MIN_SALT:
-            raise AuditError(f"PII column(s) {sorted(c for c, a in pii.items() if a == 'hash')}"
-                             f" are to be hashed but the salt is "
-                             f"{'missing' if not salt else 'shorter than 16 characters'}",
-                             where=f"${SALT_ENV}", fix=f"set {SALT_ENV} to a secret of at "
-                             f"least {MIN_SALT} random characters, the same for every worker")
-        return cls(pii, salt.encode())
-
-    def digest(self, value: Any) -> str:
-        """``sha256:<hex>``: HMAC-SHA256 keyed with the salt (a salted, unpeelable sha256)."""
-        text = value if isinstance(value, str) else json.dumps(value)
-        return "sha256:" + hmac.new(self.salt, text.encode(), hashlib.sha256).hexdigest()
-
-    def clean(self, record: Mapping[str, Any]) -> tuple[Mapping[str, Any], dict[str, str]]:
-        """The record, PII hashed or dropped; and ``{raw: replacement}`` to scrub.
-
-        Without PII columns the record is returned as it is: this runs for every audited
-        row, and ``jsonify.dumps`` makes numpy values and NaN JSON when it is stored."""
-        if not self.columns:
-            return record, {}
-        # Plain types skip _plain(). (v - v == 0 holds for finite floats only.)
-        out = {k: v if type(v) in _JSON_SCALARS or type(v) is str
-               or (type(v) is float and v - v == 0) else _plain(v) for k, v in record.items()}
-        secrets: dict[str, str] = {}
-        for key, action in self.columns.items():
-            if key not in out:
-                continue
-            value = out[key]
-            kept = PII_ACTIONS[action](self, value)
-            if kept is _DROPPED:
-                del out[key]
-            else:
-                out[key] = kept
-            if isinstance(value, str) and value:
-                secrets[value] = kept if kept is not _DROPPED else f"[{key} dropped]"
-        return out, secrets
-
-    def scrub(self, value: Any, secrets: Mapping[str, str]) -> Any:
-        """``value`` with raw PII strings replaced, PII columns' check values hidden, and
-        NaN/infinity as null (PostgreSQL refuses them in JSON)."""
-        if type(value) in _JSON_SCALARS:
-            return value
-        if isinstance(value, str):
-            for raw, replacement in secrets.items():
-                # Short values only whole: a 2-letter name is no reason to rewrite every word.
-                if value == raw or (len(raw) >= 3 and raw in value):
-                    value = value.replace(raw, replacement)
-            return value
-        if isinstance(value, list):
-            return [self.scrub(v, secrets) for v in value]
-        if isinstance(value, dict):
-            out = {k: self.scrub(v, secrets) for k, v in value.items()}
-            if out.get("column") in self.columns and "value" in out:  # a check's warning
-                out["value"] = "[pii]"
-            return out
-        return _plain(value)
 
 
 # -- the log ----------------------------------------------------------------------------------
@@ -307,12 +218,12 @@ class AuditLog:
         """Insert entries in one transaction; a replay skips rows already stored."""
         with self.engine.begin() as conn:
             for name in ("audit", "review"):
-                rows = [{**r, "created_at": datetime.fromisoformat(r["created_at"])}
-                        for e in entries for r in e[name]] if replay else \
-                    [r for e in entries for r in e[name]]
+                rows = [r for e in entries for r in e[name]]
                 table = getattr(self.tables, name)
                 if replay:
-                    self.sink.insert_new(conn, table, rows)
+                    self.sink.insert_new(conn, table, [
+                        {**r, "created_at": datetime.fromisoformat(r["created_at"])}
+                        for r in rows])
                 elif rows:
                     if name not in self._inserts:  # rows of a table always carry the same keys
                         self._inserts[name] = FastInsert(table, self.engine.dialect, list(rows[0]))
@@ -398,11 +309,3 @@ def _reason(exc: BaseException, url: sa.URL) -> str:
     """``describe(exc)`` without the URL's password, should a driver echo it."""
     text = describe(exc)
     return text.replace(str(url.password), "***") if url.password else text
-
-
-def _plain(value: Any) -> Any:
-    """A value as JSON: numpy unboxed, NaN and infinity as null, dates as ISO strings."""
-    value = scalar(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return value.isoformat() if isinstance(value, (date, datetime)) else value

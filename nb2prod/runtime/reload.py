@@ -55,12 +55,10 @@ class Current:
         finally:
             with self._lock:
                 key = id(serving)
-                self._busy[key] -= 1
-                done = self._busy[key] == 0 and key in self._retired
-                if self._busy[key] == 0:
-                    del self._busy[key]
-                if done:
-                    del self._retired[key]
+                left = self._busy.pop(key) - 1
+                if left:
+                    self._busy[key] = left
+                done = not left and self._retired.pop(key, None) is not None
             if done:
                 serving.close()
 

@@ -1,0 +1,102 @@
+"""Personal data in audited rows: each PII column hashed or dropped before storage.
+
+``pii={"name": "drop", "email": "hash"}`` removes a column or stores
+``"sha256:" + HMAC-SHA256(salt, value)`` instead; the salt is ``salt=`` or
+``$NB2PROD_PII_SALT`` (a secret of 16+ characters; hashing without one is refused). Raw
+values never reach the database or the spool: they are scrubbed from predictions and check
+warnings too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .jsonify import jsonable
+from .spool import AuditError
+
+SALT_ENV = "NB2PROD_PII_SALT"
+MIN_SALT = 16
+
+_DROPPED = object()
+_JSON_SCALARS = frozenset({int, bool, type(None)})  # JSON as they are; str: see scrub
+PII_ACTIONS = {"drop": lambda policy, value: _DROPPED,
+               "hash": lambda policy, value: None if value is None else policy.digest(value)}
+
+
+@dataclass(frozen=True)
+class PiiPolicy:
+    """Per-column PII handling, ``{"column": "hash" | "drop"}``, and the hashing salt."""
+
+    columns: Mapping[str, str]
+    salt: bytes = b""
+
+    @classmethod
+    def build(cls, pii: Mapping[str, str] | None, salt: str | None = None) -> "PiiPolicy":
+        """Validate ``pii``; the salt is ``salt`` or ``$NB2PROD_PII_SALT``."""
+        pii = dict(pii or {})
+        bad = {c: a for c, a in pii.items() if a not in PII_ACTIONS}
+        if bad:
+            raise AuditError(f"unknown PII action(s) {bad}", where="AuditLog.open(pii=...)",
+                             fix=f"use one of {sorted(PII_ACTIONS)} per column")
+        salt = salt if salt is not None else os.environ.get(SALT_ENV, "")
+        if "hash" in pii.values() and len(salt) < MIN_SALT:
+            raise AuditError(f"PII column(s) {sorted(c for c, a in pii.items() if a == 'hash')}"
+                             f" are to be hashed but the salt is "
+                             f"{'missing' if not salt else 'shorter than 16 characters'}",
+                             where=f"${SALT_ENV}", fix=f"set {SALT_ENV} to a secret of at "
+                             f"least {MIN_SALT} random characters, the same for every worker")
+        return cls(pii, salt.encode())
+
+    def digest(self, value: Any) -> str:
+        """``sha256:<hex>``: HMAC-SHA256 keyed with the salt (a salted, unpeelable sha256)."""
+        text = value if isinstance(value, str) else json.dumps(value)
+        return "sha256:" + hmac.new(self.salt, text.encode(), hashlib.sha256).hexdigest()
+
+    def clean(self, record: Mapping[str, Any]) -> tuple[Mapping[str, Any], dict[str, str]]:
+        """The record, PII hashed or dropped; and ``{raw: replacement}`` to scrub.
+
+        Without PII columns the record is returned as it is: this runs for every audited
+        row, and ``jsonify.dumps`` makes numpy values and NaN JSON when it is stored."""
+        if not self.columns:
+            return record, {}
+        # Plain types skip jsonable(). (v - v == 0 holds for finite floats only.)
+        out = {k: v if type(v) in _JSON_SCALARS or type(v) is str
+               or (type(v) is float and v - v == 0) else jsonable(v) for k, v in record.items()}
+        secrets: dict[str, str] = {}
+        for key, action in self.columns.items():
+            if key not in out:
+                continue
+            value = out[key]
+            kept = PII_ACTIONS[action](self, value)
+            if kept is _DROPPED:
+                del out[key]
+            else:
+                out[key] = kept
+            if isinstance(value, str) and value:
+                secrets[value] = kept if kept is not _DROPPED else f"[{key} dropped]"
+        return out, secrets
+
+    def scrub(self, value: Any, secrets: Mapping[str, str]) -> Any:
+        """``value`` with raw PII strings replaced, PII columns' check values hidden, and
+        NaN/infinity as null (PostgreSQL refuses them in JSON)."""
+        if type(value) in _JSON_SCALARS:
+            return value
+        if isinstance(value, str):
+            for raw, replacement in secrets.items():
+                # Short values only whole: a 2-letter name is no reason to rewrite every word.
+                if value == raw or (len(raw) >= 3 and raw in value):
+                    value = value.replace(raw, replacement)
+            return value
+        if isinstance(value, list):
+            return [self.scrub(v, secrets) for v in value]
+        if isinstance(value, dict):
+            out = {k: self.scrub(v, secrets) for k, v in value.items()}
+            if out.get("column") in self.columns and "value" in out:  # a check's warning
+                out["value"] = "[pii]"
+            return out
+        return jsonable(value)
