@@ -144,7 +144,7 @@ class Db:
             return [dict(r._mapping) for r in conn.execute(sa.select(t))]
 
     def request_ids(self) -> list[str]:
-        """Request ids in the audit table, one per stored row."""
+        """Request ids in the audit table, one per stored request."""
         return [r["request_id"] for r in self.rows()]
 
     @contextmanager
@@ -201,7 +201,7 @@ def rid() -> str:
 
 # -- the write path -----------------------------------------------------------------------------
 
-def test_record_stores_every_row_with_its_context(db):
+def test_record_stores_the_request_as_one_row_with_its_context(db):
     log = db.open()
     request = rid()
     inputs = [{"x": 1.5, "city": "Oslo"}, {"x": float("nan"), "city": None}]
@@ -210,31 +210,44 @@ def test_record_stores_every_row_with_its_context(db):
                       warnings=[{"check": "x_range", "msg": "row 1"}])]
     result = log.record(request, inputs, answers, latency_ms=12.5)
     assert (result.request_id, result.rows, result.stored) == (request, 2, "database")
-    rows = sorted(db.rows(), key=lambda r: r["row"])
-    assert [r["row"] for r in rows] == [0, 1]
-    first, second = rows
-    assert first["input"] == {"x": 1.5, "city": "Oslo"}
-    assert second["input"] == {"x": None, "city": None}  # NaN is stored as null
-    assert first["output"] == {"label": 1, "probability": 0.9}
-    assert (second["output"], second["source"], second["reason"]) == (0, "fallback", "guardrail")
-    assert second["warnings"] == [{"check": "x_range", "msg": "row 1"}]
-    assert {r["model"] for r in rows} == {"demo"}
-    assert {r["model_version"] for r in rows} == {"demo:v1"}
-    assert {r["notebook_sha256"] for r in rows} == {"ab" * 32}
-    assert {r["latency_ms"] for r in rows} == {12.5}
-    stamp = first["created_at"]  # SQLite gives it back naive, PostgreSQL aware: UTC both
+    [stored] = db.rows()
+    assert (stored["request_id"], stored["rows"]) == (request, 2)
+    # inputs and answers in row order; NaN is stored as null
+    assert stored["input"] == [{"x": 1.5, "city": "Oslo"}, {"x": None, "city": None}]
+    assert stored["output"] == [
+        {"prediction": {"label": 1, "probability": 0.9}, "source": "model", "reason": None,
+         "warnings": []},
+        {"prediction": 0, "source": "fallback", "reason": "guardrail",
+         "warnings": [{"check": "x_range", "msg": "row 1"}]}]
+    assert (stored["model"], stored["model_version"]) == ("demo", "demo:v1")
+    assert (stored["notebook_sha256"], stored["latency_ms"]) == ("ab" * 32, 12.5)
+    stamp = stored["created_at"]  # SQLite gives it back naive, PostgreSQL aware: UTC both
     stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
     age = datetime.now(timezone.utc) - stamp
     assert timedelta(0) <= age < timedelta(minutes=1), "created_at is the current UTC time"
 
 
-def test_a_request_is_one_transaction(db):
+def test_a_request_is_one_insert_in_one_transaction(db):
     log = db.open()
     commits: list[int] = []
+    inserts: list[int] = []
     sa.event.listen(log.engine, "commit", lambda conn: commits.append(1))
+    sa.event.listen(log.engine, "before_cursor_execute",
+                    lambda conn, cursor, sql, params, context, many:
+                    inserts.append(1) if sql.lstrip().upper().startswith("INSERT") else None)
     log.record(rid(), [{"x": i} for i in range(100)], [answer()] * 100, latency_ms=1)
-    assert len(commits) == 1
-    assert len(db.rows()) == 100
+    assert (len(commits), len(inserts)) == (1, 1)
+    [stored] = db.rows()
+    assert stored["rows"] == 100 and [r["x"] for r in stored["input"]] == list(range(100))
+
+
+def test_a_table_of_another_layout_is_refused_at_open(db):
+    with db.engine.begin() as conn:  # an earlier nb2prod's audit table: one row per row
+        conn.exec_driver_sql(f"CREATE TABLE {db.prefix}audit (request_id VARCHAR(64), "
+                             "row INTEGER, input TEXT)")
+    with pytest.raises(AuditError, match="exists without column") as err:
+        db.open()
+    assert f"RENAME TO {db.prefix}audit_old" in err.value.fix
 
 
 def test_a_request_id_is_recorded_once(db):
@@ -303,9 +316,10 @@ def test_pii_is_hashed_or_dropped_everywhere(db):
         assert email not in text and name not in text and str(ssn) not in text
         assert hashed in text
     for row in db.rows():
-        assert "name" not in row["input"]
-        assert row["input"]["email"] == hashed and row["input"]["age"] == 41
-        assert row["input"]["ssn"].startswith("sha256:")
+        [record] = row["input"]
+        assert "name" not in record
+        assert record["email"] == hashed and record["age"] == 41
+        assert record["ssn"].startswith("sha256:")
 
 
 def test_hashing_pii_needs_a_salt(db, monkeypatch):
@@ -320,7 +334,7 @@ def test_hashing_pii_needs_a_salt(db, monkeypatch):
     log = db.open(pii={"email": "hash"})
     log.record(rid(), [{"email": "a@b.c"}], [answer()], latency_ms=1)
     expected = "sha256:" + hmac.new(SALT.encode(), b"a@b.c", hashlib.sha256).hexdigest()
-    assert db.rows()[0]["input"] == {"email": expected}
+    assert db.rows()[0]["input"] == [{"email": expected}]
 
 
 def test_unknown_pii_action_is_refused(db):
@@ -453,7 +467,8 @@ def test_outage_spools_then_flushes_exactly_once(db):
     assert log.flush() == 3
     assert log.flush() == 0
     ids = db.request_ids()
-    assert sorted(ids) == sorted([before] + during * 2)  # two rows each, none twice
+    assert sorted(ids) == sorted([before] + during)  # each once
+    assert {r["request_id"]: r["rows"] for r in db.rows()} == {before: 1, **dict.fromkeys(during, 2)}
     assert sorted(r["request_id"] for r in db.rows("review")) == sorted(during)
     assert db.spool.read_text() == ""
     after = rid()

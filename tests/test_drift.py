@@ -299,6 +299,26 @@ def test_records_are_binned_like_the_frame_the_service_makes_of_them():
     assert city["__other__"] == pytest.approx(10 / 300) and city["null"] == pytest.approx(10 / 300)
 
 
+def test_the_service_bins_from_the_frame_or_the_records_alike():
+    """``bins`` reads an all-float frame as one array and anything else from the records;
+    either way the window holds what ``observe`` would put there."""
+    rng = np.random.default_rng(20)
+    numeric = pd.DataFrame(rng.normal(size=(3_000, 4))).add_prefix("f")
+    ref = profile(numeric)
+    records = numeric.iloc[:700].to_dict("records")
+    records[3]["f1"] = None  # a null in a nullable column
+    frame = pd.DataFrame(records, dtype=float)
+    via_frame, via_records, observed = (DriftMonitor(ref, window=500, min_rows=1)
+                                        for _ in range(3))
+    assert via_frame.add(via_frame.bins(frame, records), len(records)) == []
+    via_records.add(via_records.bins(None, records), len(records))
+    observed.observe(frame)
+    for name in ref["features"]:
+        assert via_frame.histogram(name) == observed.histogram(name) \
+            == via_records.histogram(name), name
+    assert via_frame.report()["observed"] == 700 and via_frame.report()["rows"] == 500
+
+
 # --- robustness -----------------------------------------------------------------------
 
 def test_a_big_request_is_binned_like_small_ones():

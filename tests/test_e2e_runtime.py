@@ -30,8 +30,10 @@ def test_every_answer_is_in_the_audit_log_before_the_client_sees_it(served):
     client, examples, db = served
     r = client.post("/predict", json={"records": examples[:3]})
     assert r.status_code == 200
+    # the README's query, rows expanded from the request's JSON arrays
     rows = sqlite3.connect(db).execute(
-        "select row, source from nb2prod_audit where request_id = ? order by row",
+        "SELECT o.key AS row, json_extract(o.value, '$.source') FROM nb2prod_audit a, "
+        "json_each(a.output) o WHERE a.request_id = ? ORDER BY row",
         (r.json()["request_id"],)).fetchall()
     assert rows == [(0, "model"), (1, "model"), (2, "model")]
 

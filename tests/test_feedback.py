@@ -43,7 +43,7 @@ def test_unknown_request_or_row_is_a_not_found_error(db):
     with pytest.raises(UnknownRecordError, match="no audited answer") as err:
         fb.record_feedback("no-such-request", 1)
     assert err.value.http_status == 404 and "request_id" in err.value.fix
-    with pytest.raises(UnknownRecordError, match="row 5"):
+    with pytest.raises(UnknownRecordError, match=r"row 5 \(it has 1 row\(s\)\)"):
         fb.record_feedback(request, 1, row=5)
     assert db.rows("feedback") == []
 

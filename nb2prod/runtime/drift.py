@@ -291,6 +291,18 @@ class DriftMonitor:
             return []
         return self._add(self.binner.records(records[-self.window:]), len(records))
 
+    def bins(self, X: pd.DataFrame | None, records: list[dict[str, Any]]) -> np.ndarray:
+        """The newest ``window`` rows' bins, for ``add`` later: from the frame ``X`` when
+        its columns are all floats (one array, no per-value work), else from ``records``."""
+        if X is not None and not self.binner.categorical and all(
+                dtype.kind == "f" for dtype in X.dtypes):
+            return self.binner(X if len(X) <= self.window else X.iloc[len(X) - self.window:])
+        return self.binner.records(records[-self.window:])
+
+    def add(self, flat: np.ndarray, n: int) -> list[str]:
+        """Count ``n`` observed rows whose newest ones ``bins`` binned; as ``observe``."""
+        return self._add(flat, n) if n else []
+
     def _add(self, flat: np.ndarray, n: int) -> list[str]:
         """Write binned rows, count ``n`` observed rows, re-evaluate when it is time."""
         with self._lock:

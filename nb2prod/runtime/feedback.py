@@ -197,15 +197,17 @@ class FeedbackLog:
         """``record_feedback`` inside the caller's transaction (the review queue's resolve)."""
         audit, fb = self.audit.tables.audit, self.audit.tables.feedback
         found = conn.execute(
-            sa.select(audit.c.output, audit.c.model_version, audit.c.source)
-            .where(audit.c.request_id == request_id, audit.c.row == row)
-            .with_for_update()).first()  # concurrent labels for one row take turns
-        if found is None:
+            sa.select(audit.c.output, audit.c.model_version)
+            .where(audit.c.request_id == request_id)
+            .with_for_update()).first()  # concurrent labels for one request take turns
+        if found is None or not 0 <= row < len(found.output):
             raise UnknownRecordError(
-                f"no audited answer for request {request_id!r}, row {row}",
+                f"no audited answer for request {request_id!r}, row {row}" + (
+                    f" (it has {len(found.output)} row(s))" if found is not None else ""),
                 where=self.audit.url, fix="use the request_id a /predict response returned "
                 "and a row below its number of records")
-        predicted = predicted_label(found.output, self.kind, self.label_field)
+        answer = found.output[row]
+        predicted = predicted_label(answer.get("prediction"), self.kind, self.label_field)
         problem = self.kind.problem(label, predicted)
         if problem:
             raise LabelError(problem, where=f"feedback for request {request_id}, row {row}",
@@ -218,7 +220,7 @@ class FeedbackLog:
         if not replaced:
             conn.execute(fb.insert().values(
                 request_id=request_id, row=row, model_version=found.model_version,
-                source=found.source, kind=self.kind.name, label=label, score=score,
+                source=answer.get("source"), kind=self.kind.name, label=label, score=score,
                 created_at=now))
         return FeedbackResult(request_id, row, found.model_version, not replaced, score)
 
@@ -286,13 +288,13 @@ def export_feedback(url: str | None, name: str, out_path: str | Path, *,
         a, fb = audit.tables.audit, audit.tables.feedback
         with audit.begin(readonly=True) as conn:
             rows = conn.execute(
-                sa.select(a.c.input, fb.c.label)
-                .join(fb, (fb.c.request_id == a.c.request_id) & (fb.c.row == a.c.row))
-                .where(a.c.model == name).order_by(a.c.created_at, a.c.request_id, a.c.row)
+                sa.select(a.c.input, fb.c.row, fb.c.label)
+                .join(fb, fb.c.request_id == a.c.request_id)
+                .where(a.c.model == name).order_by(a.c.created_at, a.c.request_id, fb.c.row)
             ).all()
     finally:
         audit.close()
-    frame = pd.DataFrame([r.input for r in rows])
+    frame = pd.DataFrame([r.input[r.row] for r in rows])
     if label_column in frame.columns:
         raise UsageError(f"the inputs already have a column {label_column!r}", where=str(out),
                          fix="pass another label_column")

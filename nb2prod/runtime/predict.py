@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..markers import Marked, spec_of
 from .deadline import Deadline, DeadlineExceeded
-from .jsonify import rows, scalar
+from .jsonify import rows, rows_and_nan, scalar
 
 log = logging.getLogger("nb2prod")
 
@@ -64,17 +64,6 @@ def _source(reason: str | None, review: bool) -> str:
     if reason is None:
         return "model"
     return "pending_review" if review and reason == "low_confidence" else "fallback"
-
-
-def _nan_rows(result: Any, n: int) -> np.ndarray:
-    """Which rows of a model output hold a NaN in a float column: one mask per request."""
-    columns = ([result[c].to_numpy() for c in result.columns]
-               if isinstance(result, pd.DataFrame) else [np.asarray(result)])
-    mask = np.zeros(n, dtype=bool)
-    for values in columns:
-        if values.dtype.kind == "f":
-            mask |= np.isnan(values)
-    return mask
 
 
 def _verdict(name: str, value: Any, n: int) -> np.ndarray:
@@ -172,7 +161,7 @@ class Predictor:
         try:
             result = (self.deadline.call(self.marked.model, self.model, X) if self.deadline
                       else self.marked.model(self.model, X))
-            got = rows(result, len(X))
+            got, nan = rows_and_nan(result, len(X))
         except DeadlineExceeded as exc:
             log.warning("model function %s(): %s; using the fallback for %d row(s)",
                         self.marked.model.__name__, exc, len(X))
@@ -185,9 +174,9 @@ class Predictor:
             for i in positions:
                 reasons[i] = "error"
             return
-        for i, value, nan in zip(positions, got, _nan_rows(result, len(X))):
+        for i, value, garbage in zip(positions, got, nan.tolist()):
             answers[i] = value
-            if nan:  # garbage out: the model's answer for this row is unusable
+            if garbage:  # a NaN out: the model's answer for this row is unusable
                 reasons[i] = "error"
         self._confidence(result, positions, reasons)
         for fn in self.marked.guardrails:

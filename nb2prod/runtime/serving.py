@@ -88,14 +88,16 @@ class Serving:
     def predict(self, records: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
         """``(status, body)`` for one ``POST /predict``."""
         started = time.perf_counter()
+        X = self.to_frame(records)
+        seen = self._bins(X, records)  # before the notebook's code could change X
         try:
-            answers = self.predictor.predict(self.to_frame(records))
+            answers = self.predictor.predict(X)
         except RequestRejected as exc:
             return 422, {"error": f"{len(exc.errors)} check failure(s): the request is "
                                   "refused", "detail": exc.errors}
         except NoFallbackError as exc:
             return 503, {"error": exc.message}
-        self._watch(records)
+        self._watch(seen, len(records))
         request_id = uuid.uuid4().hex
         latency_ms = (time.perf_counter() - started) * 1000
         if self.audit is not None:
@@ -112,11 +114,20 @@ class Serving:
         return 200, {"request_id": request_id, "model_version": self.model_tag,
                      "predictions": answers}
 
-    def _watch(self, records: list[dict[str, Any]]) -> None:
+    def _bins(self, X: Any, records: list[dict[str, Any]]) -> Any:
         if self.drift is None:
+            return None
+        try:
+            return self.drift.bins(X, records)
+        except Exception:  # monitoring must never cost a prediction
+            log.exception("drift monitoring failed; the prediction is unaffected")
+            return None
+
+    def _watch(self, seen: Any, n: int) -> None:
+        if seen is None:
             return
         try:
-            for feature in self.drift.observe_records(records):
+            for feature in self.drift.add(seen, n):
                 metrics.DRIFT.labels(self.model_tag, feature).set(
                     self.drift.report()["features"][feature]["psi"] or 0.0)
         except Exception:  # monitoring must never cost a prediction

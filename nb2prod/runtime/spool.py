@@ -2,7 +2,7 @@
 
 ``SINKS`` is the registry of database families (SQLite, PostgreSQL, and a generic one for
 any other SQLAlchemy URL): how each is opened, and how it inserts rows idempotently, keyed
-by (request_id, row). ``Failover`` writes to the database and, while it is unreachable,
+by request id (and row, for review items). ``Failover`` writes to the database and, while it is unreachable,
 appends to the ``Spool``: a bounded JSONL file, one line per request, fsync'd before the
 write returns, so an acknowledged record survives a crash of the process or the machine.
 A background thread later hands the lines to the database and empties the file only after
@@ -70,16 +70,17 @@ class Sink:
         except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
             metadata.create_all(engine)
 
-    def insert_new(self, conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
-        """Insert the rows whose (request_id, row) is not stored yet: a replay is a no-op."""
+    def insert_new(self, conn: sa.Connection, table: sa.Table, rows: list[dict],
+                   key: tuple[str, ...] = KEY) -> None:
+        """Insert the rows whose ``key`` columns are not stored yet: a replay is a no-op."""
         if not rows:
             return
         if self.upsert is not None:
-            conn.execute(self.upsert(table).on_conflict_do_nothing(index_elements=KEY), rows)
+            conn.execute(self.upsert(table).on_conflict_do_nothing(index_elements=key), rows)
             return
-        have = set(conn.execute(sa.select(table.c.request_id, table.c.row).where(
+        have = set(conn.execute(sa.select(*(table.c[k] for k in key)).where(
             table.c.request_id.in_({r["request_id"] for r in rows}))).tuples())
-        new = [r for r in rows if (r["request_id"], r["row"]) not in have]
+        new = [r for r in rows if tuple(r[k] for k in key) not in have]
         if new:
             conn.execute(table.insert(), new)
 
