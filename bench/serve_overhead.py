@@ -6,8 +6,8 @@ Builds notebooks/breast_cancer.ipynb with ``nb2prod build`` into a temporary
 BENTOML_HOME and writes a hand-written bare BentoML service that loads the same
 ``model.joblib`` and answers the same JSON. The build is served four times, one
 server per configuration (``CONFIGS``): ``nb2prod`` with everything on as deployed by
-default (SQLite audit log, drift, metrics), then with the audit log off, drift off,
-and both off, so each feature's cost shows. All five servers run at once on free
+default (SQLite audit log, drift, metrics, the model's deadline), then with the audit
+log off, drift off, both off, and the deadline off, so each feature's cost shows. All six servers run at once on free
 127.0.0.1 ports; every nb2prod one must agree with bare on a 100-row payload. Then
 p50/p99 latency and throughput are measured for 1- and 100-row payloads at 1 and 8
 concurrent clients. Bursts are interleaved (every round runs each case on every
@@ -48,6 +48,7 @@ CONFIGS = {
     "no-audit": {"NB2PROD_AUDIT_URL": "off"},
     "no-drift": {"NB2PROD_DRIFT": "off"},
     "no-audit-no-drift": {"NB2PROD_AUDIT_URL": "off", "NB2PROD_DRIFT": "off"},
+    "no-deadline": {"NB2PROD_TIMEOUT_S": "none"},  # the model called inline, no worker thread
 }
 FULL = "nb2prod"  # the configuration the targets apply to
 
@@ -237,8 +238,9 @@ def report(rows: list[dict], info: dict, settings: dict) -> str:
         f"- python: {info['python']}, bentoml {info['bentoml']}, {info['platform']}\n"
         f"- model: {settings['model_tag']}, bento: {settings['bento_tag']}\n"
         f"- servers: `nb2prod` = the build as deployed by default (SQLite audit log with "
-        f"NB2PROD_AUDIT_SYNC=NORMAL, drift on, Prometheus metrics on); `no-audit` "
+        f"NB2PROD_AUDIT_SYNC=NORMAL, drift on, Prometheus metrics on, model deadline 2 s); `no-audit` "
         f"NB2PROD_AUDIT_URL=off; `no-drift` NB2PROD_DRIFT=off; `no-audit-no-drift` both; "
+        f"`no-deadline` NB2PROD_TIMEOUT_S=none (the model runs in the request's thread); "
         f"`bare` a hand-written BentoML service (same model, same JSON)\n"
         f"- method: {settings['rounds']} interleaved rounds x {settings['seconds']}s bursts per "
         "server and case, order rotating; one persistent HTTP/1.1 connection per client "

@@ -227,18 +227,30 @@ def test_record_stores_the_request_as_one_row_with_its_context(db):
     assert timedelta(0) <= age < timedelta(minutes=1), "created_at is the current UTC time"
 
 
-def test_a_request_is_one_insert_in_one_transaction(db):
+def test_a_request_is_one_row_written_in_one_transaction(db):
     log = db.open()
-    commits: list[int] = []
-    inserts: list[int] = []
-    sa.event.listen(log.engine, "commit", lambda conn: commits.append(1))
-    sa.event.listen(log.engine, "before_cursor_execute",
-                    lambda conn, cursor, sql, params, context, many:
-                    inserts.append(1) if sql.lstrip().upper().startswith("INSERT") else None)
+    checkouts: list[int] = []
+    sa.event.listen(log.engine, "checkout", lambda *args: checkouts.append(1))
     log.record(rid(), [{"x": i} for i in range(100)], [answer()] * 100, latency_ms=1)
-    assert (len(commits), len(inserts)) == (1, 1)
+    assert len(checkouts) == 1  # one connection, one transaction
     [stored] = db.rows()
     assert stored["rows"] == 100 and [r["x"] for r in stored["input"]] == list(range(100))
+    # All or nothing: when a request's review row cannot be written, its audit row is not
+    # kept either (SQLite reports the missing table as an outage and spools the request;
+    # PostgreSQL as a programming error, raised).
+    db.tables.review.drop(db.engine)
+    request = rid()
+    try:
+        assert log.record(request, [{"x": 1}], [answer()], latency_ms=1,
+                          review={0: "guardrail"}).stored == "spool"
+    except sa.exc.ProgrammingError:
+        assert db.kind == "postgresql"
+    assert request not in db.request_ids()
+    db.tables.review.create(db.engine)
+    if db.kind == "sqlite":
+        assert log.flush() == 1
+        assert request in db.request_ids()
+        assert [r["request_id"] for r in db.rows("review")] == [request]
 
 
 def test_a_table_of_another_layout_is_refused_at_open(db):

@@ -324,6 +324,52 @@ def test_float_blocks_respect_strict_bounds_on_their_extremes(strict_min, strict
                    strict_min=strict_min, strict_max=strict_max) == (not rows, rows)
 
 
+def test_a_passing_frame_is_decided_in_bulk_with_the_results_one_by_one_gives(monkeypatch):
+    """A request-shaped suite (layout, not-null and between checks, strict and one-sided
+    bounds) on frames sharing one column Index: all-pass frames skip the per-check calls,
+    and every frame gets what the same checks give one by one (a suite with one more
+    check, which has no bulk form, runs them one by one)."""
+    from nb2prod.checks import compiled as compiled_module
+
+    names = ["a", "b", "c"]
+    exps = [{"type": "expect_table_columns_to_match_set", "kwargs": {"column_set": names}}]
+    exps += [e for c in names for e in (
+        {"type": "expect_column_to_exist", "kwargs": {"column": c}},
+        {"type": "expect_column_values_to_be_of_type", "kwargs": {"column": c, "type_": "float64"}})]
+    exps += [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}},
+             {"type": "expect_column_values_to_be_between",
+              "kwargs": {"column": "a", "min_value": 0, "max_value": 1, "strict_min": True}},
+             {"type": "expect_column_values_to_be_between",
+              "kwargs": {"column": "b", "max_value": 10, "strict_max": True}},
+             {"type": "expect_column_values_to_be_between", "kwargs": {"column": "c", "min_value": 0}}]
+    bulk = CompiledSuite({"name": "bulk", "expectations": exps})
+    one_by_one = CompiledSuite({"name": "slow", "expectations": exps + [
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "c", "mostly": 0}}]})
+    index = pd.Index(names)
+    frames = {
+        "passes": [[0.5, 9.0, 0.0], [1.0, -3.0, INF]],
+        "on a strict lower bound": [[0.0, 1.0, 1.0]],
+        "on a strict upper bound": [[0.5, 10.0, 1.0]],
+        "a null where none may be": [[NAN, 1.0, 1.0]],
+        "an all-null column, ignored by between": [[0.5, NAN, 1.0], [0.5, NAN, 2.0]],
+        "below a one-sided bound": [[0.5, 1.0, -0.5]],
+    }
+    runs = []
+    monkeypatch.setattr(compiled_module._Check, "run", lambda self, frame, run=compiled_module
+                        ._Check.run: runs.append(self.type) or run(self, frame))
+    for what, rows in frames.items():
+        df = pd.DataFrame(np.array(rows), columns=index)
+        runs.clear()
+        got = bulk.validate(df)
+        assert (runs == []) == (what == "passes"), what  # bulk only vouches for passes
+        expected = one_by_one.validate(df).results[:-1]
+        assert [repr(r) for r in got.results] == [repr(r) for r in expected], what
+        assert got.success == (what in ("passes", "an all-null column, ignored by between"))
+    # another layout (an integer column) is looked at afresh: the type check fails
+    df = pd.DataFrame({"a": [0.5], "b": [1], "c": [1.0]})
+    assert [r.column for r in bulk.validate(df).failed()] == ["b"]
+
+
 def test_suite_problems_are_collected_into_one_error():
     bad = {"name": "bad", "expectations": [
         {"type": "expect_column_values_to_be_between", "kwargs": {"column": "f", "mostly": 2}},

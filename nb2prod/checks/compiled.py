@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from .allpass import AllPass
 from .compilers import CHECKS
 from .frame import _BATCH_ONLY, _IGNORED, MAX_VALUES, CheckCompilers, Evaluate, _Frame
 from .results import SEVERITIES, ExpectationResult, ValidationResult
@@ -49,17 +50,21 @@ class _Check:
         self.expected, self.evaluate = expected, evaluate
         self._passed: ExpectationResult | None = None
 
+    def passed(self, n: int) -> ExpectationResult:
+        """This expectation's pass on ``n`` rows, without unexpected rows."""
+        # A pass depends only on the row count: reuse it (results are immutable).
+        passed = self._passed
+        if passed is None or passed.element_count != n:
+            passed = self._passed = ExpectationResult(
+                self.index, self.type, self.column, self.severity, True,
+                expected=self.expected, element_count=n)
+        return passed
+
     def run(self, frame: _Frame) -> ExpectationResult:
         """This expectation's result on ``frame``."""
         ok, rows = self.evaluate(frame)
         if ok and not len(rows):
-            # A pass depends only on the row count: reuse it (results are immutable).
-            passed = self._passed
-            if passed is None or passed.element_count != frame.n:
-                passed = self._passed = ExpectationResult(
-                    self.index, self.type, self.column, self.severity, True,
-                    expected=self.expected, element_count=frame.n)
-            return passed
+            return self.passed(frame.n)
         values: tuple = ()
         j = frame.positions.get(self.column) if len(rows) and self.column is not None else None
         if j is not None:
@@ -166,6 +171,8 @@ class CompiledSuite:
                              fix="correct these expectations where the notebook declares them")
         self._skipped = tuple(t for _, t in self.unsupported)
         self._labels: tuple = (None, [], {})
+        self._layout: tuple = (None, None, None)  # columns, dtypes, AllPass for them
+        self._all_passed: dict[int, tuple[ExpectationResult, ...]] = {}
 
     def validate(self, df: pd.DataFrame) -> ValidationResult:
         """Every compiled expectation's verdict on ``df``; rows are 0-based positions."""
@@ -174,4 +181,26 @@ class CompiledSuite:
             names = df.columns.tolist()
             labels = self._labels = (df.columns, names, {c: j for j, c in enumerate(names)})
         frame = _Frame(df, labels[1], labels[2])
+        if frame.n:
+            fast = self._fast_path(frame)
+            if fast is not None and fast.passes(frame):
+                return ValidationResult(self._passes(frame.n), self._skipped)
         return ValidationResult(tuple(c.run(frame) for c in self._checks), self._skipped)
+
+    def _fast_path(self, frame: _Frame) -> AllPass | None:
+        """The all-pass test for this frame's layout, built once per layout."""
+        columns, dtypes, fast = self._layout
+        have = frame.dtypes()
+        if columns is not frame.df.columns or dtypes != have:
+            fast = AllPass.build(self._checks, frame)
+            self._layout = (frame.df.columns, have, fast)  # one atomic assignment
+        return fast
+
+    def _passes(self, n: int) -> tuple[ExpectationResult, ...]:
+        """Every check's pass on ``n`` rows (kept for a few sizes)."""
+        results = self._all_passed.get(n)
+        if results is None:
+            if len(self._all_passed) >= 16:
+                self._all_passed = {}
+            results = self._all_passed[n] = tuple(c.passed(n) for c in self._checks)
+        return results

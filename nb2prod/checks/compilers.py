@@ -45,6 +45,15 @@ def _column_map(kw: dict, unexpected: Callable[[_Column], np.ndarray],
     return evaluate
 
 
+def _fast(evaluate: Evaluate, kind: str, *args: Any) -> Evaluate:
+    """Tag ``evaluate`` for ``allpass.AllPass``: ``"layout"`` (the verdict depends on the
+    column labels only), ``"type", by_value`` (on the dtype, unless an object column is
+    checked value by value), ``"not_null"`` or ``"between", lo, hi, strict_lo, strict_hi``
+    (decided from a float column's null flag and extremes when they pass)."""
+    evaluate.fast = (kind, *args)  # type: ignore[attr-defined]
+    return evaluate
+
+
 def _masked(keep: np.ndarray | None, bad: np.ndarray) -> np.ndarray:
     """Row positions of the True entries of ``bad``, a mask over the rows ``keep`` names."""
     if not bad.any():
@@ -140,8 +149,9 @@ def _exist(kw: dict) -> tuple[Evaluate, str]:
                 return bool(frame.labels[at] == name), _NO_ROWS
             except IndexError:
                 return False, _NO_ROWS
-        return at_position, f"column {name!r} at position {at}"
-    return (lambda frame: (name in frame.positions, _NO_ROWS)), f"column {name!r} present"
+        return _fast(at_position, "layout"), f"column {name!r} at position {at}"
+    return (_fast(lambda frame: (name in frame.positions, _NO_ROWS), "layout"),
+            f"column {name!r} present")
 
 
 @CHECKS.register("expect_table_columns_to_match_set", required=(),
@@ -154,14 +164,15 @@ def _match_set(kw: dict) -> tuple[Evaluate, str]:
         have = set(frame.positions)
         return (have == wanted if exact else wanted <= have), _NO_ROWS
     shown = "{" + ", ".join(repr(c) for c in sorted(wanted, key=str)) + "}"
-    return evaluate, f"columns {shown}" if exact else f"columns including {shown}"
+    return _fast(evaluate, "layout"), f"columns {shown}" if exact else f"columns including {shown}"
 
 
 @CHECKS.register("expect_column_values_to_not_be_null")
 def _not_null(kw: dict) -> tuple[Evaluate, str]:
     def unexpected(col: _Column) -> np.ndarray:
         return _NO_ROWS if col.null is None else _masked(None, col.null)
-    return _column_map(kw, unexpected, True, quick=lambda null, low, high: not null), "not null"
+    return (_fast(_column_map(kw, unexpected, True, quick=lambda null, low, high: not null),
+                  "not_null"), "not null")
 
 
 @CHECKS.register("expect_column_values_to_be_null")
@@ -212,8 +223,10 @@ def _between(kw: dict) -> tuple[Evaluate, str]:
     def quick(null: bool, low: float, high: float) -> bool:  # NaN extremes vouch for nothing
         return (lo is None or (low > lo if strict_lo else low >= lo)) and (
             hi is None or (high < hi if strict_hi else high <= hi))
-    return (_column_map(kw, unexpected, quick=quick if numeric and not nan_bound else None),
-            _range(lo, hi, strict_lo, strict_hi))
+    if numeric and not nan_bound:
+        return (_fast(_column_map(kw, unexpected, quick=quick), "between", lo, hi, strict_lo,
+                      strict_hi), _range(lo, hi, strict_lo, strict_hi))
+    return _column_map(kw, unexpected), _range(lo, hi, strict_lo, strict_hi)
 
 
 def _membership(negate: bool) -> Callable[[dict], tuple[Evaluate, str]]:
@@ -310,7 +323,7 @@ def _typed(kw: dict, per_value: tuple | None, per_dtype: Callable[[Any], bool]) 
             return bool(per_dtype(dtype)), _NO_ROWS
         except Exception:  # a dtype that will not compare: GE's validation raises
             return False, _NO_ROWS
-    return evaluate
+    return _fast(evaluate, "type", per_value is not None)
 
 
 @CHECKS.register("expect_column_values_to_be_of_type", required=("column", "type_"))

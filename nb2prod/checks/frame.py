@@ -134,7 +134,7 @@ class _Frame:
         self._dtypes: list | None = None
         self._block: np.ndarray | None = None
         self._in_block: dict[int, int] = {}
-        self._stats: tuple[list, list, list] | None = None
+        self._stats: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._columns: dict[int, _Column] = {}
 
     def dtype(self, j: int) -> Any:
@@ -152,20 +152,34 @@ class _Frame:
                 self._in_block = {j: k for k, j in enumerate(floats)}
         return self._dtypes[j]
 
-    def stats(self, j: int) -> tuple[bool, float, float] | None:
-        """(any null, min, max) of float column ``j`` if the frame has rows, else None.
+    def dtypes(self) -> list:
+        """Every column's dtype, in order."""
+        if self._dtypes is None and self.labels:
+            self.dtype(0)
+        return self._dtypes or []
+
+    def block_index(self, j: int) -> int | None:
+        """Where float column ``j`` sits in the float block, or None."""
+        self.dtype(j)
+        return self._in_block.get(j)
+
+    def extremes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(any null, min, max) per column of the float block (a frame with rows).
 
         Three numpy calls over the float block answer most checks on it at once."""
-        self.dtype(j)
-        k = self._in_block.get(j)
-        if k is None or not self.n:
-            return None
         if self._stats is None:
             block = self._block
-            self._stats = (np.isnan(block).any(axis=0).tolist(),
-                           np.fmin.reduce(block, axis=0).tolist(),
-                           np.fmax.reduce(block, axis=0).tolist())
-        return self._stats[0][k], self._stats[1][k], self._stats[2][k]
+            self._stats = (np.isnan(block).any(axis=0), np.fmin.reduce(block, axis=0),
+                           np.fmax.reduce(block, axis=0))
+        return self._stats
+
+    def stats(self, j: int) -> tuple[bool, float, float] | None:
+        """(any null, min, max) of float column ``j`` if the frame has rows, else None."""
+        k = self.block_index(j)
+        if k is None or not self.n:
+            return None
+        null, low, high = self.extremes()
+        return bool(null[k]), float(low[k]), float(high[k])
 
     def column(self, j: int) -> _Column:
         """Column ``j`` (a position from ``positions``)."""

@@ -226,18 +226,53 @@ class AuditLog:
 
     def _store(self, entries: list[dict[str, Any]], replay: bool) -> None:
         """Insert entries in one transaction; a replay skips requests already stored."""
+        if not replay:
+            self._insert([(name, [r for e in entries for r in e[name]])
+                          for name in ("audit", "review")])
+            return
         with self.engine.begin() as conn:
             for name, key in (("audit", REQUEST_KEY), ("review", KEY)):
                 rows = [r for e in entries for r in e[name]]
-                table = getattr(self.tables, name)
-                if replay:
-                    self.sink.insert_new(conn, table, [
-                        {**r, "created_at": datetime.fromisoformat(r["created_at"])}
-                        for r in rows], key=key)
-                elif rows:
-                    if name not in self._inserts:  # rows of a table always carry the same keys
-                        self._inserts[name] = FastInsert(table, self.engine.dialect, list(rows[0]))
-                    self._inserts[name](conn, rows)
+                self.sink.insert_new(conn, getattr(self.tables, name), [
+                    {**r, "created_at": datetime.fromisoformat(r["created_at"])}
+                    for r in rows], key=key)
+
+    def _insert(self, tables: list[tuple[str, list[dict[str, Any]]]]) -> None:
+        """New rows into their tables in one transaction, on a pooled driver connection:
+        SQLAlchemy's ``Connection`` (events, transaction objects) cost twice the insert.
+        Driver errors are raised as SQLAlchemy's (``OperationalError``, ``IntegrityError``,
+        ...), and a connection the database dropped is discarded, as the engine would."""
+        batches = []
+        for name, rows in tables:
+            if rows:
+                if name not in self._inserts:  # rows of a table always carry the same keys
+                    self._inserts[name] = FastInsert(getattr(self.tables, name),
+                                                     self.engine.dialect, list(rows[0]))
+                batches.append((self._inserts[name], rows))
+        dialect, raw = self.engine.dialect, None
+        statement, params = "BEGIN", None
+        try:
+            raw = self.engine.raw_connection()  # pool checkout (and pre-ping, where set)
+            cursor = raw.cursor()
+            try:
+                self.sink.begin_driver(cursor)
+                for insert, rows in batches:
+                    statement, params = insert.sql, insert.params(rows)
+                    cursor.executemany(statement, params)
+                statement, params = "COMMIT", None
+                raw.commit()
+            finally:
+                cursor.close()
+        except dialect.loaded_dbapi.Error as exc:
+            dropped = raw is None or dialect.is_disconnect(exc, raw.dbapi_connection, None)
+            if raw is not None:
+                raw.invalidate(exc) if dropped else _quietly(raw.rollback)
+            raise sa.exc.DBAPIError.instance(
+                statement, params, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+                connection_invalidated=dropped, dialect=dialect) from exc
+        finally:
+            if raw is not None:
+                raw.close()  # back to the pool (a no-op once invalidated)
 
     def _entry(self, request_id: str, inputs: Sequence[Mapping[str, Any]],
                answers: Sequence[Mapping[str, Any]], latency_ms: float,
@@ -280,9 +315,9 @@ class FastInsert:
         self.columns = [compiled.binds[n].key if n in compiled.binds else n for n in self.names]
         self.processors = [table.c[c].type.bind_processor(dialect) for c in self.columns]
 
-    def __call__(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-        """Insert ``rows`` (JSON-ready dicts, ``created_at`` in ISO text) in ``conn``'s
-        transaction."""
+    def params(self, rows: list[dict[str, Any]]) -> list[Any]:
+        """The driver's parameters for ``rows`` (JSON-ready dicts, ``created_at`` in ISO
+        text), for ``cursor.executemany(self.sql, ...)``."""
         stamps: dict[str, Any] = {}  # ISO text -> processed datetime, once per request
         params = []
         for row in rows:
@@ -297,7 +332,7 @@ class FastInsert:
                 else:
                     values.append(process(value) if process else value)
             params.append(tuple(values) if self.positional else dict(zip(self.names, values)))
-        conn.exec_driver_sql(self.sql, params)
+        return params
 
 
 def _check_layout(engine: sa.Engine, metadata: sa.MetaData, where: str) -> None:
@@ -313,6 +348,14 @@ def _check_layout(engine: sa.Engine, metadata: sa.MetaData, where: str) -> None:
                 "earlier nb2prod (one audit row per predicted row) or by another program",
                 where=where, fix=f"rename it (ALTER TABLE {table.name} RENAME TO "
                 f"{table.name}_old), or use another database or table prefix")
+
+
+def _quietly(action: Any) -> None:
+    """Run ``action``; a connection already broken may fail to roll back, which is fine."""
+    try:
+        action()
+    except Exception:  # noqa: BLE001 - the original error is what gets reported
+        pass
 
 
 def mask(url: sa.URL) -> str:

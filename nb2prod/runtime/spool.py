@@ -70,6 +70,9 @@ class Sink:
         except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
             metadata.create_all(engine)
 
+    def begin_driver(self, cursor: Any) -> None:
+        """Start a write transaction on a driver cursor (DBAPI drivers begin implicitly)."""
+
     def insert_new(self, conn: sa.Connection, table: sa.Table, rows: list[dict],
                    key: tuple[str, ...] = KEY) -> None:
         """Insert the rows whose ``key`` columns are not stored yet: a replay is a no-op."""
@@ -118,6 +121,10 @@ class SQLiteSink(Sink):
             conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         return engine
+
+    def begin_driver(self, cursor: Any) -> None:
+        """``BEGIN IMMEDIATE``: the driver does not begin for us (see ``engine``)."""
+        cursor.execute("BEGIN IMMEDIATE")
 
     def fix(self, url: sa.URL) -> str:
         """A missing directory or permissions are what usually go wrong with a file."""
