@@ -284,6 +284,30 @@ def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path):
     log.close()
 
 
+def test_sqlite_checkpoints_in_the_background_so_the_wal_stays_bounded(tmp_path, monkeypatch):
+    """Commits never checkpoint (a request crossing 1,000 WAL pages paid ~25 ms); the
+    log's own thread does, and the WAL file stops growing."""
+    from nb2prod.runtime import spool
+
+    monkeypatch.setattr(spool, "CHECKPOINT_S", 0.05)
+    db = Db("sqlite", tmp_path)
+    log = db.open()
+    with log.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+    wide = [{f"f{i}": i * 1.25 for i in range(30)}] * 100  # ~20 WAL pages a request
+    wal = tmp_path / "audit.db-wal"
+    sizes = []
+    for i in range(600):
+        log.record(rid(), wide, [answer()] * 100, latency_ms=1)
+        if i % 100 == 99:
+            time.sleep(0.2)  # a checkpoint round happens meanwhile
+            sizes.append(wal.stat().st_size)
+    unchecked = 600 * 20 * 4096  # what 600 requests' frames take without checkpoints
+    assert max(sizes) < unchecked / 3, sizes
+    log.close()
+    assert len(db.request_ids()) == 600
+
+
 def test_default_location_is_env_then_local_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NB2PROD_AUDIT_URL", raising=False)

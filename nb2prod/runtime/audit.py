@@ -131,6 +131,7 @@ class AuditLog:
         self.failover = Failover(spool, self._store, unreachable=UNREACHABLE, where=url,
                                  interval=flush_interval)
         self._inserts: dict[str, FastInsert] = {}
+        self._stop_upkeep = sink.maintain(engine)  # SQLite: WAL checkpoints off the request path
 
     @classmethod
     def open(cls, url: str | os.PathLike | None = None, *, model_version: str,
@@ -222,6 +223,7 @@ class AuditLog:
     def close(self) -> None:
         """Stop the flusher, try a last flush (the spool survives if it fails), disconnect."""
         self.failover.close()
+        self._stop_upkeep()
         self.engine.dispose()
 
     def _store(self, entries: list[dict[str, Any]], replay: bool) -> None:
