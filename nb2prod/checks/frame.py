@@ -123,6 +123,12 @@ class _Column:
         return self.values.tolist() if self.plain else self.series().tolist()
 
 
+def _dtypes_of(df: pd.DataFrame) -> list:
+    """``df.dtypes.tolist()`` without building a Series: 2 us instead of ~60 per request."""
+    get = getattr(getattr(df, "_mgr", None), "get_dtypes", None)  # pandas internal
+    return get().tolist() if get is not None else df.dtypes.tolist()
+
+
 class _Frame:
     """The DataFrame under validation: columns by name, each array fetched once."""
 
@@ -140,7 +146,7 @@ class _Frame:
     def dtype(self, j: int) -> Any:
         """The dtype of column ``j``; the first call reads them all."""
         if self._dtypes is None:
-            dtypes = self._dtypes = self.df.dtypes.tolist()
+            dtypes = self._dtypes = _dtypes_of(self.df)
             floats = [j for j, d in enumerate(dtypes) if d == _F64]
             # pandas hands out a column at ~10 us, a float block in one call: take the
             # block when there are enough floats (all of them: the common request).

@@ -291,12 +291,14 @@ class DriftMonitor:
             return []
         return self._add(self.binner.records(records[-self.window:]), len(records))
 
-    def bins(self, X: pd.DataFrame | None, records: list[dict[str, Any]]) -> np.ndarray:
-        """The newest ``window`` rows' bins, for ``add`` later: from the frame ``X`` when
-        its columns are all floats (one array, no per-value work), else from ``records``."""
-        if X is not None and not self.binner.categorical and all(
-                dtype.kind == "f" for dtype in X.dtypes):
-            return self.binner(X if len(X) <= self.window else X.iloc[len(X) - self.window:])
+    def bins(self, floats: pd.DataFrame | None, records: list[dict[str, Any]]) -> np.ndarray:
+        """The newest ``window`` rows' bins, for ``add`` later: from ``floats``, the
+        request's frame when the caller knows its columns are all float64 (one array, no
+        per-value work; asking pandas for ``dtypes`` costs more than binning), else from
+        ``records``."""
+        if floats is not None and not self.binner.categorical:
+            n = len(floats)
+            return self.binner(floats if n <= self.window else floats.iloc[n - self.window:])
         return self.binner.records(records[-self.window:])
 
     def add(self, flat: np.ndarray, n: int) -> list[str]:

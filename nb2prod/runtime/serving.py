@@ -118,7 +118,7 @@ class Serving:
         if self.drift is None:
             return None
         try:
-            return self.drift.bins(X, records)
+            return self.drift.bins(X if self.to_frame.all_float else None, records)
         except Exception:  # monitoring must never cost a prediction
             log.exception("drift monitoring failed; the prediction is unaffected")
             return None
