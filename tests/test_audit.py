@@ -28,7 +28,8 @@ from typing import Any, Iterator
 import pytest
 import sqlalchemy as sa
 
-from nb2prod.runtime.audit import AuditError, AuditLog, AuditUnavailable, make_tables
+from nb2prod.runtime.audit import (AuditError, AuditLog, AuditUnavailable, make_tables,
+                                   records_of, table)
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("NB2PROD_TEST_PG_URL",
@@ -212,8 +213,9 @@ def test_record_stores_the_request_as_one_row_with_its_context(db):
     assert (result.request_id, result.rows, result.stored) == (request, 2, "database")
     [stored] = db.rows()
     assert (stored["request_id"], stored["rows"]) == (request, 2)
-    # inputs and answers in row order; NaN is stored as null
-    assert stored["input"] == [{"x": 1.5, "city": "Oslo"}, {"x": None, "city": None}]
+    # inputs as a table (names once) and answers in row order; NaN is stored as null
+    assert stored["input"] == {"columns": ["x", "city"], "rows": [[1.5, "Oslo"], [None, None]]}
+    assert records_of(stored["input"]) == [{"x": 1.5, "city": "Oslo"}, {"x": None, "city": None}]
     assert stored["output"] == [
         {"prediction": {"label": 1, "probability": 0.9}, "source": "model", "reason": None,
          "warnings": []},
@@ -234,7 +236,7 @@ def test_a_request_is_one_row_written_in_one_transaction(db):
     log.record(rid(), [{"x": i} for i in range(100)], [answer()] * 100, latency_ms=1)
     assert len(checkouts) == 1  # one connection, one transaction
     [stored] = db.rows()
-    assert stored["rows"] == 100 and [r["x"] for r in stored["input"]] == list(range(100))
+    assert stored["rows"] == 100 and stored["input"]["rows"] == [[i] for i in range(100)]
     # All or nothing: when a request's review row cannot be written, its audit row is not
     # kept either (SQLite reports the missing table as an outage and spools the request;
     # PostgreSQL as a programming error, raised).
@@ -251,6 +253,18 @@ def test_a_request_is_one_row_written_in_one_transaction(db):
         assert log.flush() == 1
         assert request in db.request_ids()
         assert [r["request_id"] for r in db.rows("review")] == [request]
+
+
+def test_inputs_are_stored_as_a_table_and_read_back_as_records():
+    same = [{"a": 1, "b": "x"}, {"b": "y", "a": 2}]  # key order may differ
+    assert table(same) == {"columns": ["a", "b"], "rows": [(1, "x"), (2, "y")]}
+    ragged = [{"a": 1}, {"a": 2, "b": None}, {"c": 3.5}]
+    stored = table(ragged)
+    assert stored["columns"] == ["a", "b", "c"]
+    assert records_of(stored) == [{"a": 1, "b": None, "c": None}, {"a": 2, "b": None, "c": None},
+                                  {"a": None, "b": None, "c": 3.5}]  # absent reads as null
+    assert records_of(stored, [2]) == [{"a": None, "b": None, "c": 3.5}]
+    assert table([]) == {"columns": [], "rows": []}
 
 
 def test_a_table_of_another_layout_is_refused_at_open(db):
@@ -352,7 +366,7 @@ def test_pii_is_hashed_or_dropped_everywhere(db):
         assert email not in text and name not in text and str(ssn) not in text
         assert hashed in text
     for row in db.rows():
-        [record] = row["input"]
+        [record] = records_of(row["input"])
         assert "name" not in record
         assert record["email"] == hashed and record["age"] == 41
         assert record["ssn"].startswith("sha256:")
@@ -370,7 +384,7 @@ def test_hashing_pii_needs_a_salt(db, monkeypatch):
     log = db.open(pii={"email": "hash"})
     log.record(rid(), [{"email": "a@b.c"}], [answer()], latency_ms=1)
     expected = "sha256:" + hmac.new(SALT.encode(), b"a@b.c", hashlib.sha256).hexdigest()
-    assert db.rows()[0]["input"] == [{"email": expected}]
+    assert records_of(db.rows()[0]["input"]) == [{"email": expected}]
 
 
 def test_unknown_pii_action_is_refused(db):

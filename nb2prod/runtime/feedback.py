@@ -35,7 +35,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ..errors import Nb2prodError, UsageError
-from .audit import AuditLog
+from .audit import AuditLog, records_of
 
 
 class UnknownRecordError(Nb2prodError, LookupError):
@@ -294,7 +294,7 @@ def export_feedback(url: str | None, name: str, out_path: str | Path, *,
             ).all()
     finally:
         audit.close()
-    frame = pd.DataFrame([r.input[r.row] for r in rows])
+    frame = pd.DataFrame([records_of(r.input, [r.row])[0] for r in rows])
     if label_column in frame.columns:
         raise UsageError(f"the inputs already have a column {label_column!r}", where=str(out),
                          fix="pass another label_column")

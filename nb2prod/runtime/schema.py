@@ -7,6 +7,7 @@ into a DataFrame) while ``/docs.json`` still documents every real column and typ
 from __future__ import annotations
 
 from datetime import datetime
+from operator import itemgetter
 from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
@@ -46,6 +47,8 @@ class FrameMaker:
         self.targets = {c.name: self._target(c) for c in columns}
         # The common case, every column a float: one numpy array, no per-column work.
         self.all_float = all(c.dtype == "float" for c in columns)
+        # One C call per record for its values in column order (a tuple; one value: a scalar)
+        self.values = itemgetter(*self.names) if self.names else (lambda r: ())
 
     @staticmethod
     def _target(col: ColumnSpec) -> Any:
@@ -57,8 +60,9 @@ class FrameMaker:
 
     def __call__(self, records: list[dict[str, Any]]) -> pd.DataFrame:
         if self.all_float:  # None (a null in a nullable column) becomes NaN
-            values = np.array([[r[c] for c in self.names] for r in records], dtype=float)
-            return pd.DataFrame(values, columns=self.index)
+            values = np.array(list(map(self.values, records)), dtype=float)
+            return pd.DataFrame(values.reshape(len(records), len(self.names)),
+                                columns=self.index)
         X = pd.DataFrame.from_records(records, columns=self.names)
         # Cast only columns whose dtype differs, in one pass over X.dtypes.
         casts = {c: self.targets[c] for c, have in zip(self.names, X.dtypes)
