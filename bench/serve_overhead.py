@@ -256,7 +256,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of short bursts")
     ap.add_argument("--seconds", type=float, help="seconds per burst (default 1.2; quick 0.3)")
-    ap.add_argument("--rounds", type=int, help="interleaved rounds (default 10: on a noisy 2-core machine 6 left the 1-row medians +-0.05 apart between runs; quick 2)")
+    # 10 by default: on a noisy 2-core machine, 6 left 1-row medians 0.05 apart run to run
+    ap.add_argument("--rounds", type=int, help="interleaved rounds (default 10; quick 2)")
     args = ap.parse_args()
     seconds = args.seconds or (0.3 if args.quick else 1.2)
     rounds = args.rounds or (2 if args.quick else 10)
