@@ -35,7 +35,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ..errors import Nb2prodError, UsageError
-from .audit import AuditLog, records_of
+from .audit import AuditLog
+from .layout import records_of
 
 
 class UnknownRecordError(Nb2prodError, LookupError):

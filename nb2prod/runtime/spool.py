@@ -1,9 +1,6 @@
-"""Delivery of audit records: to the database through a ``Sink``, or to a local ``Spool``.
+"""Delivery of audit records: to the database (a ``sinks.Sink``), or to a local ``Spool``.
 
-``SINKS`` is the registry of database families (SQLite, PostgreSQL, and a generic one for
-any other SQLAlchemy URL): how each is opened, and how it inserts rows idempotently, keyed
-by request id (and row, for review items). ``Failover`` writes to the database and, while it is unreachable,
-appends to the ``Spool``: a bounded JSONL file, one line per request, fsync'd before the
+``Failover`` writes to the database and, while it is unreachable, appends to the ``Spool``: a bounded JSONL file, one line per request, fsync'd before the
 write returns, so an acknowledged record survives a crash of the process or the machine.
 A background thread later hands the lines to the database and empties the file only after
 that commit: a crash in between replays lines the idempotent insert skips — exactly once.
@@ -24,8 +21,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import Nb2prodError
 from .jsonify import dumps
@@ -35,7 +30,6 @@ log = logging.getLogger("nb2prod")
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_ENTRIES = 100_000
 MAX_BACKOFF = 30.0
-CHECKPOINT_S = 0.5  # SQLite: how often the audit log's WAL is checkpointed
 KEY = ("request_id", "row")
 URL_ENV = "NB2PROD_AUDIT_URL"
 
@@ -52,156 +46,6 @@ class AuditUnavailable(AuditError):
 
 class SpoolFullError(AuditUnavailable):
     """The spool holds as much as it may; nothing more can be kept locally."""
-
-
-class Sink:
-    """Any SQLAlchemy database; subclasses override what their family does better."""
-
-    name = "*"
-    upsert: Any = None  # the dialect's insert() with ON CONFLICT, where there is one
-
-    def engine(self, url: sa.URL, *, timeout: float, synchronous: str) -> sa.Engine:
-        """A pooled engine; connections are checked before use (the server may restart)."""
-        return sa.create_engine(url, json_serializer=dumps, pool_pre_ping=True)
-
-    def create(self, engine: sa.Engine, metadata: sa.MetaData) -> None:
-        """Create missing tables; another worker process racing us to it is no error."""
-        try:
-            metadata.create_all(engine)
-        except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
-            metadata.create_all(engine)
-
-    def begin_driver(self, cursor: Any) -> None:
-        """Start a write transaction on a driver cursor (DBAPI drivers begin implicitly)."""
-
-    def maintain(self, engine: sa.Engine) -> Callable[[], None]:
-        """Start this family's background upkeep for ``engine``; returns what stops it."""
-        return lambda: None
-
-    def insert_new(self, conn: sa.Connection, table: sa.Table, rows: list[dict],
-                   key: tuple[str, ...] = KEY) -> None:
-        """Insert the rows whose ``key`` columns are not stored yet: a replay is a no-op."""
-        if not rows:
-            return
-        if self.upsert is not None:
-            conn.execute(self.upsert(table).on_conflict_do_nothing(index_elements=key), rows)
-            return
-        have = set(conn.execute(sa.select(*(table.c[k] for k in key)).where(
-            table.c.request_id.in_({r["request_id"] for r in rows}))).tuples())
-        new = [r for r in rows if tuple(r[k] for k in key) not in have]
-        if new:
-            conn.execute(table.insert(), new)
-
-    def fix(self, url: sa.URL) -> str:
-        """How to make the database reachable, for error messages."""
-        return (f"start the database at {url.host}:{url.port or 'its default port'} or "
-                f"correct the URL (argument or ${URL_ENV})")
-
-
-class SQLiteSink(Sink):
-    """A local file in WAL mode, shared by threads and worker processes."""
-
-    name = "sqlite"
-    upsert = staticmethod(sqlite.insert)
-
-    def engine(self, url: sa.URL, *, timeout: float, synchronous: str) -> sa.Engine:
-        """WAL, ``synchronous`` FULL or NORMAL, a busy timeout, and our own ``BEGIN``."""
-        if synchronous not in ("FULL", "NORMAL"):
-            raise AuditError(f"sqlite_synchronous={synchronous!r} is not durable enough",
-                             where=url.render_as_string(), fix="use 'FULL' or 'NORMAL'")
-        engine = sa.create_engine(url, json_serializer=dumps,
-                                  connect_args={"timeout": timeout})  # the busy timeout
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _: Any) -> None:
-            dbapi_conn.isolation_level = None  # the driver must not BEGIN for us: see below
-            dbapi_conn.execute("PRAGMA journal_mode=WAL")
-            dbapi_conn.execute(f"PRAGMA synchronous={synchronous}")
-            # Checkpoints run in the background (``maintain``), not inside the commit of
-            # whichever request crosses 1,000 WAL pages: that request paid ~25 ms.
-            dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
-
-        @sa.event.listens_for(engine, "begin")
-        def _begin(conn: sa.Connection) -> None:
-            # A deferred transaction that reads, then writes, fails at once with
-            # SQLITE_BUSY if another process wrote meanwhile; IMMEDIATE waits instead.
-            readonly = conn.get_execution_options().get("nb2prod_readonly")
-            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
-
-        return engine
-
-    def begin_driver(self, cursor: Any) -> None:
-        """``BEGIN IMMEDIATE``: the driver does not begin for us (see ``engine``)."""
-        cursor.execute("BEGIN IMMEDIATE")
-
-    def maintain(self, engine: sa.Engine) -> Callable[[], None]:
-        """Checkpoint the WAL every ``CHECKPOINT_S`` seconds in a daemon thread (commits no
-        longer do); the returned stop() joins it and checkpoints once more."""
-        stop, interval = threading.Event(), CHECKPOINT_S
-
-        def checkpoint() -> None:
-            try:
-                raw = engine.raw_connection()
-                try:  # PASSIVE: copies what it can without waiting for, or blocking, anyone
-                    raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                finally:
-                    raw.close()
-            except Exception as exc:  # noqa: BLE001 - busy or away: the next round retries
-                log.debug("audit WAL checkpoint skipped: %s", describe(exc))
-
-        def run() -> None:
-            while not stop.wait(interval):
-                checkpoint()
-
-        thread = threading.Thread(target=run, name="nb2prod-audit-checkpoint", daemon=True)
-        thread.start()
-
-        def stopper() -> None:
-            stop.set()
-            thread.join(timeout=10)
-            checkpoint()
-        return stopper
-
-    def fix(self, url: sa.URL) -> str:
-        """A missing directory or permissions are what usually go wrong with a file."""
-        folder = Path(url.database or ".").resolve().parent
-        return (f"make sure the directory {folder} exists and this process can write there, "
-                f"or choose another path (argument or ${URL_ENV})")
-
-
-class PostgresSink(Sink):
-    """PostgreSQL through psycopg 3, with a connect timeout so an outage fails fast."""
-
-    name = "postgresql"
-    upsert = staticmethod(postgresql.insert)
-
-    def engine(self, url: sa.URL, *, timeout: float, synchronous: str) -> sa.Engine:
-        """A larger pool (BentoML's threadpool); ``postgresql://`` means psycopg 3."""
-        if url.drivername == "postgresql":
-            url = url.set(drivername="postgresql+psycopg")
-        return sa.create_engine(url, json_serializer=dumps, pool_pre_ping=True,
-                                pool_size=10, max_overflow=20,
-                                connect_args={"connect_timeout": max(1, round(timeout))})
-
-
-class SinkRegistry:
-    """Sinks by SQLAlchemy backend name; other backends get the generic ``Sink``."""
-
-    def __init__(self) -> None:
-        self._sinks: dict[str, Sink] = {}
-
-    def register(self, sink: Sink) -> None:
-        """Add ``sink`` under ``sink.name``, replacing any earlier one."""
-        self._sinks[sink.name] = sink
-
-    def get(self, backend: str) -> Sink:
-        """The sink for ``backend`` (``"sqlite"``, ``"postgresql"``…), else the generic one."""
-        return self._sinks.get(backend, self._sinks["*"])
-
-
-SINKS = SinkRegistry()
-for _sink in (Sink(), SQLiteSink(), PostgresSink()):
-    SINKS.register(_sink)
 
 
 class Spool:
