@@ -190,3 +190,65 @@ def test_low_confidence_rows_can_wait_for_review_instead():
     assert [(o["source"], o["prediction"]) for o in out][1:3] == [
         ("pending_review", None), ("pending_review", None)]
     assert out[0]["source"] == "model"
+
+
+# --- a category training never had: checked by value, missing for the model ---------------
+TRAINING = pd.DataFrame({"channel": pd.Categorical(["web", "store", "phone", "web"]),
+                         "plan": ["basic", "pro", "basic", "pro"],  # plain strings
+                         "amount": [10.0, 20.0, 30.0, 40.0]})
+
+
+def served(checks, seen):
+    """What the service does with records: a Predictor over the compiled drafted suite,
+    fed the frame the service makes and the same rows as the model gets them."""
+    from nb2prod.checks.compiled import CompiledSuite
+    from nb2prod.contract import infer_columns
+    from nb2prod.runtime.schema import FrameMaker
+
+    def model_fn(model, X):
+        seen.append(X.copy())
+        return pd.DataFrame({"label": np.ones(len(X), dtype=int)})
+
+    def fallback_fn(X):
+        seen.append(X.copy())
+        return pd.DataFrame({"label": np.zeros(len(X), dtype=int)})
+
+    maker = FrameMaker(infer_columns(TRAINING))
+    p = Predictor(object(), Marked(model=model_fn, fallback=fallback_fn),
+                  CompiledSuite(checks.to_json()))
+    return lambda records: p.predict(X := maker(records), maker.for_model(X))
+
+
+ROWS = [{"channel": "fax", "plan": "basic", "amount": 15.0},
+        {"channel": "web", "plan": "enterprise", "amount": 25.0}]
+
+
+def test_an_unseen_category_warns_by_value_and_the_model_sees_it_missing():
+    seen = []
+    out = served(n2p.expect(TRAINING), seen)(ROWS)
+    assert [(o["source"], o["reason"]) for o in out] == [("model", None)] * 2
+    [fax], [enterprise] = (o["warnings"] for o in out)  # not-null and type checks pass
+    assert (fax["column"], fax["value"], fax["check"]) == (
+        "channel", "fax", "expect_column_values_to_be_in_set")
+    assert "fax" in fax["msg"] and "'web'" in fax["expected"]
+    assert (enterprise["column"], enterprise["value"]) == ("plan", "enterprise")
+    [X] = seen
+    assert X["channel"].dtype == pd.CategoricalDtype(["phone", "store", "web"])
+    assert X["channel"].isna().tolist() == [True, False]
+    assert X["plan"].tolist() == ["basic", "enterprise"]  # a plain string passes as it came
+
+
+def test_an_unseen_category_follows_the_severity_the_notebook_chose():
+    seen = []
+    checks = n2p.expect(TRAINING).set_severity(
+        "fallback", column="channel", type="ExpectColumnValuesToBeInSet")
+    out = served(checks, seen)(ROWS)
+    assert [(o["source"], o["reason"]) for o in out] == [("fallback", "check"), ("model", None)]
+    model_rows, fallback_rows = seen
+    assert model_rows["channel"].tolist() == ["web"]
+    assert fallback_rows["channel"].isna().all()  # the fallback gets the training dtype too
+    checks.set_severity("reject", column="channel", type="ExpectColumnValuesToBeInSet")
+    with pytest.raises(RequestRejected) as e:
+        served(checks, seen)(ROWS)
+    [refused] = e.value.errors
+    assert (refused["loc"], refused["value"]) == (["records", 0, "channel"], "fax")

@@ -131,12 +131,20 @@ class Predictor:
             self.on_failures(found.failures)
         return found
 
-    def predict(self, X: pd.DataFrame) -> list[dict[str, Any]]:
-        """One ``{"prediction", "source", "reason", "warnings"}`` per row of ``X``."""
+    def predict(self, X: pd.DataFrame,
+                model_input: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+        """One ``{"prediction", "source", "reason", "warnings"}`` per row of ``X``.
+
+        The checks see ``X`` as the request gave it; the model, its guardrails and the
+        fallback see ``model_input`` (default ``X``), the same rows in the training
+        dtypes: ``FrameMaker.for_model`` turns a category training never had into a
+        missing value there, after the checks have reported it by value.
+        """
         n = len(X)
         found = self.inspect(X)
         if found.rejected:
             raise RequestRejected(found.rejected)
+        X = X if model_input is None else model_input
         reasons: list[str | None] = ["check" if i in found.fallback else None for i in range(n)]
         answers: list[Any] = [None] * n
         todo = [i for i in range(n) if reasons[i] is None]
