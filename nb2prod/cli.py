@@ -115,7 +115,8 @@ def feedback_export(
     name: str = typer.Argument(..., help="The model name, e.g. breast_cancer"),
     out: Path = typer.Option(..., "--out", help="Where to write: file.csv or file.parquet"),
     db: Optional[str] = typer.Option(None, "--db", help="The audit database URL (default: "
-                                     "$NB2PROD_AUDIT_URL or sqlite:///nb2prod-audit.db)"),
+                                     "$NB2PROD_AUDIT_URL, else the one the service of NAME "
+                                     "writes: $BENTOML_HOME/nb2prod/NAME/audit.db)"),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks"),
 ) -> None:
     """Write every labelled input of NAME (all versions) as a data set retraining can use."""

@@ -322,11 +322,16 @@ def test_sqlite_checkpoints_in_the_background_so_the_wal_stays_bounded(tmp_path,
     assert len(db.request_ids()) == 600
 
 
-def test_default_location_is_env_then_local_file(tmp_path, monkeypatch):
+def test_default_location_is_env_then_the_model_names_home(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("NB2PROD_AUDIT_URL", raising=False)
-    AuditLog.open(model_version="demo:v1").close()
-    assert (tmp_path / "nb2prod-audit.db").exists()
+    for version in ("demo:v1", "demo:v2"):  # every version (and bento) of a name: one database
+        log = AuditLog.open(model_version=version)
+        assert log.url == f"sqlite:///{tmp_path / 'home' / 'nb2prod' / 'demo' / 'audit.db'}"
+        log.close()
+    assert (tmp_path / "home" / "nb2prod" / "demo" / "audit.db").exists()
+    assert list(tmp_path.glob("*.db")) == []  # nothing in the working directory
     monkeypatch.setenv("NB2PROD_AUDIT_URL", f"sqlite:///{tmp_path / 'from-env.db'}")
     AuditLog.open(model_version="demo:v1").close()
     assert (tmp_path / "from-env.db").exists()

@@ -3,6 +3,7 @@ admin auth and the request guard."""
 
 import os
 import sqlite3
+from pathlib import Path
 
 import httpx
 import pytest
@@ -140,3 +141,44 @@ def test_feedback_exports_as_a_data_set_for_retraining(served, tmp_path, suffix)
     assert "label" in data and "mean radius" in data and len(data) >= 2
     assert data["mean radius"].iloc[-2] == examples[0]["mean radius"]
     assert list(data["label"].iloc[-2:]) == ["malignant", "benign"]
+
+
+def test_the_default_audit_database_is_the_models_own_and_export_finds_it(flagship_build,
+                                                                          tmp_path):
+    """Without NB2PROD_AUDIT_URL a served bento audits into $BENTOML_HOME/nb2prod/<name>/,
+    not its own folder, and `feedback export NAME` reads it with no --db; the worker says
+    where in its one start-up line."""
+    import subprocess
+
+    import pandas as pd
+
+    from conftest import NB2PROD
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NB2PROD_AUDIT_URL", "NB2PROD_ADMIN_TOKEN")}
+    examples = list(load_version(flagship_build["model_tag"])[0].examples)
+    server = Server(flagship_build["bento_tag"], env=env)
+    try:
+        server.wait_ready()
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            answer = client.post("/predict", json={"records": examples[:1]}).json()
+            r = client.post("/feedback", json={"request_id": answer["request_id"],
+                                               "label": "malignant"})
+            assert r.status_code == 200, r.text
+    finally:
+        output = server.stop()
+        server.log.unlink(missing_ok=True)
+    db = Path(os.environ["BENTOML_HOME"]) / "nb2prod" / "breast_cancer" / "audit.db"
+    assert db.exists()
+    said = [line for line in output.splitlines() if "nb2prod: serving" in line]
+    assert len(said) == 1, output  # one worker, one line
+    assert (f"nb2prod: serving {flagship_build['model_tag']}; audit log sqlite:///{db}; "
+            "admin endpoints off (set NB2PROD_ADMIN_TOKEN to enable); deadline 2s; drift on"
+            ) in said[0]
+    out = tmp_path / "labelled.csv"
+    proc = subprocess.run([*NB2PROD, "feedback", "export", "breast_cancer", "--out", str(out)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    data = pd.read_csv(out)
+    assert data["label"].iloc[-1] == "malignant"
+    assert data["mean radius"].iloc[-1] == examples[0]["mean radius"]

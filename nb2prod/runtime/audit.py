@@ -18,7 +18,9 @@ If the database goes away while serving, records go to a bounded local spool
 returns; if the spool is full too, ``record()`` raises ``AuditUnavailable`` (503) rather
 than acknowledge a record it cannot keep.
 
-Where: the ``url`` argument, else ``$NB2PROD_AUDIT_URL``, else SQLite ``./nb2prod-audit.db``.
+Where: the ``url`` argument, else ``$NB2PROD_AUDIT_URL``, else SQLite
+``$BENTOML_HOME/nb2prod/<model name>/audit.db`` (``home_url``): next to the model's registry,
+so every bento of one name, and ``nb2prod feedback export NAME``, use the same database.
 Any SQLAlchemy URL works; PostgreSQL (``postgresql+psycopg://…``) in production. How each
 database family is opened and written is a ``Sink`` in ``sinks.SINKS``.
 
@@ -39,10 +41,12 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
 
+from .. import registry
 from .layout import FastInsert, check_layout, table
 from .pii import PiiPolicy
 from .sinks import SINKS, Sink
@@ -52,7 +56,7 @@ from .spool import (DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, KEY, URL_ENV, AuditE
 REQUEST_KEY = ("request_id",)  # the audit table's key; feedback and review use KEY
 
 SPOOL_ENV = "NB2PROD_AUDIT_SPOOL"
-DEFAULT_URL = "sqlite:///nb2prod-audit.db"
+HOME_DB = "audit.db"  # in registry.home(name): the default database of model ``name``
 # The database could not be reached or locked in time; anything else is a bug to surface.
 UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 
@@ -149,14 +153,16 @@ class AuditLog:
              sqlite_synchronous: str = "FULL") -> "AuditLog":
         """Connect, create missing tables, flush a leftover spool; ``AuditError`` if unreachable.
 
-        ``url``: a SQLAlchemy URL or a SQLite file path. ``timeout`` bounds connecting
+        ``url``: a SQLAlchemy URL or a SQLite file path (default: see the module docstring;
+        the name is ``model_version``'s part before the colon). ``timeout`` bounds connecting
         (PostgreSQL) and waiting for the write lock (SQLite). The spool defaults to
-        ``$NB2PROD_AUDIT_SPOOL`` or ``./nb2prod-audit-spool-<hash of URL+prefix>.jsonl``;
+        ``$NB2PROD_AUDIT_SPOOL`` or ``nb2prod-audit-spool-<hash of URL+prefix>.jsonl`` in the
+        working directory (next to the database when that is the default one);
         it is bounded by bytes and by records (one per request). ``flush_interval=None``
         turns the background flusher off (then call ``flush()``).
         """
         policy = PiiPolicy.build(pii, salt)
-        url = _url(url)
+        url, home = _url(url, model_version.split(":", 1)[0])
         shown, sink = mask(url), SINKS.get(url.get_backend_name())
         try:
             engine = sink.engine(url, timeout=timeout, synchronous=sqlite_synchronous)
@@ -172,7 +178,7 @@ class AuditLog:
                              "(PostgreSQL: postgresql+psycopg://…, psycopg[binary])") from None
         tag = hashlib.sha256((shown + table_prefix).encode()).hexdigest()[:8]
         spool = Spool(spool_path or os.environ.get(SPOOL_ENV) or
-                      f"nb2prod-audit-spool-{tag}.jsonl",
+                      (home or Path()) / f"nb2prod-audit-spool-{tag}.jsonl",
                       max_bytes=spool_max_bytes, max_entries=spool_max_records)
         audit = cls(engine, sink, tables, spool, url=shown, model_version=model_version,
                     notebook_sha256=notebook_sha256, pii=policy, flush_interval=flush_interval)
@@ -320,13 +326,23 @@ def mask(url: sa.URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def _url(url: str | os.PathLike | None) -> sa.URL:
-    """A SQLAlchemy URL from the argument, ``$NB2PROD_AUDIT_URL`` or the default."""
-    text = os.fspath(url) if url is not None else os.environ.get(URL_ENV) or DEFAULT_URL
+def home_url(name: str) -> str:
+    """Model ``name``'s default audit database, ``$BENTOML_HOME/nb2prod/<name>/audit.db``."""
+    return f"sqlite:///{registry.home(name) / HOME_DB}"
+
+
+def _url(url: str | os.PathLike | None, name: str) -> tuple[sa.URL, Path | None]:
+    """A SQLAlchemy URL from the argument, ``$NB2PROD_AUDIT_URL`` or ``name``'s default;
+    with the default, its folder (created: BentoML creates the home, not our part of it)."""
+    text = os.fspath(url) if url is not None else os.environ.get(URL_ENV)
+    if not text:
+        home = registry.home(name)
+        home.mkdir(parents=True, exist_ok=True)
+        return sa.URL.create("sqlite", database=str(home / HOME_DB)), home
     if "://" not in text:  # a plain path means a SQLite file
-        return sa.URL.create("sqlite", database=text)
+        return sa.URL.create("sqlite", database=text), None
     try:
-        return sa.make_url(text)
+        return sa.make_url(text), None
     except sa.exc.ArgumentError:
         raise AuditError("not a database URL", where=repr(text.split("@")[-1]),
                          fix="use sqlite:///path/to/audit.db or "

@@ -37,13 +37,15 @@ class Settings:
     """Deployment settings, read from the environment when the service starts.
 
     ``NB2PROD_AUDIT_URL`` (a SQLAlchemy URL or SQLite path; ``off`` disables the audit
-    log, default ``sqlite:///nb2prod-audit.db``), ``NB2PROD_AUDIT_SYNC`` (SQLite:
+    log; default the model name's own SQLite database, ``audit.home_url``, the same for
+    every bento of the name), ``NB2PROD_AUDIT_SYNC`` (SQLite:
     ``NORMAL``, the default, survives a killed process; ``FULL`` also a power cut, at
     one fsync per request), ``NB2PROD_DRIFT`` (``off`` disables drift monitoring),
     ``NB2PROD_DRIFT_WINDOW`` (rows, 10000) and ``NB2PROD_DRIFT_THRESHOLD`` (PSI, 0.2).
     """
 
-    audit_url: str | None
+    audit: bool
+    audit_url: str | None  # None: the model name's default database
     audit_sync: str
     drift: bool
     drift_window: int
@@ -52,8 +54,8 @@ class Settings:
     @classmethod
     def from_env(cls) -> "Settings":
         """The settings in force for this process."""
-        url = _env("NB2PROD_AUDIT_URL", "sqlite:///nb2prod-audit.db")
-        return cls(audit_url=None if url.lower() == "off" else url,
+        url = _env("NB2PROD_AUDIT_URL", "")
+        return cls(audit=url.lower() != "off", audit_url=url or None,
                    audit_sync=_env("NB2PROD_AUDIT_SYNC", "NORMAL").upper(),
                    drift=_env("NB2PROD_DRIFT", "on").lower() != "off",
                    drift_window=int(_env("NB2PROD_DRIFT_WINDOW", "10000")),
@@ -62,7 +64,7 @@ class Settings:
 
 def open_audit(settings: Settings, contract: Any, model_tag: str) -> AuditLog | None:
     """The audit log for this version; ``AuditError`` when the database is unreachable."""
-    if settings.audit_url is None:
+    if not settings.audit:
         return None
     return AuditLog.open(settings.audit_url, model_version=model_tag,
                          notebook_sha256=contract.notebook_sha256, pii=contract.pii,
@@ -91,7 +93,7 @@ class Serving:
         X = self.to_frame(records)
         seen = self._bins(X, records)  # before the notebook's code could change X
         try:
-            answers = self.predictor.predict(X)
+            answers = self.predictor.predict(X, self.to_frame.for_model(X))
         except RequestRejected as exc:
             return 422, {"error": f"{len(exc.errors)} check failure(s): the request is "
                                   "refused", "detail": exc.errors}
@@ -148,6 +150,17 @@ class Serving:
         return 200, {"request_id": request_id, "row": row, "new": result.new,
                      "model_version": result.model_version}
 
+    def startup_line(self) -> str:
+        """What this worker serves and how, in one line for the server log: the operator
+        sees where the audit log goes (password masked) and what is switched off."""
+        deadline = self.predictor.policy.timeout_s
+        admin = "on" if os.environ.get("NB2PROD_ADMIN_TOKEN") else \
+            "off (set NB2PROD_ADMIN_TOKEN to enable)"
+        return (f"nb2prod: serving {self.model_tag}; audit log "
+                f"{self.audit.url if self.audit else 'off'}; admin endpoints {admin}; "
+                f"deadline {f'{deadline:g}s' if deadline else 'none'}; "
+                f"drift {'on' if self.drift else 'off'}")
+
     def info(self) -> dict[str, Any]:
         """``GET /model``: the served version's facts plus live quality from feedback."""
         c = self.contract
@@ -158,6 +171,8 @@ class Serving:
             "notebook_sha256": c.notebook_sha256, "parameters": c.parameters,
             "trained_at": c.created_at, "built_at": self.built_at,
             "nb2prod_version": c.nb2prod_version,
+            # the module-level values the notebook code uses, taken from the training run
+            "captured": list(c.captured),
             "live_quality": self.feedback.quality(self.model_tag) if self.feedback else None}
 
     def drift_report(self) -> dict[str, Any]:
