@@ -1,11 +1,15 @@
-"""The build story: read → check → execute → extract → render → verify → package.
+"""The build story: read → check → execute → extract → render → verify → package → register.
 
 Each stage is one named function call; ``build`` reads top to bottom like the list above.
+The first build of a model name makes its version production (registry history: "first
+build"), so the first deployment is what ``nb2prod models`` and ``POST /admin/reload``
+call production; later builds are candidates until ``nb2prod promote``.
 """
 
 from __future__ import annotations
 
 import ast
+import getpass
 import json
 import os
 import shutil
@@ -17,9 +21,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from . import __version__, execute, extract, notebook, validation
+from . import __version__, execute, extract, notebook, registry, scan, validation
 from .errors import BuildError, GateError, NotebookError
 from .render import class_name, pinned_packages, render
+from .runtime.pii import MIN_SALT, SALT_ENV
+from .runtime.loading import CODE
 from .store import load_version
 
 T = TypeVar("T")
@@ -33,6 +39,7 @@ class BuildResult:
     model_tag: str
     bento_tag: str
     seconds: float
+    production: str | None = None  # the name's production version after the build
 
 
 class Progress:
@@ -73,18 +80,20 @@ def build(path: str | Path, out: str | Path | None = None,
     model_tag = _model_from(nb, saved)
     progress.stage("checking the reference data against the input contract",
                    _check_reference, nb, model_tag, out, echo)
-    exported = progress.stage("extracting the marked code", extract.extract, executed, nb)
+    exported = progress.stage("collecting the code and values save_model exported",
+                              exported_code, executed, model_tag, echo)
     progress.stage("rendering the service", _render, nb, out, model_tag, exported)
     progress.stage("running the generated tests", _verify, out)
     bento_tag = progress.stage("building the bento (bentoml build)", _package, out)
     _finish_manifest(out, bento_tag)
-    echo(f"built {bento_tag} (model {model_tag}) in {progress.elapsed:.1f}s\n"
-         f"serve it with:  bentoml serve {bento_tag}")
-    return BuildResult(out, model_tag, bento_tag, progress.elapsed)
+    production = _register(out, model_tag, bento_tag)
+    for line in _closing(model_tag, bento_tag, production, progress.elapsed):
+        echo(line)
+    return BuildResult(out, model_tag, bento_tag, progress.elapsed, production)
 
 
 def _check(nb: notebook.Notebook, parameters: dict[str, Any]) -> None:
-    execute.check_parameters(nb, parameters)
+    execute.check_parameters(nb, parameters)  # the same refusals as retrain: names, types
     extract.extract(nb)  # fail on export problems before spending a kernel run
 
 
@@ -127,6 +136,22 @@ def _check_reference(nb: notebook.Notebook, model_tag: str, out: Path,
                              f"{out / validation.REPORT_HTML}")
 
 
+def exported_code(executed: notebook.Notebook, model_tag: str,
+                  echo: Callable[[str], None] = print) -> extract.Exported:
+    """The code ``save_model`` sliced from the run and stored with the version, and the
+    values it captured, each named with its type, size and cell."""
+    contract, path = load_version(model_tag)
+    if not (path / CODE).exists():
+        raise BuildError(f"model {model_tag} was saved without its notebook code",
+                         where=executed.path.name, fix="save it from the notebook with "
+                         "n2p.save_model(...), not from a script or another module")
+    for value in contract.captured:
+        echo(f"      captured {value['name']} ({value['type']}, {value['bytes']:,} bytes, "
+             f"from {value['cell']})")
+    return extract.Exported((path / CODE).read_text(), scan.marked_kinds(executed),
+                            captured={v["name"]: v["cell"] for v in contract.captured})
+
+
 def _render(nb: notebook.Notebook, out: Path, model_tag: str,
             exported: extract.Exported) -> None:
     contract, _ = load_version(model_tag)
@@ -146,7 +171,8 @@ def _render(nb: notebook.Notebook, out: Path, model_tag: str,
         "name": name, "class_name": context["class_name"], "model_tag": model_tag,
         "model_sha256": contract.artifact_sha256, "notebook": str(nb.path),
         "notebook_sha256": nb.sha256, "parameters": contract.parameters,
-        "marked": exported.marked, "metrics": contract.metrics, "checks": contract.checks,
+        "marked": exported.marked, "captured": list(contract.captured),
+        "metrics": contract.metrics, "checks": contract.checks,
         "unsupported_checks": list(contract.unsupported),
         "gate": [{"metric": g.metric, "value": g.value, "threshold": g.threshold.describe(),
                   "passed": g.passed} for g in contract.gate],
@@ -212,3 +238,49 @@ def _finish_manifest(out: Path, bento_tag: str) -> None:
     manifest = json.loads(path.read_text())
     manifest["bento_tag"] = bento_tag
     path.write_text(json.dumps(manifest, indent=1))
+
+
+FIRST_BUILD = "first build"  # the history's reason for a production no promotion made
+
+
+def _register(out: Path, model_tag: str, bento_tag: str) -> str:
+    """Make ``model_tag`` production when its name has none yet (with the lineage a
+    promotion records, so a reload checks the same pins); return production after it."""
+    from .packaging import code_sha256  # packaging is built on this module
+
+    contract, _ = load_version(model_tag)
+    current = registry.production(contract.name)
+    if current is not None:
+        return current
+    move = registry.Promotion(
+        version=model_tag, action="promote", reason=FIRST_BUILD, user=getpass.getuser(),
+        at=datetime.now(timezone.utc).isoformat(timespec="seconds"), bento=bento_tag,
+        code_sha256=code_sha256(out), artifact_sha256=contract.artifact_sha256,
+        metrics=contract.metrics, notebook_sha256=contract.notebook_sha256,
+        parameters=contract.parameters)
+    try:
+        registry.promote(contract.name, move, expected=None)
+    except registry.ProductionMoved:  # another build or a retrain got there first
+        pass
+    return registry.production(contract.name) or model_tag
+
+
+def _closing(model_tag: str, bento_tag: str, production: str, seconds: float) -> list[str]:
+    """The build's last lines: what it made, its status, what serving needs, how to serve."""
+    from .runtime.audit import home_url
+
+    contract, _ = load_version(model_tag)
+    name = contract.name
+    lines = [f"built {bento_tag} (model {model_tag}) in {seconds:.1f}s"]
+    if production == model_tag:
+        lines.append(f"{model_tag} is production of {name} ({FIRST_BUILD})")
+    else:
+        lines += [f"{model_tag} is a candidate; production of {name} stays {production}",
+                  f"promote it with:  nb2prod promote {name} {model_tag.split(':', 1)[1]}"]
+    hashed = sorted(c for c, how in contract.pii.items() if how == "hash")
+    lines.append("serving needs: " + (
+        f"{SALT_ENV} ({MIN_SALT}+ characters, the same on every worker; pii hashing of "
+        f"{', '.join(hashed)})" if hashed else "no secret"))
+    lines.append("optional: NB2PROD_ADMIN_TOKEN (admin endpoints such as /admin/reload; off "
+                 f"without it), NB2PROD_AUDIT_URL (default {home_url(name)})")
+    return lines + [f"serve it with:  bentoml serve {bento_tag}"]

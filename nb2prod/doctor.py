@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import extract, markers
+from . import extract, markers, scan
 from .errors import ExecutionError, ExportError, NotebookError
 from .notebook import Notebook, read
 
@@ -165,11 +165,11 @@ def evaluate(requirement: Requirement, facts: Facts) -> Item:
 def facts_of(nb: Notebook) -> Facts:
     """Static facts: markers (any spelling), the last save_model call, the parameters cell,
     and whether the marked code exports. Raises only for a broken notebook."""
-    extract.check_syntax(nb)
+    scan.check_syntax(nb)
     facts = Facts(parameters_cell=nb.parameters_cell.label if nb.parameters_cell else None)
-    for m in extract.find_marked(nb):
+    for m in scan.find_marked(nb):
         facts.marked.setdefault(m.kind, []).append(f"{m.node.name}() in {m.cell.label}")
-    calls = extract.save_model_calls(nb)
+    calls = scan.save_model_calls(nb)
     if calls:
         cell, call = calls[-1]
         facts.save_model = frozenset(k.arg for k in call.keywords if k.arg)
@@ -189,8 +189,10 @@ def _export_item(nb: Notebook, facts: Facts) -> Item:
     except (ExportError, NotebookError) as exc:
         return Item(name, True, False, missing=exc.what,
                     fix=exc.fix or "")
+    captured = "; captured by value from the run: " + ", ".join(
+        f"{n} ({cell})" for n, cell in exported.captured.items()) if exported.captured else ""
     return Item(name, True, True, found=f"{len(exported.names)} names exported: "
-                f"{', '.join(exported.names)}")
+                f"{', '.join(exported.names)}{captured}")
 
 
 def checklist(nb: Notebook) -> list[Item]:
@@ -259,8 +261,12 @@ def _examples_item(contract: Any) -> Item:
     if not contract.examples:
         return Item(name, True, False, missing="save_model recorded no examples",
                     fix=f"examples=X_test.head(5)  {SAVE}")
-    return Item(name, True, True, found=f"{len(contract.examples)} examples answered; the "
-                "built service must give the same answers")
+    captured = "; values captured from the run: " + ", ".join(
+        f"{v['name']} ({v['type']}, {v['bytes']:,} bytes, {v['cell']})"
+        for v in contract.captured) if contract.captured else ""
+    return Item(name, True, True, found=f"{len(contract.examples)} examples answered away "
+                f"from the kernel as in it; the built service must give the same "
+                f"answers{captured}")
 
 
 def _forget(tag: str) -> None:

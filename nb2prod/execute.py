@@ -25,12 +25,18 @@ import papermill
 from papermill.exceptions import PapermillExecutionError
 
 from .directives import as_magic
+from . import errors
 from .errors import ExecutionError, UsageError
 from .notebook import INJECTED_TAG, Notebook, read
+from .capture import ENV_EXECUTED, ENV_NOTEBOOK
 from .store import ENV_NOTEBOOK_SHA, ENV_PARAMETERS, ENV_RUN_FILE
 
 PREPARED = ".prepared.ipynb"
+# What nb2prod raises in the kernel (save_model, markers): shown as it is, not wrapped
+_OWN_ERRORS = {name for name, value in vars(errors).items()
+               if isinstance(value, type) and issubclass(value, errors.Nb2prodError)}
 _LOADS_EXTENSION = re.compile(r"^\s*%(?:re)?load_ext\s+(?:.*\s)?nb2prod(?:\s|$)", re.MULTILINE)
+_ANY = object()  # a parameter whose default is not a literal: any value goes
 
 
 def parse_value(text: str) -> Any:
@@ -41,14 +47,68 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def parameters_of(nb: Notebook) -> dict[str, tuple[Any, int]]:
+    """The parameters cell's names, each with its default (a literal, else any) and line."""
+    cell = nb.parameters_cell
+    found: dict[str, tuple[Any, int]] = {}
+    for node in cell.tree.body if cell and cell.tree else []:
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets = [node.target]
+        else:
+            continue
+        try:
+            default = ast.literal_eval(node.value)
+        except (ValueError, SyntaxError, TypeError):
+            default = _ANY
+        for target in targets:
+            if isinstance(target, ast.Name):
+                found[target.id] = (default, node.lineno)
+    return found
+
+
 def check_parameters(nb: Notebook, parameters: dict[str, Any]) -> None:
-    """Parameters need a cell tagged ``parameters``: without it papermill injects them at
-    the top, where the notebook's own assignments silently overwrite them."""
-    if parameters and nb.parameters_cell is None:
+    """Refuse ``-p`` values papermill would mishandle, before a kernel starts (build and
+    retrain alike).
+
+    Without a cell tagged ``parameters`` papermill injects them at the top, where the
+    notebook's own assignments silently overwrite them; a name that cell does not set
+    papermill only warns about; a value of another type than the cell's literal (text
+    where it sets a float, and so on) would fail, or worse not fail, deep in the run.
+    """
+    if not parameters:
+        return
+    cell = nb.parameters_cell
+    if cell is None:
         raise UsageError(f"{nb.path.name} has no cell tagged 'parameters', so -p "
                          f"{', '.join(parameters)} would be overwritten by the notebook",
                          fix="in Jupyter, add the tag 'parameters' to the cell that sets "
                              "them (View > Cell toolbar > Tags)")
+    known = parameters_of(nb)
+    unknown = [n for n in parameters if n not in known]
+    if unknown:
+        raise UsageError(f"unknown parameter(s) {', '.join(unknown)}; the parameters cell sets "
+                         f"{', '.join(known) or 'nothing'}", where=nb.where(cell),
+                         fix="use one of those names, or add NAME = <default> to that cell")
+    for name, value in parameters.items():
+        default, line = known[name]
+        if not _same_kind(default, value):
+            kind = type(default).__name__
+            raise UsageError(f"-p {name} {value!r} is a {type(value).__name__}, but the notebook "
+                             f"sets {name} = {default!r}, a {kind}", where=nb.where(cell, line),
+                             fix=f"pass a {kind}, e.g. -p {name} {default!r}"
+                                 + (" (quote text: -p NAME \"'text'\")" if kind == "str" else ""))
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    if default is _ANY or default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return type(default) is type(value)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
 
 
 @contextmanager
@@ -98,6 +158,8 @@ def run(nb: Notebook, output: Path, parameters: dict[str, Any],
     run_file.write_text("")
     env = {ENV_RUN_FILE: str(run_file), ENV_NOTEBOOK_SHA: nb.sha256,
            ENV_PARAMETERS: json.dumps(parameters, default=str),
+           # save_model slices the code from the notebook papermill writes as it runs
+           ENV_EXECUTED: str(output), ENV_NOTEBOOK: str(nb.path),
            # the "python3" kernelspec runs `python` from PATH: make that this interpreter
            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     try:
@@ -111,6 +173,8 @@ def run(nb: Notebook, output: Path, parameters: dict[str, Any],
         executed = read(output)
         cell = next((c for c in executed.cells if c.index == exc.cell_index), None)
         where = executed.where(cell) if cell else f"{nb.path.name}: cell {exc.cell_index + 1}"
+        if exc.ename in _OWN_ERRORS:  # save_model's own refusal: already located, with its fix
+            raise ExecutionError(exc.evalue) from None
         raise ExecutionError(f"the notebook raised {exc.ename}: {exc.evalue}",
                              where=where.replace(executed.path.name, nb.path.name),
                              fix=f"fix the cell and run it top to bottom in Jupyter "
@@ -119,4 +183,5 @@ def run(nb: Notebook, output: Path, parameters: dict[str, Any],
     return read(output), reports
 
 
-__all__ = ["run", "prepare", "parse_value", "check_parameters", "INJECTED_TAG"]
+__all__ = ["run", "prepare", "parse_value", "check_parameters", "parameters_of",
+           "INJECTED_TAG"]

@@ -1,9 +1,12 @@
 """AST slicing: from a notebook to the module a service imports.
 
-The exported module holds the imports, the marked functions, and every helper function,
-class and constant they reference, transitively, in notebook order; nothing that loads
-data or trains. A marked function that needs a value computed from data cannot be
-exported: every such problem is collected and raised once, located to cell and line.
+The exported module holds the imports, the marked functions, the classes and functions
+the pickled model refers to, and every helper function, class and literal constant they
+reference, transitively, in notebook order; nothing that loads data or trains. Any other
+module-level value they use (a regex, a dataclass instance, medians learned from data)
+is not source: it is listed in ``Exported.captured`` and taken by value from the run
+(``capture.py``). Problems (a name no cell defines, a class without source) are
+collected and raised once, located to cell and line.
 
 Cell directives (any spelling, see ``directives.py``) count like decorators: a marking
 word (``model``, ``fallback``, ``guardrail``, ``check``) marks the cell's one function,
@@ -18,23 +21,13 @@ import ast
 import builtins
 import symtable
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
-from . import directives
-from .errors import ExportError, Nb2prodError, NotebookError
+from .errors import ExportError, Nb2prodError
 from .notebook import Cell, Notebook
-from .spec import KINDS
+from .scan import check_ready, marked_kinds, nb2prod_aliases
 
 _STATIC_CALLS = {"dict", "list", "set", "frozenset", "tuple", "range", "float", "int",
                  "str", "bool"}
-MINIMAL_EXAMPLE = """\
-import nb2prod as n2p
-
-@n2p.model
-def predict(model, X):
-    return model.predict(X)
-
-n2p.save_model("my_model", model, reference=X_train)"""
 
 
 @dataclass
@@ -48,15 +41,6 @@ class Binding:
     decorator: str = ""  # "@n2p.model" when a cell directive, not the source, marks it
 
 
-class MarkedDef(NamedTuple):
-    """A marked top-level function; ``decorate`` when a cell directive marks it."""
-
-    kind: str
-    cell: Cell
-    node: ast.FunctionDef
-    decorate: bool = False
-
-
 @dataclass
 class Exported:
     """The extracted module's source and what it contains."""
@@ -64,6 +48,8 @@ class Exported:
     source: str
     marked: dict[str, list[str]] = field(default_factory=dict)
     names: list[str] = field(default_factory=list)
+    captured: dict[str, str] = field(default_factory=dict)  # name -> the cell computing it
+    problems: list[Nb2prodError] = field(default_factory=list)  # with extract(strict=False)
 
 
 def _bindings(cells: list[Cell]) -> dict[str, Binding]:
@@ -88,10 +74,11 @@ def _binds(node: ast.stmt):
         yield node.name, "def", node
     elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-        simple = len(targets) == 1 and isinstance(targets[0], ast.Name)
+        # ``A, B = 3, 40`` and ``A = B = 0`` bind names only; ``d["k"] = ...`` changes a value
+        plain = all(_only_names(t) for t in targets)
         for target in targets:
             for name in _stored(target):
-                yield name, "const" if simple else "computed", node
+                yield name, "const" if plain else "computed", node
     else:  # loops, with, if/try blocks, augmented assignment: a runtime value
         for sub in ast.walk(node):
             if isinstance(sub, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
@@ -104,16 +91,32 @@ def _stored(target: ast.AST) -> list[str]:
     return [n.id for n in ast.walk(target) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
 
 
+def _only_names(target: ast.AST) -> bool:
+    """True for ``x``, ``a, b`` and ``(a, [b, c])``: targets that only bind names."""
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return all(_only_names(t) for t in target.elts)
+    return isinstance(target, ast.Name)
+
+
+# What a literal constant may be made of: literals, containers of them, operators, names
+# of other literal constants, and calls of a few builtins (``frozenset({"a", "b"})``).
+_LITERAL_NODES = (ast.Constant, ast.Tuple, ast.List, ast.Set, ast.Dict, ast.UnaryOp,
+                  ast.BinOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.Name, ast.Call,
+                  ast.Subscript, ast.Slice, ast.JoinedStr, ast.FormattedValue, ast.keyword,
+                  ast.Starred, ast.expr_context, ast.operator, ast.unaryop, ast.boolop,
+                  ast.cmpop)
+
+
 def _static_value(node: ast.AST) -> tuple[bool, set[str]]:
-    """Is ``node`` built from literals (and names)? Returns the names it uses."""
+    """Is ``node`` written with literals only (see ``_LITERAL_NODES``)? And the names it
+    uses, which must be literal constants too for the value to be exported as source."""
     names: set[str] = set()
     for sub in ast.walk(node):
+        if not isinstance(sub, _LITERAL_NODES):
+            return False, names
         if isinstance(sub, ast.Call):
             if not (isinstance(sub.func, ast.Name) and sub.func.id in _STATIC_CALLS):
                 return False, names
-        elif isinstance(sub, (ast.comprehension, ast.Lambda, ast.NamedExpr, ast.Await,
-                              ast.Yield, ast.YieldFrom)):
-            return False, names
         elif isinstance(sub, ast.Name):
             names.add(sub.id)
     return True, names
@@ -148,138 +151,25 @@ def _segment(cell: Cell, node: ast.stmt) -> str:
     return "\n".join(cell.lines[start - 1:node.end_lineno])
 
 
-def marker_kind(decorator: ast.expr, aliases: dict[str, str]) -> str | None:
-    """``"model"`` for ``@n2p.model``/``@n2p.model(...)``/``@model`` (imported from nb2prod)."""
-    target = decorator.func if isinstance(decorator, ast.Call) else decorator
-    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
-        if aliases.get(target.value.id) == "nb2prod" and target.attr in KINDS:
-            return target.attr
-    if isinstance(target, ast.Name):
-        marker = aliases.get(target.id, "")
-        return marker.split(".", 1)[1] if marker.startswith("nb2prod.") else None
-    return None
+def _literal(binding: Binding, bindings: dict[str, Binding], seen: frozenset = frozenset()) -> bool:
+    """True when ``binding`` is a constant written with literals, through names of other
+    literal constants only: it can go as source. Anything else is captured by value."""
+    if binding.kind != "const":
+        return False
+    static, names = _static_value(binding.node.value)
+    seen = seen | {binding.name}
+    return static and all(  # a name seen on the way is a cycle (``x = x + 1``): run time
+        dep not in seen and (_literal(bindings[dep], bindings, seen) if dep in bindings
+                             else hasattr(builtins, dep))
+        for dep in names)
 
 
-def nb2prod_aliases(nb: Notebook) -> dict[str, str]:
-    """Names bound to nb2prod: ``{"n2p": "nb2prod", "model": "nb2prod.model"}``."""
-    aliases: dict[str, str] = {}
-    for cell in nb.run_cells:
-        for node in ast.walk(cell.tree) if cell.tree else []:
-            if isinstance(node, ast.Import):
-                aliases.update({a.asname or a.name: "nb2prod" for a in node.names
-                                if a.name == "nb2prod"})
-            elif isinstance(node, ast.ImportFrom) and node.module == "nb2prod":
-                aliases.update({a.asname or a.name: f"nb2prod.{a.name}" for a in node.names})
-    return aliases
-
-
-def _directive_target(nb: Notebook, cell: Cell) -> str | None:
-    """The one function a marking directive applies to; a located error unless exactly one."""
-    word = cell.directive.word if cell.directive else None
-    if word is None or word.marks is None or cell.tree is None:
-        return None
-    names = directives.functions_of(cell.tree)
-    problem = directives.one_function(str(cell.directive), names)
-    if problem:
-        raise NotebookError(problem, where=nb.where(cell), fix=directives.one_function_fix(word))
-    return names[0]
-
-
-def find_marked(nb: Notebook) -> list[MarkedDef]:
-    """Every top-level function carrying an nb2prod marker (decorator or cell directive),
-    with its kind and cell, in notebook order. Skipped cells do not count."""
-    aliases = nb2prod_aliases(nb)
-    found = []
-    for cell in nb.run_cells:
-        target = _directive_target(nb, cell)
-        for node in cell.tree.body if cell.tree else []:
-            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                continue
-            kinds = [k for dec in node.decorator_list if (k := marker_kind(dec, aliases))]
-            found += [MarkedDef(kind, cell, node) for kind in kinds]
-            if node.name != target or cell.directive.word.marks in kinds:
-                continue
-            if kinds:
-                raise NotebookError(f"{cell.directive} marks {node.name}(), which is already "
-                                    f"@n2p.{kinds[0]}; a function takes one marker",
-                                    where=nb.where(cell, node.lineno),
-                                    fix=f"keep either {cell.directive} or @n2p.{kinds[0]}")
-            found.append(MarkedDef(cell.directive.word.marks, cell, node, decorate=True))
-    return found
-
-
-def save_model_calls(nb: Notebook) -> list[tuple[Cell, ast.Call]]:
-    """Every ``n2p.save_model(...)`` (or imported ``save_model(...)``) call a build runs."""
-    aliases = nb2prod_aliases(nb)
-    calls = []
-    for cell in nb.run_cells:
-        for node in ast.walk(cell.tree) if cell.tree else []:
-            if isinstance(node, ast.Call):
-                f = node.func
-                if isinstance(f, ast.Attribute) and f.attr == "save_model" \
-                        and isinstance(f.value, ast.Name) and aliases.get(f.value.id) == "nb2prod":
-                    calls.append((cell, node))
-                elif isinstance(f, ast.Name) and aliases.get(f.id) == "nb2prod.save_model":
-                    calls.append((cell, node))
-    return calls
-
-
-def calls_save_model(nb: Notebook) -> bool:
-    """True when some cell a build runs calls ``n2p.save_model(...)``."""
-    return bool(save_model_calls(nb))
-
-
-def check_syntax(nb: Notebook) -> None:
-    """A located ``NotebookError`` for the first cell a build runs that is not Python."""
-    for cell in nb.run_cells:
-        if cell.syntax_error is not None:
-            err = cell.syntax_error
-            raise NotebookError(f"syntax error: {err.msg}", where=nb.where(cell, err.lineno),
-                                fix="fix the line (it would fail in Jupyter too)")
-
-
-def check_ready(nb: Notebook) -> list[MarkedDef]:
-    """Static checks before anything runs: syntax, a model marker, a save_model call."""
-    check_syntax(nb)
-    marked = find_marked(nb)
-    kinds = [m.kind for m in marked]
-    if not marked:
-        raise NotebookError("the notebook has no nb2prod markers; a build needs at least an "
-                            "@n2p.model function and a call to n2p.save_model",
-                            where=nb.path.name,
-                            fix=f"add, after training:\n{MINIMAL_EXAMPLE}")
-    if "model" not in kinds:
-        raise NotebookError("the notebook has no @n2p.model function", where=nb.path.name,
-                            fix=f"mark the serving function:\n{MINIMAL_EXAMPLE}")
-    if not calls_save_model(nb):
-        raise NotebookError("the notebook never calls n2p.save_model(...), so no model "
-                            "version is written for the service", where=nb.path.name,
-                            fix='after training, add: n2p.save_model("my_model", model, '
-                                'reference=X_train)')
-    return marked
-
-
-def _computed(binding: Binding) -> bool:
-    return binding.kind == "computed" or (binding.kind == "const"
-                                          and not _static_value(binding.node.value)[0])
-
-
-def _export_roots(nb: Notebook, problems: list[Nb2prodError]) -> list[Binding]:
-    """Every definition of the cells marked ``export``; a run-time value there is a problem."""
+def _export_roots(nb: Notebook) -> list[Binding]:
+    """Every definition of the cells marked ``export`` (their values are captured)."""
     roots: dict[str, Binding] = {}
     for cell in nb.run_cells:
-        if cell.directive is None or not cell.directive.word.exports:
-            continue
-        for name, binding in _bindings([cell]).items():
-            if _computed(binding):
-                problems.append(Nb2prodError(
-                    f"{cell.directive} exports the cell's definitions, but {name} is computed "
-                    "at run time (from data or a call), so the service cannot have it",
-                    where=nb.where(cell, binding.node.lineno),
-                    fix=f"move {name} to a cell without {cell.directive}, or make it a "
-                        "literal constant"))
-            else:
-                roots[name] = binding
+        if cell.directive is not None and cell.directive.word.exports:
+            roots.update(_bindings([cell]))
     return list(roots.values())
 
 
@@ -292,25 +182,73 @@ def _marker_import(nb: Notebook, bindings: dict[str, Binding]) -> tuple[str, Bin
     return ("n2p" if "n2p" not in bindings else "nb2prod"), None
 
 
-def extract(nb: Notebook, origin: Notebook | None = None) -> Exported:
+def _referred_roots(nb: Notebook, names: list[str], bindings: dict[str, Binding],
+                    problems: list[Nb2prodError]) -> list[Binding]:
+    """The definitions of the classes and functions the saved model (or a captured value)
+    refers to by name: they go as source, like marked code."""
+    found = []
+    for name in names:
+        target = bindings.get(name.split(".")[0])
+        if target is not None and target.kind == "def":
+            found.append(target)
+            continue
+        made = f", but {target.cell.label} makes it at run time" if target else \
+            ", but no cell a build runs defines it with def or class (made by exec, or " \
+            "imported from a module that is not importable?)"
+        problems.append(Nb2prodError(
+            f"the saved model (or a value it needs) refers to {name} from the "
+            f"notebook{made}, so the service could not load it",
+            where=nb.where(target.cell, target.node.lineno) if target else nb.path.name,
+            fix=f"define {name} with def/class at the top level of a cell, or move it to a "
+                "module of its own that the service can import"))
+    return found
+
+
+def _shadowed(nb: Notebook, chosen: dict[str, Binding]) -> list[Nb2prodError]:
+    """A name both imported and defined: the service would get one of them, the notebook
+    may have used the other (which wins depends on cell order and re-runs)."""
+    imported: dict[str, Cell] = {}
+    defined: dict[str, tuple[Cell, ast.stmt]] = {}
+    for cell in nb.run_cells:
+        for node in cell.tree.body if cell.tree else []:
+            for name, kind, stmt in _binds(node):
+                if kind == "import":
+                    imported.setdefault(name, cell)
+                else:
+                    defined.setdefault(name, (cell, stmt))
+    return [Nb2prodError(
+        f"{name} is imported in {imported[name].label} and defined in "
+        f"{defined[name][0].label}: the exported code cannot have both",
+        where=nb.where(defined[name][0], defined[name][1].lineno),
+        fix=f"rename one of them (e.g. def my_{name} ...), and use that name")
+        for name in sorted(chosen) if name in imported and name in defined]
+
+
+def extract(nb: Notebook, origin: Notebook | None = None,
+            refers_to: list[str] | tuple[str, ...] = (), strict: bool = True) -> Exported:
     """Slice the notebook into a standalone module; raise ``ExportError`` listing problems.
 
     ``origin`` is the notebook ``nb`` was executed from, named in the module's header: the
     code of two runs of one notebook is then byte-identical unless the code differs (a
-    running service reloads a new model only for the same code)."""
+    running service reloads a new model only for the same code). ``refers_to`` names the
+    notebook's classes and functions the pickled model refers to: they are exported too.
+    Values that are not literal constants are listed in ``Exported.captured``. With
+    ``strict=False`` problems are returned in ``Exported.problems`` instead, so a caller
+    can add its own and report them all at once."""
     marked = check_ready(nb)
     bindings = _bindings(nb.run_cells)
     skipped = _bindings([c for c in nb.cells if c.skipped])
     problems: list[Nb2prodError] = []
     alias, alias_import = _marker_import(nb, bindings)
-    roots = _export_roots(nb, problems)
+    roots = _export_roots(nb) + _referred_roots(nb, list(refers_to), bindings, problems)
     if alias_import and any(m.decorate for m in marked):
         roots.append(alias_import)
     roots += [Binding(m.node.name, m.cell, m.node, "def",
                       f"@{alias}.{m.kind}" if m.decorate else "") for m in marked]
     # A root is chosen as given (a marked one with its decorator line), even if another
     # root uses it; marked roots come last so they win over an export cell's plain def.
-    chosen = {b.name: b for b in roots}
+    chosen = {b.name: b for b in roots if b.kind in ("def", "import") or _literal(b, bindings)}
+    captured = {b.name: b for b in roots if b.name not in chosen}
     todo = list(chosen.values())
     while todo:
         binding = todo.pop()
@@ -338,30 +276,20 @@ def extract(nb: Notebook, origin: Notebook | None = None) -> Exported:
                         "your interactive session: a build starts from a fresh kernel)",
                         where=nb.where(binding.cell, line),
                         fix=f"define or import {dep} in the notebook"))
-            elif _computed(target):
-                problems.append(Nb2prodError(
-                    f"{name} uses {dep}, which {target.cell.label} computes at run time "
-                    "(from data or a call), so the service cannot have it",
-                    where=nb.where(binding.cell, line),
-                    fix=f"pass it through the saved model (e.g. fit it inside a Pipeline), "
-                        f"compute it inside {name}, or make {dep} a literal constant"))
+            elif target.kind not in ("def", "import") and not _literal(target, bindings):
+                captured.setdefault(dep, target)  # its value comes from the run, pickled
             elif dep not in chosen:
                 chosen[dep] = target
                 todo.append(target)
-    if problems:
+    problems += _shadowed(nb, chosen)
+    if problems and strict:
         raise ExportError(problems)
     needs_import = alias_import is None and any(m.decorate for m in marked)
     extra = [f"import nb2prod as {alias}" if alias != "nb2prod" else "import nb2prod"] \
         if needs_import else []
-    return Exported(_render(nb, chosen, extra, origin or nb), _kinds(marked),
-                    sorted(chosen))
-
-
-def _kinds(marked: list[MarkedDef]) -> dict[str, list[str]]:
-    kinds: dict[str, list[str]] = {}
-    for m in marked:
-        kinds.setdefault(m.kind, []).append(m.node.name)
-    return kinds
+    return Exported(_render(nb, chosen, extra, origin or nb), marked_kinds(nb),
+                    sorted(chosen), {n: b.cell.label for n, b in sorted(captured.items())},
+                    problems)
 
 
 def _render(nb: Notebook, chosen: dict[str, Binding], extra_imports: list[str],

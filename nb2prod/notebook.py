@@ -109,18 +109,30 @@ def read(path: str | Path) -> Notebook:
         else:
             number += 1
             label = f"cell {number}"
-        if cell.cell_type != "code":
-            continue
-        try:
-            directive = directives.resolve(cell.source, tags)
-        except MarkerError as exc:
-            where = f"{path.name}: {label}" + (f", {exc.where}" if exc.where else "")
-            raise NotebookError(exc.what, where=where, fix=exc.fix) from None
-        python = python_of(cell.source)
-        try:
-            tree, error = ast.parse(python), None
-        except SyntaxError as exc:
-            tree, error = None, exc
-        notebook.cells.append(Cell(index, label, cell.source, python, tags, tree, error,
-                                   directive))
+        if cell.cell_type == "code":
+            notebook.cells.append(code_cell(path.name, index, label, cell.source, tags))
+    return notebook
+
+
+def code_cell(name: str, index: int, label: str, source: str, tags: tuple[str, ...] = ()) -> Cell:
+    """One code cell of notebook ``name``: its directive resolved, its Python parsed."""
+    try:
+        directive = directives.resolve(source, tags)
+    except MarkerError as exc:
+        where = f"{name}: {label}" + (f", {exc.where}" if exc.where else "")
+        raise NotebookError(exc.what, where=where, fix=exc.fix) from None
+    python = python_of(source)
+    try:
+        tree, error = ast.parse(python), None
+    except SyntaxError as exc:
+        tree, error = None, exc
+    return Cell(index, label, source, python, tags, tree, error, directive)
+
+
+def from_sources(path: Path, sources: list[tuple[str, str]]) -> Notebook:
+    """A notebook made of ``(label, source)`` pairs, e.g. a kernel's input history."""
+    notebook = Notebook(path=path, sha256=hashlib.sha256(
+        "\n".join(s for _, s in sources).encode()).hexdigest())
+    notebook.cells = [code_cell(path.name, i, label, source)
+                      for i, (label, source) in enumerate(sources)]
     return notebook

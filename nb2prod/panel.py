@@ -36,11 +36,11 @@ from IPython import get_ipython
 from IPython.display import display
 
 from . import doctor, markers
+from .capture import discover  # the notebook's path, when the kernel can know it
 from .doctor import Item
 from .errors import Nb2prodError
 from .notebook import read
 
-ENV_NOTEBOOK = "NB2PROD_NOTEBOOK"  # the notebook's path, for kernels that cannot know it
 ENV_PANEL = "NB2PROD_PANEL"  # "0" / "off": no panel after save_model
 FILE_ONLY = ("parameters cell tagged", "code exports cleanly")
 PATH_HINT = "%n2p status path/to/notebook.ipynb, or nb2prod doctor NOTEBOOK in a terminal"
@@ -73,6 +73,7 @@ class Saved:
     gate: tuple[Any, ...] = ()  # GateResult
     report: Path | None = None  # validation.html
     problem: str = ""  # why the version could not be read
+    captured: tuple[dict[str, Any], ...] = ()  # values taken from the run: name, type, ...
 
 
 @dataclass(frozen=True)
@@ -101,21 +102,6 @@ def gather(namespace: dict[str, Any], notebook: str | Path | None = None) -> Sta
         items = _live_checklist(found, contract, _last_tag, path)
         source = "this session" + (f" and the file {path.name}" if path else "")
     return Status(found, saved, tuple(items), path, source, problem)
-
-
-def discover(namespace: dict[str, Any]) -> Path | None:
-    """The notebook's path when the kernel can know it: ``NB2PROD_NOTEBOOK``, VS Code's
-    ``__vsc_ipynb_file__``, or the Jupyter server's session path (``__session__``)."""
-    for value in (os.environ.get(ENV_NOTEBOOK), namespace.get("__vsc_ipynb_file__"),
-                  namespace.get("__session__"), os.environ.get("JPY_SESSION_NAME")):
-        if not isinstance(value, str) or not value.endswith(".ipynb"):
-            continue
-        path = Path(value).expanduser()
-        # older Jupyter servers give the path relative to their root, not to the kernel
-        for candidate in (path, Path.cwd() / path.name):
-            if candidate.is_file():
-                return candidate.resolve()
-    return None
 
 
 def _markers(namespace: dict[str, Any]) -> tuple[tuple[Marker, ...], str]:
@@ -153,7 +139,8 @@ def _saved(tag: str | None) -> tuple[Saved | None, Any]:
                   for line in validation.failures(report, severity))
     page = path / validation.REPORT_HTML
     return Saved(tag, len(report["results"]) - sum(failed.values()), dict(failed), lines,
-                 contract.gate, page if page.exists() else None), contract
+                 contract.gate, page if page.exists() else None,
+                 captured=contract.captured), contract
 
 
 def _live_checklist(found: tuple[Marker, ...], contract: Any, tag: str | None,
@@ -223,6 +210,8 @@ def _model_lines(saved: Saved | None) -> list[str]:
     return [f"{saved.tag}: checks on the reference data: {saved.passed} passed, "
             f"{sum(saved.failed.values())} failed" + (f" ({by})" if by else ""),
             *(f"  {line}" for line in saved.failures),
+            *(f"captured for the service: {v['name']} ({v['type']}, {v['bytes']:,} bytes, "
+              f"{v['cell']})" for v in saved.captured),
             f"gate: {gates or 'none (no gate= in save_model)'}"]
 
 

@@ -239,7 +239,7 @@ def score_champion(evaluate: Callable[[Any], Mapping[str, float]]) -> dict[str, 
 
     try:
         contract, path = load_version(tag)
-        scored = evaluate(load_artifact(path, contract.artifact_sha256))
+        scored = evaluate(load_artifact(path, contract.artifact_sha256))  # its own code too
         metrics: dict[str, float] | None = {k: float(v) for k, v in scored.items()}
         found: dict[str, Any] = {"version": tag, "metrics": metrics}
         print(f"nb2prod: production {tag} on this holdout: "

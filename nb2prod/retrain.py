@@ -30,8 +30,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from . import build, execute, extract, notebook, packaging, promotion, registry
+from . import build, execute, extract, notebook, packaging, promotion, registry, scan
 from .errors import Nb2prodError, NotebookError, UsageError
+from .execute import check_parameters, parameters_of
 from .promotion import Judgement
 from .registry import NotPromoted, Promotion
 from .store import (ARTIFACT, ENV_PRODUCTION_SUITE, SUITE, load_version, sha256_of,
@@ -39,7 +40,6 @@ from .store import (ARTIFACT, ENV_PRODUCTION_SUITE, SUITE, load_version, sha256_
 
 DATA_NAME = "data_path"
 _DATA_MARK = re.compile(r"#\s*n2p:\s*data\b")
-_ANY = object()  # a parameter whose default is not a literal: any value goes
 
 
 @dataclass(frozen=True)
@@ -165,27 +165,6 @@ def _plan(nb: notebook.Notebook, parameters: dict[str, Any], data: str | Path | 
                 registry.production(name), _run_dir(out, name))
 
 
-def parameters_of(nb: notebook.Notebook) -> dict[str, tuple[Any, int]]:
-    """The parameters cell's names, each with its default (a literal, else any) and line."""
-    cell = nb.parameters_cell
-    found: dict[str, tuple[Any, int]] = {}
-    for node in cell.tree.body if cell and cell.tree else []:
-        if isinstance(node, ast.Assign):
-            targets = node.targets
-        elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            targets = [node.target]
-        else:
-            continue
-        try:
-            default = ast.literal_eval(node.value)
-        except (ValueError, SyntaxError, TypeError):
-            default = _ANY
-        for target in targets:
-            if isinstance(target, ast.Name):
-                found[target.id] = (default, node.lineno)
-    return found
-
-
 def data_parameter(nb: notebook.Notebook) -> str | None:
     """The parameter ``--data`` sets: the one marked ``# n2p: data``, else ``data_path``."""
     known = parameters_of(nb)
@@ -194,39 +173,9 @@ def data_parameter(nb: notebook.Notebook) -> str | None:
     return marked[0] if marked else DATA_NAME if DATA_NAME in known else None
 
 
-def check_parameters(nb: notebook.Notebook, parameters: dict[str, Any]) -> None:
-    """Refuse names the parameters cell does not set (papermill only warns) and values of
-    another type than the cell's literal (a float where it sets a float, and so on)."""
-    execute.check_parameters(nb, parameters)
-    known, cell = parameters_of(nb), nb.parameters_cell
-    unknown = [n for n in parameters if n not in known]
-    if unknown:
-        raise UsageError(f"unknown parameter(s) {', '.join(unknown)}; the parameters cell sets "
-                         f"{', '.join(known) or 'nothing'}", where=nb.where(cell),
-                         fix="use one of those names, or add NAME = <default> to that cell")
-    for name, value in parameters.items():
-        default, line = known[name]
-        if not _same_kind(default, value):
-            kind = type(default).__name__
-            raise UsageError(f"-p {name} {value!r} is a {type(value).__name__}, but the notebook "
-                             f"sets {name} = {default!r}, a {kind}", where=nb.where(cell, line),
-                             fix=f"pass a {kind}, e.g. -p {name} {default!r}"
-                                 + (" (quote text: -p NAME \"'text'\")" if kind == "str" else ""))
-
-
-def _same_kind(default: Any, value: Any) -> bool:
-    if default is _ANY or default is None:
-        return True
-    if isinstance(default, bool) or isinstance(value, bool):
-        return type(default) is type(value)
-    if isinstance(default, float):
-        return isinstance(value, (int, float))
-    return isinstance(value, type(default))
-
-
 def model_name(nb: notebook.Notebook) -> str:
     """The model name the notebook's ``save_model("name", ...)`` call saves under."""
-    names = {call.args[0].value for _, call in extract.save_model_calls(nb)
+    names = {call.args[0].value for _, call in scan.save_model_calls(nb)
              if call.args and isinstance(call.args[0], ast.Constant)
              and isinstance(call.args[0].value, str)}
     if len(names) != 1:
@@ -288,7 +237,7 @@ def _execute(plan: Plan) -> tuple[notebook.Notebook, str]:
 def _render(plan: Plan, executed: notebook.Notebook, candidate: str) -> Path:
     """The candidate's build directory, kept with the run so promote can package it later."""
     out = plan.run / "build"
-    build._render(plan.nb, out, candidate, extract.extract(executed, plan.nb))
+    build._render(plan.nb, out, candidate, build.exported_code(executed, candidate))
     return out
 
 

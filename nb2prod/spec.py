@@ -114,6 +114,9 @@ class Contract:
     low_confidence: str = "fallback"  # or "review": returned as pending_review
     pii: dict[str, str] = field(default_factory=dict)  # column -> "hash" | "drop"
     cost_per_call: float | None = None  # for models that call paid APIs
+    code_sha256: str | None = None  # of code.py, the exported notebook code
+    captured_sha256: str | None = None  # of captured.pkl, the values that code uses
+    captured: tuple[dict[str, Any], ...] = ()  # per value: name, type, bytes, cell
     nb2prod_version: str = ""
     created_at: str = ""
 
@@ -142,4 +145,5 @@ class Contract:
         rest["examples"] = tuple(rest.get("examples", ()))
         rest["expected"] = tuple(rest.get("expected", ()))
         rest["unsupported"] = tuple(rest.get("unsupported", ()))
+        rest["captured"] = tuple(rest.get("captured", ()))
         return cls(columns=cols, gate=gate, **rest)

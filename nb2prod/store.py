@@ -6,11 +6,13 @@ A model version is the unit of deployment: ``model.joblib`` (sha256-pinned) plus
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,19 +22,19 @@ import pandas as pd
 
 from .contract import evaluate_gate, infer_columns
 from .errors import ModelStoreError, Nb2prodError, NotebookError
-from .markers import collect
+from .markers import Marked, collect
 from .runtime.jsonify import frame
-from . import drift, validation
+from .runtime.loading import ARTIFACT, CAPTURED, CODE, load_version_parts, pack, sha256_of
+from . import capture, drift, proof, scan, validation
 from .checks.compiled import CompiledSuite
 from .runtime.predict import Predictor, RequestRejected
 from .spec import SEVERITIES, Contract
 
-ARTIFACT = "model.joblib"
 CONTRACT = "contract.json"
 SUITE = "suite.json"  # Great Expectations suite JSON, loadable by plain GE
 # Set by ``nb2prod build`` for the papermill kernel; absent in an interactive kernel.
 ENV_RUN_FILE = "NB2PROD_RUN_FILE"
-ENV_NOTEBOOK_SHA = "NB2PROD_NOTEBOOK_SHA256"
+ENV_NOTEBOOK_SHA = capture.ENV_NOTEBOOK_SHA
 ENV_PARAMETERS = "NB2PROD_PARAMETERS"
 # Set by ``nb2prod retrain``: the production version's suite.json, which the candidate's
 # reference data must also pass (written as validation-production.json/.html).
@@ -41,22 +43,14 @@ PROFILE = "profile.json"  # the reference profile drift is measured against
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_model(name: str, model: Any, *, reference: pd.DataFrame,
                metrics: Mapping[str, float] | None = None,
                gate: Mapping[str, Any] | None = None,
                examples: pd.DataFrame | None = None, checks: Any = None,
                timeout_s: float | None = 2.0, min_confidence: float | None = None,
                low_confidence: str = "fallback", pii: Mapping[str, str] | None = None,
-               cost_per_call: float | None = None) -> str:
+               cost_per_call: float | None = None,
+               max_captured_bytes: int = capture.MAX_CAPTURED_BYTES) -> str:
     """Write a new version of ``name`` to the BentoML model store and return its tag.
 
     ``reference`` (the training inputs) defines the input schema; ``gate`` maps metric
@@ -70,6 +64,11 @@ def save_model(name: str, model: Any, *, reference: pd.DataFrame,
     ``pii`` maps input columns to ``"hash"`` or ``"drop"`` for the audit log;
     ``cost_per_call`` is summed per model version in the metrics.
     Call it after the ``@n2p.model`` function is defined.
+
+    The version also holds the notebook code the service runs and, pickled, every other
+    module-level value that code uses (at most ``max_captured_bytes`` in all); before
+    anything is written, a fresh interpreter with only those must answer the examples
+    as this kernel did (``proof.py``).
     """
     import bentoml
     from . import __version__
@@ -88,37 +87,128 @@ def save_model(name: str, model: Any, *, reference: pd.DataFrame,
     gate_results = evaluate_gate(gate, metrics)
     suite = _suite_json(checks, columns)
     compiled = CompiledSuite(suite) if suite else None
-    validated = validation.validate(reference, suite, marked.checks)
     examples_json, expected = _answer_examples(model, marked, columns, examples, compiled)
+    nb, origin = capture.kernel_notebook()
+    if nb is None:
+        print("nb2prod: this process cannot say which notebook it runs, so the code the "
+              "service gets was neither sliced nor tried here (nb2prod build does both)")
+    _same_answer_shape(model, marked, examples if examples is not None else reference.head(5),
+                       nb, columns)
 
-    with bentoml.models.create(name, labels={"nb2prod": "true"},
-                               metadata={"metrics": metrics}) as bento_model:
-        target = Path(bento_model.path)
-        joblib.dump(model, target / ARTIFACT)
-        if suite:
-            (target / SUITE).write_text(json.dumps(suite, indent=1))
-        validation.write(validated, target, title=f"{name}: reference data", rows=len(reference))
-        (target / PROFILE).write_text(json.dumps(drift.profile(reference)))
-        _validate_against_production(reference, target, name, suite, validated)
-        contract = Contract(
-            name=name, columns=columns, artifact_sha256=sha256_of(target / ARTIFACT),
-            metrics=metrics, gate=gate_results, examples=examples_json, expected=expected,
-            notebook_sha256=os.environ.get(ENV_NOTEBOOK_SHA),
-            parameters=json.loads(os.environ.get(ENV_PARAMETERS, "{}")),
-            checks=len(suite["expectations"]) if suite else 0,
-            unsupported=tuple(t for _, t in compiled.unsupported) if compiled else (),
-            validation={"success": validated.success, "failed": {
-                sev: len(validated.failed(sev)) for sev in SEVERITIES}},
-            **policy,
-            nb2prod_version=__version__,
-            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        (target / CONTRACT).write_text(json.dumps(contract.to_json(), indent=1))
+    # Everything that can fail runs before the model store is touched: a failed
+    # save_model leaves no version behind.
+    with tempfile.TemporaryDirectory(prefix="nb2prod-save-") as tmp:
+        files, facts, proven = _stage(Path(tmp), model, nb, origin, max_captured_bytes,
+                                      columns, suite, examples_json)
+        try:  # Great Expectations on the reference data while the proof's interpreter runs
+            validated = validation.validate(reference, suite, marked.checks)
+        except BaseException:
+            if proven is not None:
+                proven.kill()
+                proven.wait()
+            raise
+        if proven is not None:
+            proof.finish(proven, Path(tmp), list(expected), _save_cell(nb))
+        with bentoml.models.create(name, labels={"nb2prod": "true"},
+                                   metadata={"metrics": metrics}) as bento_model:
+            target = Path(bento_model.path)
+            for file in files:
+                shutil.move(str(Path(tmp) / file), target / file)
+            _write(target, name, reference, suite, validated)
+            contract = Contract(
+                name=name, columns=columns, artifact_sha256=files[ARTIFACT],
+                metrics=metrics, gate=gate_results, examples=examples_json, expected=expected,
+                code_sha256=files.get(CODE), captured_sha256=files.get(CAPTURED),
+                captured=tuple(facts),
+                notebook_sha256=os.environ.get(ENV_NOTEBOOK_SHA),
+                parameters=json.loads(os.environ.get(ENV_PARAMETERS, "{}")),
+                checks=len(suite["expectations"]) if suite else 0,
+                unsupported=tuple(t for _, t in compiled.unsupported) if compiled else (),
+                validation={"success": validated.success, "failed": {
+                    sev: len(validated.failed(sev)) for sev in SEVERITIES}},
+                **policy,
+                nb2prod_version=__version__,
+                created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            (target / CONTRACT).write_text(json.dumps(contract.to_json(), indent=1))
     tag = str(bento_model.tag)
     _report(tag, contract)
     from .panel import after_save  # remembers the tag; shows the panel in an interactive kernel
 
     after_save(tag)
     return tag
+
+
+def _write(target: Path, name: str, reference: pd.DataFrame, suite: dict | None,
+           validated: Any) -> None:
+    """The suite, its verdict on the reference data and the drift profile, in the version."""
+    if suite:
+        (target / SUITE).write_text(json.dumps(suite, indent=1))
+    validation.write(validated, target, title=f"{name}: reference data", rows=len(reference))
+    (target / PROFILE).write_text(json.dumps(drift.profile(reference)))
+    _validate_against_production(reference, target, name, suite, validated)
+
+
+def _stage(staging: Path, model: Any, nb: Any, origin: Any, max_captured_bytes: int,
+           columns: Any, suite: dict | None, examples: tuple) -> tuple[dict[str, str], list, Any]:
+    """The model file, the exported code and the captured values, in ``staging``, and the
+    proof that they answer the examples away from this kernel, started (None outside a
+    notebook): ({file: sha256}, captured values' facts, the running proof)."""
+    facts: list[dict[str, Any]] = []
+    packed = proven = None
+    if nb is not None:  # in a notebook (not a plain script): the code the service gets
+        packed = capture.pack(nb, origin, vars(sys.modules["__main__"]), model,
+                              max_captured_bytes)
+    joblib.dump(model, staging / ARTIFACT)
+    if packed is not None:
+        (staging / CODE).write_text(packed.exported.source)
+        if packed.values:
+            (staging / CAPTURED).write_bytes(pack(packed.values, packed.needs_code))
+        facts = packed.facts
+        proven = proof.start(staging, columns=[asdict(c) for c in columns], suite=suite,
+                             examples=list(examples))
+    files = {f: sha256_of(staging / f) for f in (ARTIFACT, CODE, CAPTURED)
+             if (staging / f).exists()}
+    return files, facts, proven
+
+
+def _save_cell(nb: Any) -> str:
+    """Where the notebook calls save_model, for errors found while saving."""
+    calls = scan.save_model_calls(nb)
+    return nb.where(calls[-1][0], calls[-1][1].lineno) if calls else nb.path.name
+
+
+def _answer_shape(value: Any) -> str:
+    if isinstance(value, pd.DataFrame):
+        return f"columns {list(value.columns)}"
+    return "one value per row"
+
+
+def _same_answer_shape(model: Any, marked: Marked, X: pd.DataFrame, nb: Any,
+                       columns: Any) -> None:
+    """The fallback answers in the model's shape, or clients get rows of two shapes."""
+    if marked.fallback is None:
+        return
+    X = X[[c.name for c in columns]].reset_index(drop=True)
+    found = {m.node.name: m.cell for m in scan.find_marked(nb)} if nb is not None else {}
+    name = marked.fallback.__name__
+    where = nb.where(found[name]) if name in found else f"@n2p.fallback {name}()"
+    try:
+        theirs = _answer_shape(marked.fallback(X))
+    except Exception as exc:  # noqa: BLE001 - the user's fallback, reported located
+        raise NotebookError(f"the fallback {name}() raised on the examples: "
+                            f"{type(exc).__name__}: {exc}", where=where,
+                            fix="the fallback must answer every valid row; fix it") from None
+    try:
+        ours = _answer_shape(marked.model(model, X))
+    except Exception:  # noqa: BLE001 - the model's failures are the fallback's job
+        return
+    if ours != theirs:
+        raise NotebookError(f"the fallback {name}() answers with {theirs}, the model "
+                            f"{marked.model.__name__}() with {ours}: clients would get rows "
+                            "of two shapes", where=where,
+                            fix=f"make {name}() return the same columns as "
+                                f"{marked.model.__name__}() (fill the ones it cannot know "
+                                "with None)")
 
 
 def _policy(columns: Any, timeout_s: Any, min_confidence: Any, low_confidence: str,
@@ -227,9 +317,12 @@ def load_version(tag: str) -> tuple[Contract, Path]:
 
 
 def load_artifact(path: Path, sha256: str) -> Any:
-    """Load ``model.joblib`` only if its sha256 matches the pinned one."""
+    """The model of the version stored in ``path``, only if its file has the pinned
+    sha256; the notebook classes and functions it refers to come from the version's own
+    exported code (``runtime.loading``)."""
     verify_artifact(path, sha256)
-    return joblib.load(path / ARTIFACT)
+    contract = Contract.from_json(json.loads((path / CONTRACT).read_text()))
+    return load_version_parts(path, contract)[1]
 
 
 def verify_artifact(path: Path, sha256: str) -> None:

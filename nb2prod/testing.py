@@ -114,6 +114,7 @@ def find_build(notebook: Path, build: str | Path | None) -> Path | None:
 
 def run_notebook(path: Path, echo: Callable[[str], None]) -> Part:
     """Part 1: nbval, in a fresh kernel, with the model versions it saves deleted after."""
+    from .capture import ENV_NOTEBOOK
     from .store import ENV_RUN_FILE
 
     echo(f"running {path.name} with nbval (--nbval-lax) …")
@@ -123,7 +124,9 @@ def run_notebook(path: Path, echo: Callable[[str], None]) -> Part:
         # -c devnull: the user's pytest settings (addopts, testpaths) are not nbval's
         part = _pytest("notebook (nbval)", str(path),
                        ["--nbval-lax", "--nbval-current-env", "-c", os.devnull, "--rootdir",
-                        str(path.parent), str(path)], Path.cwd(), {ENV_RUN_FILE: str(run_file)},
+                        str(path.parent), str(path)], Path.cwd(),
+                       # nbval keeps no input history: save_model reads the file instead
+                       {ENV_RUN_FILE: str(run_file), ENV_NOTEBOOK: str(path.resolve())},
                        Path(tmp) / "junit.xml")
         saved = [json.loads(ln)["tag"] for ln in run_file.read_text().splitlines() if ln]
     _forget(saved, echo)

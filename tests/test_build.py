@@ -1,10 +1,15 @@
 """``nb2prod build`` as a user runs it: a subprocess, its output and exit code."""
 
 import json
+import os
 import subprocess
 
+import httpx
+import pytest
 
-from conftest import FLAGSHIP, NB2PROD
+from conftest import FLAGSHIP, NB2PROD, NOTEBOOKS
+from nb2prod import packaging, registry, testing
+from nb2prod.serve import Server, serving
 
 
 def nb2prod(*args, cwd=None):
@@ -43,6 +48,22 @@ def test_parameters_without_a_parameters_cell_are_refused(fixture_nb, tmp_path):
                    "--out", tmp_path / "out")
     assert_clean_failure(proc, 2)
     assert "no cell tagged 'parameters'" in proc.stderr and "would be overwritten" in proc.stderr
+
+
+def test_unknown_parameters_are_refused_before_a_kernel_runs(tmp_path):
+    proc = nb2prod("build", FLAGSHIP, "-p", "typo", "3", "--out", tmp_path / "out")
+    assert_clean_failure(proc, 2)
+    assert "unknown parameter(s) typo" in proc.stderr
+    assert "C, test_size, random_state, min_roc_auc, data_path" in proc.stderr  # the valid ones
+    assert "breast_cancer.ipynb: cell 3" in proc.stderr  # where they are set
+    assert "[3/8]" not in proc.stdout and not (tmp_path / "out").exists()  # no kernel ran
+
+
+def test_a_parameter_of_the_wrong_type_is_refused_by_build_too(tmp_path):
+    proc = nb2prod("build", FLAGSHIP, "-p", "C", "strong", "--out", tmp_path / "out")
+    assert_clean_failure(proc, 2)
+    assert "-p C 'strong' is a str" in proc.stderr and "sets C = 1.0, a float" in proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_stray_arguments_are_refused(tmp_path):
@@ -100,3 +121,73 @@ def test_reference_data_failing_a_reject_check_stops_the_build_with_a_report(fix
     assert "expect_column_values_to_be_between(mean radius)" in proc.stderr
     assert "5 of 426 row(s) fail" in proc.stderr and "expected between 0 and 25" in proc.stderr
     assert (tmp_path / "out" / "validation.html").exists()
+
+
+# --- a PII column, and the first build of a name (pii_hashed.ipynb, built twice) ----------
+
+@pytest.fixture(scope="module")
+def pii_builds(tmp_path_factory):
+    """pii_hashed built twice without a PII salt: [(process, manifest)] for each build."""
+    assert registry.production("pii_hashed") is None  # no build of this name before
+    env = {k: v for k, v in os.environ.items() if k != "NB2PROD_PII_SALT"}
+    builds = []
+    for n in (1, 2):
+        out = tmp_path_factory.mktemp(f"pii{n}") / "pii_hashed"
+        proc = subprocess.run([*NB2PROD, "build", str(NOTEBOOKS / "pii_hashed.ipynb"), "--out",
+                               str(out)], capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        builds.append((proc, json.loads((out / "nb2prod.json").read_text()), out))
+    return builds
+
+
+def test_a_notebook_hashing_pii_builds_without_a_salt_and_says_serving_needs_one(pii_builds):
+    proc, manifest, _ = pii_builds[0]
+    assert ("serving needs: NB2PROD_PII_SALT (16+ characters, the same on every worker; "
+            "pii hashing of mean radius)") in proc.stdout
+    assert "optional: NB2PROD_ADMIN_TOKEN" in proc.stdout
+    assert proc.stdout.rstrip().endswith(f"serve it with:  bentoml serve {manifest['bento_tag']}")
+
+
+def test_nb2prod_test_runs_a_pii_builds_tests_without_a_salt(pii_builds, monkeypatch):
+    monkeypatch.delenv("NB2PROD_PII_SALT", raising=False)
+    part = testing.run_service_tests(pii_builds[0][2], echo=lambda line: None)
+    assert part.returncode == 0 and part.passed >= 3, part.output
+
+
+def test_the_first_build_of_a_name_is_production_and_later_ones_candidates(pii_builds):
+    (first, one, out), (second, two, _) = pii_builds
+    moves = registry.read("pii_hashed").history
+    assert len(moves) == 1  # the second build moved nothing
+    move = moves[0]
+    assert (move.version, move.reason, move.bento) == (one["model_tag"], "first build",
+                                                       one["bento_tag"])
+    assert move.code_sha256 == packaging.code_sha256(out)
+    assert move.artifact_sha256 == one["model_sha256"]
+    assert f"{one['model_tag']} is production of pii_hashed (first build)" in first.stdout
+    version = two["model_tag"].split(":", 1)[1]
+    assert f"production of pii_hashed stays {one['model_tag']}" in second.stdout
+    assert f"promote it with:  nb2prod promote pii_hashed {version}" in second.stdout
+    listed = nb2prod("models", "pii_hashed", "--json")
+    status = {row["version"]: row["status"] for row in json.loads(listed.stdout)}
+    assert status == {one["model_tag"]: "production", two["model_tag"]: "candidate"}
+
+
+@pytest.mark.e2e
+def test_serving_pii_needs_the_salt_and_reloads_the_first_build_as_production(pii_builds):
+    _, manifest, _ = pii_builds[0]
+    env = {k: v for k, v in os.environ.items() if k != "NB2PROD_PII_SALT"}
+    server = Server(manifest["bento_tag"], env=env)
+    with pytest.raises(RuntimeError) as refused:
+        server.wait_ready(timeout=60)
+    server.stop()
+    said = [line for line in str(refused.value).splitlines() if "nb2prod" in line]
+    assert len(said) == 1, str(refused.value)  # one line: what, and how to fix it
+    assert "cannot serve PiiHashed" in said[0] and "the salt is missing" in said[0]
+    assert "how to fix: set NB2PROD_PII_SALT" in said[0]
+    assert "Traceback" not in str(refused.value)
+    env.update(NB2PROD_PII_SALT="a-salt-of-sixteen+", NB2PROD_ADMIN_TOKEN="token-of-the-test")
+    with serving(manifest["bento_tag"], env=env) as url:
+        r = httpx.post(f"{url}/admin/reload", timeout=30,
+                       headers={"authorization": "Bearer token-of-the-test"})
+    assert r.status_code == 200, r.text
+    assert r.json()["reloaded"] is False and "already production" in r.json()["message"]

@@ -87,11 +87,18 @@ def test_markers_in_any_spelling_count(fixture_nb):
 
 
 def test_export_problems_are_an_item_not_a_crash(fixture_nb):
-    proc = doctor(fixture_nb("data_global"), "--json")
+    proc = doctor(fixture_nb("hidden_state"), "--json")
     assert proc.returncode == 1
     item = items_of(proc)["code exports cleanly"]
     assert item["ok"] is False
-    assert "data_global.ipynb: cell 10, line 13: predict uses X_train" in item["missing"]
+    assert "predict uses CUTOFF, which no cell defines" in item["missing"]
+
+
+def test_values_taken_from_the_run_are_named_with_their_cell(fixture_nb):
+    proc = doctor(fixture_nb("data_global"), "--json")
+    item = items_of(proc)["code exports cleanly"]
+    assert item["ok"] is True
+    assert "captured by value from the run: X_train (cell 5)" in item["found"]
 
 
 def test_a_broken_notebook_is_an_error_not_a_checklist(tmp_path):

@@ -65,12 +65,92 @@ def test_helpers_are_followed_transitively_and_unused_code_is_left_out(tmp_path)
     assert ns["predict"](None, pd.DataFrame({"a": [-3.5, 7.9, 99.0]})) == [0, 7, 20.0]
 
 
-def test_data_dependent_global_fails_with_notebook_cell_line_and_fix():
+def test_a_value_computed_from_data_is_captured_not_refused():
+    exported = extract(read(FLAGSHIP.parent.parent / "tests/notebooks/data_global.ipynb"))
+    assert exported.captured == {"X_train": "cell 5"}  # taken by value from the run
+    assert "X_train =" not in exported.source and "train_test_split" not in exported.source
+
+
+def test_literals_in_any_form_go_as_source_and_the_rest_is_captured(tmp_path):
+    nb = notebook_of(tmp_path, """
+        import re
+        import nb2prod as n2p
+        import pandas as pd
+        MIN_LEN, MAX_LEN = 3, 40
+        LOW = HIGH = -1.5
+        (A, [B, C]) = 1, [2, 2 ** 10]
+        NAMES = ("a", "b") + ("c",)
+        LIMITS = {"low": -MIN_LEN, "high": MAX_LEN * 2, "set": frozenset({1, 2})}
+        ORDER_ID = re.compile(r"ORD-\\d+")
+        TWICE = MAX_LEN * len(NAMES)
+        medians = pd.Series({"a": 1.0})
+        counter = 0
+        counter += 1
+        @n2p.model
+        def predict(model, X):
+            return [MIN_LEN, MAX_LEN, LOW, HIGH, A, B, C, NAMES, LIMITS, ORDER_ID, TWICE,
+                    medians, counter]
+    """, "n2p.save_model('m', None, reference=None)")
+    exported = extract(nb)
+    for literal in ("MIN_LEN, MAX_LEN = 3, 40", "LOW = HIGH = -1.5", "(A, [B, C]) = 1, [2, 2 ** 10]",
+                    'NAMES = ("a", "b") + ("c",)', "LIMITS = {"):
+        assert literal in exported.source
+    # calls, names of other values and re-bound names are taken by value from the run
+    assert exported.captured == {"ORDER_ID": "cell 1", "TWICE": "cell 1", "medians": "cell 1",
+                                 "counter": "cell 1"}
+    ns = {"ORDER_ID": None, "TWICE": None, "medians": None, "counter": None}
+    exec(compile(exported.source, "exported", "exec"), ns)
+    assert ns["LIMITS"] == {"low": -3, "high": 80, "set": frozenset({1, 2})}
+
+
+def test_an_export_cell_may_hold_values_computed_at_run_time(tmp_path):
+    nb = notebook_of(tmp_path, """
+        #| n2p: export
+        import re
+        PATTERN = re.compile("x+")
+        def matches(s): return PATTERN.fullmatch(s) is not None
+    """, """
+        import nb2prod as n2p
+        @n2p.model
+        def predict(model, X): return X["s"].map(matches)
+    """, "n2p.save_model('m', None, reference=None)")
+    exported = extract(nb)
+    assert exported.captured == {"PATTERN": "cell 1"}
+    assert "def matches" in exported.source
+
+
+def test_what_the_model_refers_to_is_exported_or_located(tmp_path):
+    nb = notebook_of(tmp_path, """
+        import nb2prod as n2p
+        import numpy as np
+        SHIFT = 1.0
+        class AddOne:
+            def transform(self, X): return np.asarray(X) + SHIFT
+        Made = type("Made", (), {})
+        @n2p.model
+        def predict(model, X): return model.transform(X)
+    """, "n2p.save_model('m', None, reference=None)")
+    exported = extract(nb, refers_to=["AddOne"])
+    assert "class AddOne" in exported.source and "SHIFT = 1.0" in exported.source
     with pytest.raises(ExportError) as e:
-        extract(read(FLAGSHIP.parent.parent / "tests/notebooks/data_global.ipynb"))
-    message = str(e.value)
-    assert "data_global.ipynb: cell 10, line 13: predict uses X_train, which cell 5 computes" in message
-    assert "how to fix: pass it through the saved model" in message
+        extract(nb, refers_to=["Made", "Ghost"])
+    assert len(e.value.problems) == 2
+    assert "refers to Made from the notebook, but cell 1 makes it at run time" in str(e.value)
+    assert "refers to Ghost from the notebook, but no cell a build runs defines it" in str(e.value)
+
+
+def test_a_helper_named_like_an_import_is_located(tmp_path):
+    nb = notebook_of(tmp_path, """
+        import nb2prod as n2p
+        from numpy import log
+    """, """
+        def log(v): return v
+        @n2p.model
+        def predict(model, X): return log(X)
+    """, "n2p.save_model('m', None, reference=None)")
+    with pytest.raises(ExportError, match=r"scratch.ipynb: cell 2, line 2: log is imported in "
+                                          r"cell 1 and defined in cell 2"):
+        extract(nb)
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
@@ -80,14 +160,14 @@ def test_every_problem_is_reported_at_once(tmp_path):
         df = pd.read_csv("x.csv")
         mean = df["a"].mean()
         @n2p.model
-        def predict(model, X): return X["a"] - mean + undefined_thing
+        def predict(model, X): return X["a"] - mean + undefined_thing + missing_too
         n2p.save_model("m", None, reference=df)
     """)
     with pytest.raises(ExportError) as e:
         extract(nb)
     assert len(e.value.problems) == 2
-    assert "mean, which cell 1 computes" in str(e.value)
     assert "undefined_thing, which no cell defines" in str(e.value)
+    assert "missing_too, which no cell defines" in str(e.value)
 
 
 def test_hidden_state_is_caught_before_anything_runs(fixture_nb):

@@ -29,7 +29,7 @@ from nb2prod.extract import extract
 from nb2prod.markers import Marked, collect
 from nb2prod.notebook import read
 from nb2prod.runtime.predict import Policy, Predictor
-from nb2prod.runtime.service import load_code
+from nb2prod.runtime.loading import code_module
 from nb2prod.serve import Server
 from nb2prod.store import load_version
 from process_tree import kill_tree
@@ -53,7 +53,7 @@ def exported(notebook: Path, tmp_path: Path) -> Marked:
     """The marked functions of ``notebook``'s extracted code, imported as a build does."""
     path = tmp_path / f"{notebook.stem}_code.py"
     path.write_text(extract(read(notebook)).source)
-    return collect(vars(load_code(path)))
+    return collect(vars(code_module(path.read_text(), path.stem, str(path), None)))
 
 
 def with_trigger(X: pd.DataFrame, row: int = 3) -> pd.DataFrame:

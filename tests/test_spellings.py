@@ -101,16 +101,14 @@ def test_export_sends_every_definition_of_the_cell_used_or_not(tmp_path, way):
 
 
 @pytest.mark.parametrize("way", CELL_WAYS)
-def test_an_export_cell_must_not_compute_from_data(tmp_path, way):
+def test_an_export_cell_may_compute_values_from_data(tmp_path, way):
     path = notebook_of(tmp_path, SETUP, spell(way, "export", """
         LIMIT = 3
         rows = open("rows.txt").read().split()[:LIMIT]
     """), spell(way, "model", "def predict(model, X):\n    return X"), SAVE)
-    with pytest.raises(ExportError) as e:
-        extract(read(path))
-    line = 2 if way == "tags" else 3  # a tag takes no line of the cell
-    assert f"scratch.ipynb: cell 2, line {line}: " in str(e.value)
-    assert "exports the cell's definitions, but rows is computed at run time" in str(e.value)
+    exported = extract(read(path))
+    assert "LIMIT = 3" in exported.source and "open(" not in exported.source
+    assert exported.captured == {"rows": "cell 2"}  # taken by value from the run
 
 
 @pytest.mark.parametrize("way", CELL_WAYS)

@@ -51,7 +51,9 @@ def pinned_packages(modules: list[str]) -> list[str]:
     pins = []
     for dist in sorted(dists, key=str.lower):
         try:
-            pins.append(f"{dist}{dists[dist]}=={md.version(dist)}")
+            # A local label (torch's "2.13.0+cpu") names a build no package index has:
+            # pin the release, which an image's pip can find.
+            pins.append(f"{dist}{dists[dist]}=={md.version(dist).split('+')[0]}")
         except md.PackageNotFoundError:
             continue
     return pins

@@ -6,13 +6,11 @@ missing or changed model file, an unreachable audit database) stop ``bentoml ser
 with one line saying what to fix, before any worker starts.
 """
 
-import importlib.util
+import hashlib
 import json
 import logging
 import os
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated, Any, Callable, Union
 
 import bentoml
@@ -23,7 +21,8 @@ from ..checks.compiled import CompiledSuite
 from .. import registry
 from ..errors import ModelStoreError, Nb2prodError
 from ..markers import collect
-from ..store import PROFILE, SUITE, load_artifact, load_version, sha256_of, verify_artifact
+from ..store import PROFILE, SUITE, load_version, verify_artifact
+from .loading import load_version_parts, sha256_of
 from . import logs, metrics
 from .http import Endpoints
 from .predict import Policy, Predictor
@@ -51,34 +50,44 @@ def policy_from(contract: Any) -> Policy:
         low_confidence=contract.low_confidence)
 
 
-def _check_start(class_name: str, model_tag: str, model_sha256: str) -> tuple[Any, Path]:
+def _check_start(class_name: str, model_tag: str, model_sha256: str,
+                 source: str) -> tuple[Any, Path]:
     """Refuse to start, with a message and no traceback, on a missing or changed model or
-    an unreachable audit database."""
+    code, or an unreachable audit database."""
     try:
         contract, path = load_version(model_tag)
         if contract.artifact_sha256 != model_sha256:
             raise ModelStoreError(f"model {model_tag}'s contract names sha256 "
                                   f"{contract.artifact_sha256[:12]}…, the build pinned "
                                   f"{model_sha256[:12]}…", fix="run nb2prod build again")
+        if contract.code_sha256 and \
+                hashlib.sha256(source.encode()).hexdigest() != contract.code_sha256:
+            raise ModelStoreError(f"the exported notebook code of this bento is not the code "
+                                  f"model {model_tag} was saved with (it was changed after "
+                                  "the build)", fix="run nb2prod build again")
         verify_artifact(path, model_sha256)
         audit = open_audit(Settings.from_env(), contract, model_tag)
         if audit is not None:
             audit.close()
-    except Nb2prodError as exc:
-        raise SystemExit(f"nb2prod: cannot serve {class_name}: {exc}") from None
+    except Nb2prodError as exc:  # one line, what and fix: a log shows it whole, grep finds it
+        said = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise SystemExit(f"nb2prod: cannot serve {class_name}: {said}") from None
     return contract, path
 
 
-def make_service(*, class_name: str, code: ModuleType, model_tag: str, model_sha256: str,
-                 built_at: str, module: str) -> Any:
-    """The BentoML service for ``code``'s marked functions serving model ``model_tag``.
+def make_service(*, class_name: str, code_path: str | Path, model_tag: str,
+                 model_sha256: str, built_at: str, module: str) -> Any:
+    """The BentoML service for the notebook code in ``code_path`` serving ``model_tag``.
 
     ``model_sha256`` is the artifact hash the build pinned; the service refuses to start
-    when the stored file differs.
+    when the stored file differs, or when the code is not the code the version was saved
+    with. Each model version served gets its own instance of the code module, with that
+    version's captured values (``loading.py``).
     """
-    contract, path = _check_start(class_name, model_tag, model_sha256)
+    code_path = Path(code_path)
+    source = code_path.read_text()
+    contract, path = _check_start(class_name, model_tag, model_sha256, source)
     logs.install()  # refused requests: one line, no traceback, no input values
-    marked = collect(vars(code))
     to_frame = FrameMaker(contract.columns)  # a reload keeps the request schema: same columns
     Record = record_type(contract.columns, class_name)
     current = Current()  # this worker's Serving, shared with the HTTP middleware
@@ -86,8 +95,9 @@ def make_service(*, class_name: str, code: ModuleType, model_tag: str, model_sha
     def open_serving(tag: str, contract: Any, path: Path) -> Serving:
         suite = path / SUITE
         profile = path / PROFILE
+        code, model = load_version_parts(path, contract, source=source, name=code_path.stem)
         predictor = Predictor(
-            load_artifact(path, contract.artifact_sha256), marked,
+            model, collect(vars(code)),
             CompiledSuite(json.loads(suite.read_text())) if suite.exists() else None,
             on_failures=lambda failures: metrics.count_failures(tag, failures),
             policy=policy_from(contract))
@@ -97,6 +107,7 @@ def make_service(*, class_name: str, code: ModuleType, model_tag: str, model_sha
 
     def __init__(self: Any) -> None:
         current.swap(open_serving(model_tag, contract, path))
+        _announce(current.serving)
         _say_if_not_production(contract.name, model_tag)
 
     def predict(self: Any, records: list) -> dict:
@@ -138,8 +149,16 @@ def make_service(*, class_name: str, code: ModuleType, model_tag: str, model_sha
         admin_routes={("GET", "/admin/review"): on_current("pending_review"),
                       ("POST", "/admin/review"): on_current("resolve_review"),
                       ("POST", "/admin/reload"): Reloader(current, open_serving,
-                                                          sha256_of(Path(code.__file__)))})
+                                                          sha256_of(code_path))})
     return svc
+
+
+def _announce(serving: Serving) -> None:
+    """The worker's one start-up line. BentoML's server logging shows WARNING and up from
+    other loggers; ours shows INFO too, unless the operator has set its level."""
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.INFO)
+    log.info("%s", serving.startup_line())
 
 
 def _say_if_not_production(name: str, tag: str) -> None:
@@ -152,13 +171,3 @@ def _say_if_not_production(name: str, tag: str) -> None:
     if production is not None and production != tag:
         log.warning("this service pins %s, but production of %s is %s: POST /admin/reload "
                     "or serve the bento built for it", tag, name, production)
-
-
-def load_code(path: str | Path) -> ModuleType:
-    """Import the exported notebook module from a file next to ``service.py``."""
-    path = Path(path)
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[path.stem] = module
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module

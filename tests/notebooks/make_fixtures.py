@@ -170,6 +170,40 @@ FIXTURES = {
 }
 
 
+# --- what save_model refuses, located, before anything reaches the model store -----------
+FIXTURES.update({
+    # the fallback answers with other columns than the model: clients would get two shapes
+    "fallback_other_columns": dict(serving=SERVING.replace(
+        '        "probability_malignant": np.nan,\n    }, index=X.index)',
+        '    }, index=X.index)')),
+    # values the service cannot have and a class without source: every problem at once
+    "cannot_capture": dict(serving="""\
+import sqlite3
+
+lookup_db = sqlite3.connect(":memory:")          # a connection
+big_table = pd.DataFrame(np.zeros((800, 800)))    # 5 MB: over the cap
+batches = (i for i in range(3))                   # a generator
+exec("class Doubler:\\n    def __call__(self, v):\\n        return 2 * v")  # no source
+double = Doubler()
+
+
+""" + SERVING.replace("p = model.predict_proba(X)[:, 1]",
+                      "p = model.predict_proba(X)[:, 1]\n"
+                      "    lookup_db.execute('select 1')\n"
+                      "    _ = big_table.shape, double(1), batches")),
+    # a helper named like an import: the service could get either (found before running)
+    "helper_shadows_import": dict(serving="""\
+from numpy import log
+
+
+def log(v):                                       # shadows numpy's log, imported above
+    return np.log1p(v)
+
+
+""" + SERVING.replace("p = model.predict_proba(X)[:, 1]",
+                      "p = model.predict_proba(X)[:, 1] + 0 * log(1.0)")),
+})
+
 # --- a model that misbehaves on a batch with a radius above 25 (test_reliability.py) ------
 # The examples (and so the build's own tests) never trigger it; a request that does gets
 # every row of its batch from the fallback.
@@ -187,6 +221,11 @@ FIXTURES.update({
     "model_wrong_rows": dict(serving=SERVING.replace(
         _PREDICT, _PREDICT + _TRIGGER + "        p = p[:-1]  # one answer short\n")),
 })
+
+# --- a PII column hashed in the audit log (test_build.py): the build needs no salt, serving
+# refuses to start without one
+FIXTURES["pii_hashed"] = dict(save=SAVE.replace('"breast_cancer"', '"pii_hashed"').replace(
+    "checks=checks)", 'checks=checks,\n               pii={"mean radius": "hash"})'))
 
 
 # --- retraining (test_retrain.py) ----------------------------------------------------------
