@@ -4,8 +4,9 @@
    ``reducer_override`` that notes every class and function of ``__main__`` it meets:
    an ``AgeBands`` transformer, the function in a ``FunctionTransformer``, an
    ``nn.Module`` subclass. Those go as source (``extract(refers_to=...)``).
-2. **The code.** ``extract`` slices the notebook the kernel runs (under ``nb2prod build``
-   the executed notebook papermill keeps writing; in Jupyter, the kernel's input history)
+2. **The code.** ``extract`` slices the notebook the kernel runs (``kernel_notebook``:
+   under ``nb2prod build`` the executed notebook papermill keeps writing; in Jupyter, the
+   kernel's input history)
    and names every module-level value the code uses that is not a literal constant.
 3. **The values.** Each is taken from ``__main__`` and pickled on its own. What it
    refers to in ``__main__`` (a frozen dataclass's class) is exported too, so the slice
@@ -27,17 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ExportError, Nb2prodError
 from . import scan
+from .errors import ExportError, Nb2prodError
 from .extract import Exported, extract
 from .notebook import Notebook, from_sources, read
+from .store import ENV_NOTEBOOK_SHA, MAX_CAPTURED_BYTES
 
 # Set by ``nb2prod build`` / ``retrain`` for the kernel: the notebook papermill writes as
 # it runs (every cell's source is there from the start) and the notebook it came from.
 ENV_EXECUTED = "NB2PROD_EXECUTED"
 ENV_NOTEBOOK = "NB2PROD_NOTEBOOK"
-ENV_NOTEBOOK_SHA = "NB2PROD_NOTEBOOK_SHA256"
-MAX_CAPTURED_BYTES = 4 * 1024 * 1024
 _LOCKS = (type(threading.Lock()), type(threading.RLock()))
 # (what, why it cannot go to the service, what to do instead)
 _NOT_VALUES: tuple[tuple[tuple[type, ...], str, str], ...] = (

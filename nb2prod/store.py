@@ -25,7 +25,7 @@ from .errors import ModelStoreError, Nb2prodError, NotebookError
 from .markers import Marked, collect
 from .runtime.jsonify import frame
 from .runtime.loading import ARTIFACT, CAPTURED, CODE, load_version_parts, pack, sha256_of
-from . import capture, drift, proof, scan, validation
+from . import drift, validation
 from .checks.compiled import CompiledSuite
 from .runtime.predict import Predictor, RequestRejected
 from .spec import SEVERITIES, Contract
@@ -34,12 +34,13 @@ CONTRACT = "contract.json"
 SUITE = "suite.json"  # Great Expectations suite JSON, loadable by plain GE
 # Set by ``nb2prod build`` for the papermill kernel; absent in an interactive kernel.
 ENV_RUN_FILE = "NB2PROD_RUN_FILE"
-ENV_NOTEBOOK_SHA = capture.ENV_NOTEBOOK_SHA
+ENV_NOTEBOOK_SHA = "NB2PROD_NOTEBOOK_SHA256"
 ENV_PARAMETERS = "NB2PROD_PARAMETERS"
 # Set by ``nb2prod retrain``: the production version's suite.json, which the candidate's
 # reference data must also pass (written as validation-production.json/.html).
 ENV_PRODUCTION_SUITE = "NB2PROD_PRODUCTION_SUITE"
 PROFILE = "profile.json"  # the reference profile drift is measured against
+MAX_CAPTURED_BYTES = 4 * 1024 * 1024  # the values the notebook code uses, pickled, in all
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
 
 
@@ -50,7 +51,7 @@ def save_model(name: str, model: Any, *, reference: pd.DataFrame,
                timeout_s: float | None = 2.0, min_confidence: float | None = None,
                low_confidence: str = "fallback", pii: Mapping[str, str] | None = None,
                cost_per_call: float | None = None,
-               max_captured_bytes: int = capture.MAX_CAPTURED_BYTES) -> str:
+               max_captured_bytes: int = MAX_CAPTURED_BYTES) -> str:
     """Write a new version of ``name`` to the BentoML model store and return its tag.
 
     ``reference`` (the training inputs) defines the input schema; ``gate`` maps metric
@@ -71,7 +72,10 @@ def save_model(name: str, model: Any, *, reference: pd.DataFrame,
     as this kernel did (``proof.py``).
     """
     import bentoml
-    from . import __version__
+
+    # The authoring side (notebooks, slicing, the proof) stays out of a served process,
+    # which imports this module for load_version.
+    from . import __version__, capture, proof
 
     if not isinstance(name, str) or not _NAME.match(name):
         raise Nb2prodError(f"model name {name!r} is not valid: use lowercase letters, digits, "
@@ -153,6 +157,8 @@ def _stage(staging: Path, model: Any, nb: Any, origin: Any, max_captured_bytes: 
     """The model file, the exported code and the captured values, in ``staging``, and the
     proof that they answer the examples away from this kernel, started (None outside a
     notebook): ({file: sha256}, captured values' facts, the running proof)."""
+    from . import capture, proof
+
     facts: list[dict[str, Any]] = []
     packed = proven = None
     if nb is not None:  # in a notebook (not a plain script): the code the service gets
@@ -173,6 +179,8 @@ def _stage(staging: Path, model: Any, nb: Any, origin: Any, max_captured_bytes: 
 
 def _save_cell(nb: Any) -> str:
     """Where the notebook calls save_model, for errors found while saving."""
+    from . import scan
+
     calls = scan.save_model_calls(nb)
     return nb.where(calls[-1][0], calls[-1][1].lineno) if calls else nb.path.name
 
@@ -186,6 +194,8 @@ def _answer_shape(value: Any) -> str:
 def _same_answer_shape(model: Any, marked: Marked, X: pd.DataFrame, nb: Any,
                        columns: Any) -> None:
     """The fallback answers in the model's shape, or clients get rows of two shapes."""
+    from . import scan
+
     if marked.fallback is None:
         return
     X = X[[c.name for c in columns]].reset_index(drop=True)
