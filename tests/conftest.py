@@ -31,6 +31,17 @@ def fixture_nb():
 os.environ["NB2PROD_AUDIT_URL"] = f"sqlite:///{_HOME}/audit.db"
 
 
+def built(notebook, out, *args, env=None) -> dict:
+    """``nb2prod build NOTEBOOK --out OUT ARGS...``, which must succeed: its manifest."""
+    import json
+    import subprocess
+
+    proc = subprocess.run([*NB2PROD, "build", str(notebook), "--out", str(out), *args],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads((Path(out) / "nb2prod.json").read_text())
+
+
 @pytest.fixture(scope="session")
 def flagship_build(tmp_path_factory):
     """The flagship built once per test session: its nb2prod.json manifest."""

@@ -1,16 +1,14 @@
 """A LightGBM model on pandas categoricals (tests/notebooks/lightgbm_categorical.ipynb):
 built, served, and asked about a channel training never had."""
 
-import json
-import math
-import subprocess
 
 import httpx
 import joblib
 import pandas as pd
 import pytest
 
-from conftest import NB2PROD, NOTEBOOKS
+from conftest import NOTEBOOKS, built
+from nb2prod.proof import same
 from nb2prod.serve import serving
 from nb2prod.store import load_version
 
@@ -21,22 +19,11 @@ NOTEBOOK = NOTEBOOKS / "lightgbm_categorical.ipynb"
 @pytest.fixture(scope="module")
 def churn(tmp_path_factory):
     out = tmp_path_factory.mktemp("build") / "lightgbm_categorical"
-    proc = subprocess.run([*NB2PROD, "build", str(NOTEBOOK), "--out", str(out)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    manifest = json.loads((out / "nb2prod.json").read_text())
+    manifest = built(NOTEBOOK, out)
     contract, path = load_version(manifest["model_tag"])
     with serving(manifest["bento_tag"]) as url:
         with httpx.Client(base_url=url, timeout=30) as client:
             yield client, contract, path, out
-
-
-def same(a, b):
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, float) and isinstance(b, float):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-    return a == b
 
 
 def test_the_bento_pins_lightgbm_and_the_contract_keeps_the_categories(churn):

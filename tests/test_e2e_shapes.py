@@ -2,7 +2,6 @@
 holding a class and a function written in the notebook, and a model and a fallback that
 use what training learned (medians, a per-region lookup table)."""
 
-import json
 import os
 import pickle
 import subprocess
@@ -10,7 +9,7 @@ import subprocess
 import httpx
 import pytest
 
-from conftest import NB2PROD, NOTEBOOKS
+from conftest import NB2PROD, NOTEBOOKS, built
 from nb2prod.runtime.loading import CAPTURED
 from nb2prod.serve import serving
 from nb2prod.store import load_version
@@ -20,10 +19,7 @@ TOKEN = "shapes-admin-token-0123456789"
 
 
 def build(scenario, out, *params):
-    proc = subprocess.run([*NB2PROD, "build", str(NOTEBOOKS / f"{scenario}.ipynb"), "--out",
-                           str(out), *params], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return json.loads((out / "nb2prod.json").read_text())
+    return built(NOTEBOOKS / f"{scenario}.ipynb", out, *params)
 
 
 def lookup_of(tag):

@@ -2,8 +2,6 @@
 built, served, and answering as the notebook did, with its learned tensors captured."""
 
 import importlib.metadata as md
-import json
-import subprocess
 
 import pytest
 
@@ -11,7 +9,7 @@ torch = pytest.importorskip("torch")  # CI installs it with the dev extra (pinne
 
 import httpx  # noqa: E402
 
-from conftest import NB2PROD, NOTEBOOKS  # noqa: E402
+from conftest import NOTEBOOKS, built  # noqa: E402
 from nb2prod.proof import same  # noqa: E402
 from nb2prod.runtime.loading import load_version_parts  # noqa: E402
 from nb2prod.serve import serving  # noqa: E402
@@ -25,10 +23,7 @@ LEARNED = {"FEATURES", "feature_means", "feature_stds", "vibration_alarm", "temp
 @pytest.fixture(scope="module")
 def failures(tmp_path_factory):
     out = tmp_path_factory.mktemp("build") / "torch_module"
-    proc = subprocess.run([*NB2PROD, "build", str(NOTEBOOK), "--out", str(out)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    manifest = json.loads((out / "nb2prod.json").read_text())
+    manifest = built(NOTEBOOK, out)
     contract, path = load_version(manifest["model_tag"])
     with serving(manifest["bento_tag"]) as url:
         with httpx.Client(base_url=url, timeout=30) as client:
