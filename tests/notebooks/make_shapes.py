@@ -191,7 +191,7 @@ class AgeBands(BaseEstimator, TransformerMixin):
 
 def add_calendar(X: pd.DataFrame) -> pd.DataFrame:
     day = pd.to_datetime(X["signup"])
-    return pd.DataFrame({"month": day.dt.month, "weekday": day.dt.dayofweek})"""
+    return pd.DataFrame({"month": day.dt.month, "weekday": day.dt.day_of_week})"""
 
 LOAN_TRAIN = """\
 prepare = ColumnTransformer([
