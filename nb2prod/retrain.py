@@ -115,7 +115,7 @@ def retrain(path: str | Path, parameters: dict[str, Any] | None = None, *,
         executed, candidate = progress.stage(
             "running the notebook in a fresh kernel (papermill, retrain mode)", _execute, plan)
         report.candidate = candidate
-        built = progress.stage("extracting the marked code and rendering the service",
+        built = progress.stage("rendering the service from the code save_model exported",
                                _render, plan, executed, candidate)
         progress.stage("judging: data, schema, gate, production", _judge, plan, candidate,
                        built, tolerance, report, echo)
