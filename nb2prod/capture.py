@@ -41,7 +41,6 @@ ENV_NOTEBOOK = "NB2PROD_NOTEBOOK"
 _LOCKS = (type(threading.Lock()), type(threading.RLock()))
 # (what, why it cannot go to the service, what to do instead)
 _NOT_VALUES: tuple[tuple[tuple[type, ...], str, str], ...] = (
-    ((types.ModuleType,), "a module", "import it in the code instead of assigning it"),
     ((io.IOBase,), "an open file", "read the file into a value (a DataFrame, a dict) and use that"),
     ((types.GeneratorType,), "a generator", "make a list of it: list(...)"),
     (_LOCKS, "a lock", "create it inside the function that needs it"),
@@ -55,7 +54,16 @@ _CONNECTION_MODULES = ("sqlalchemy", "psycopg", "psycopg2", "pymysql", "redis", 
 class Packed:
     """What ``save_model`` stores besides the model: the code and the captured values."""
 
+    @property
+    def source(self) -> str:
+        """The exported code, with the modules the run bound by other means imported."""
+        if not self.imports:
+            return self.exported.source
+        header, rest = self.exported.source.split("\n", 1)
+        return "\n".join([header, *self.imports, rest])
+
     exported: Exported
+    imports: list[str] = field(default_factory=list)  # modules bound at run time, by name
     values: dict[str, bytes] = field(default_factory=dict)
     needs_code: set[str] = field(default_factory=set)
     facts: list[dict[str, Any]] = field(default_factory=list)  # name, type, bytes, cell
@@ -191,6 +199,10 @@ def _capture(nb: Notebook, exported: Exported, namespace: dict[str, Any],
                 fix=f"compute {name} before the save_model call"))
             continue
         value = namespace[name]
+        if isinstance(value, types.ModuleType):  # imported in a try/if block: import it too
+            packed.imports.append(f"import {value.__name__}" if value.__name__ == name
+                                  else f"import {value.__name__} as {name}")
+            continue
         refused = _refusal(value)
         if refused:
             problems.append(Nb2prodError(

@@ -85,6 +85,9 @@ def _binds(node: ast.stmt):
                 yield sub.name, "computed", node
             elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
                 yield sub.id, "computed", node
+            elif isinstance(sub, (ast.Import, ast.ImportFrom)):  # try: import orjson as json
+                for alias in sub.names:
+                    yield (alias.asname or alias.name.split(".")[0]), "computed", node
 
 
 def _stored(target: ast.AST) -> list[str]:
@@ -199,8 +202,8 @@ def _referred_roots(nb: Notebook, names: list[str], bindings: dict[str, Binding]
             f"the saved model (or a value it needs) refers to {name} from the "
             f"notebook{made}, so the service could not load it",
             where=nb.where(target.cell, target.node.lineno) if target else nb.path.name,
-            fix=f"define {name} with def/class at the top level of a cell, or move it to a "
-                "module of its own that the service can import"))
+            fix=f"define {name} with def/class at the top level of a cell, or put it in an "
+                "installed package the service imports"))
     return found
 
 

@@ -85,7 +85,9 @@ def _advice(error: str) -> str:
         return ("define that name in a cell the build runs, at the top level (not only "
                 "inside an if or a loop), or pass it through the model")
     if error.startswith(("ModuleNotFoundError", "ImportError")):
-        return "install the package, or import it under its real module name"
+        return ("the service has the installed packages only: a module beside the notebook "
+                "(helpers.py) is not there; move its code into a cell, or install it as a "
+                "package (pip install -e .)")
     if error.startswith(("FileNotFoundError", "OSError")):
         return ("the service has no files beside the notebook: read the file in a cell and "
                 "use the value (it is captured), not the path")

@@ -166,7 +166,7 @@ def _stage(staging: Path, model: Any, nb: Any, origin: Any, max_captured_bytes: 
                               max_captured_bytes)
     joblib.dump(model, staging / ARTIFACT)
     if packed is not None:
-        (staging / CODE).write_text(packed.exported.source)
+        (staging / CODE).write_text(packed.source)
         if packed.values:
             (staging / CAPTURED).write_bytes(pack(packed.values, packed.needs_code))
         facts = packed.facts

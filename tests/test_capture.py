@@ -52,6 +52,24 @@ def test_captured_values_are_pickled_with_their_facts_and_bound_into_the_code():
     assert out["v"].tolist() == [1.5, 2.0] and out["ok"].tolist() == [True, False]
 
 
+def test_a_module_bound_at_run_time_is_imported_by_the_name_the_run_found():
+    nb = from_sources(Path("scratch.ipynb"), [("In [1]", textwrap.dedent("""
+        import nb2prod as n2p
+        try:
+            import orjson_not_installed as fastjson
+        except ImportError:
+            import json as fastjson
+        @n2p.model
+        def predict(model, X):
+            return [fastjson.dumps(v) for v in X]
+    """)), ("In [2]", "n2p.save_model('m', None, reference=None)")])
+    import json
+    packed = capture.pack(nb, nb, {"fastjson": json}, model=None)
+    assert "import json as fastjson" in packed.source and not packed.values
+    module = code_module(packed.source, "scratch_code", "scratch_code.py", None)
+    assert module.predict(None, [1, "a"]) == ["1", '"a"']
+
+
 def test_a_value_pickle_refuses_is_located_with_the_way_out():
     nb, namespace = kernel(medians=lambda x: x)  # a lambda: pickle cannot save it
     with pytest.raises(ExportError) as e:
