@@ -148,6 +148,8 @@ def exported_code(executed: notebook.Notebook, model_tag: str,
     for value in contract.captured:
         echo(f"      captured {value['name']} ({value['type']}, {value['bytes']:,} bytes, "
              f"from {value['cell']})")
+    for module in contract.modules:
+        echo(f"      with {module} (beside the notebook)")
     return extract.Exported((path / CODE).read_text(), scan.marked_kinds(executed),
                             captured={v["name"]: v["cell"] for v in contract.captured})
 
@@ -172,6 +174,7 @@ def _render(nb: notebook.Notebook, out: Path, model_tag: str,
         "model_sha256": contract.artifact_sha256, "notebook": str(nb.path),
         "notebook_sha256": nb.sha256, "parameters": contract.parameters,
         "marked": exported.marked, "captured": list(contract.captured),
+        "modules": sorted(contract.modules),
         "metrics": contract.metrics, "checks": contract.checks,
         "unsupported_checks": list(contract.unsupported),
         "gate": [{"metric": g.metric, "value": g.value, "threshold": g.threshold.describe(),

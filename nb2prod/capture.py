@@ -31,6 +31,7 @@ from typing import Any
 from . import scan
 from .errors import ExportError, Nb2prodError
 from .extract import Exported, extract
+from .local_modules import imported, local_files
 from .notebook import Notebook, from_sources, read
 from .store import ENV_NOTEBOOK_SHA, MAX_CAPTURED_BYTES
 
@@ -64,6 +65,8 @@ class Packed:
 
     exported: Exported
     imports: list[str] = field(default_factory=list)  # modules bound at run time, by name
+    modules: dict[str, Path] = field(default_factory=dict)  # local modules, to copy along
+    met: set[str] = field(default_factory=set)  # modules the captured values refer to
     values: dict[str, bytes] = field(default_factory=dict)
     needs_code: set[str] = field(default_factory=set)
     facts: list[dict[str, Any]] = field(default_factory=list)  # name, type, bytes, cell
@@ -86,19 +89,23 @@ class _Finder(pickle.Pickler):
     def __init__(self, sink: Any):
         super().__init__(sink, protocol=5)
         self.found: set[str] = set()
+        self.modules: set[str] = set()  # every module whose classes or functions it met
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, type) or isinstance(obj, types.FunctionType):
-            if getattr(obj, "__module__", None) == "__main__":
+            module = getattr(obj, "__module__", None) or ""
+            if module == "__main__":
                 self.found.add(obj.__qualname__)
+            self.modules.add(module.split(".")[0])
         return NotImplemented
 
 
-def refers_to(obj: Any) -> set[str]:
-    """The ``__main__`` classes and functions pickling ``obj`` refers to, by qualified name."""
+def refers_to(obj: Any) -> tuple[set[str], set[str]]:
+    """The ``__main__`` classes and functions pickling ``obj`` refers to, by qualified
+    name, and the top-level modules of all the classes and functions it refers to."""
     finder = _Finder(_Sink())
     finder.dump(obj)
-    return finder.found
+    return finder.found, finder.modules
 
 
 def kernel_notebook() -> tuple[Notebook | None, Notebook | None]:
@@ -165,7 +172,8 @@ def pack(nb: Notebook, origin: Notebook, namespace: dict[str, Any], model: Any,
          max_bytes: int = MAX_CAPTURED_BYTES) -> Packed:
     """The exported code and captured values for ``model``; ``ExportError`` lists every
     value that cannot go, located to the cell that computes it."""
-    refs = sorted(_model_refs(model, nb))
+    found, modules = _model_refs(model, nb)
+    refs = sorted(found)
     while True:
         exported = extract(nb, origin, refers_to=refs, strict=False)
         packed, more, problems = _capture(nb, exported, namespace, max_bytes)
@@ -174,10 +182,12 @@ def pack(nb: Notebook, origin: Notebook, namespace: dict[str, Any], model: Any,
         elif problems:
             raise ExportError(problems)
         else:
+            packed.modules = local_files(imported(packed.source) | modules | packed.met,
+                                         Path.cwd())
             return packed
 
 
-def _model_refs(model: Any, nb: Notebook) -> set[str]:
+def _model_refs(model: Any, nb: Notebook) -> tuple[set[str], set[str]]:
     try:
         return refers_to(model)
     except Exception as exc:  # noqa: BLE001 - joblib.dump would fail the same way
@@ -200,6 +210,7 @@ def _capture(nb: Notebook, exported: Exported, namespace: dict[str, Any],
             continue
         value = namespace[name]
         if isinstance(value, types.ModuleType):  # imported in a try/if block: import it too
+            packed.met.add(value.__name__.split(".")[0])
             packed.imports.append(f"import {value.__name__}" if value.__name__ == name
                                   else f"import {value.__name__} as {name}")
             continue
@@ -220,6 +231,7 @@ def _capture(nb: Notebook, exported: Exported, namespace: dict[str, Any],
                     "DataFrames), or move it inside the function that uses it"))
             continue
         packed.values[name] = buffer.getvalue()
+        packed.met |= finder.modules
         if finder.found:
             packed.needs_code.add(name)
             refs |= finder.found

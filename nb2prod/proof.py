@@ -85,9 +85,8 @@ def _advice(error: str) -> str:
         return ("define that name in a cell the build runs, at the top level (not only "
                 "inside an if or a loop), or pass it through the model")
     if error.startswith(("ModuleNotFoundError", "ImportError")):
-        return ("the service has the installed packages only: a module beside the notebook "
-                "(helpers.py) is not there; move its code into a cell, or install it as a "
-                "package (pip install -e .)")
+        return ("the service has the installed packages and the modules beside the notebook "
+                "only: install the missing one as a package, or move it beside the notebook")
     if error.startswith(("FileNotFoundError", "OSError")):
         return ("the service has no files beside the notebook: read the file in a cell and "
                 "use the value (it is captured), not the path")
@@ -97,13 +96,16 @@ def _advice(error: str) -> str:
 def _run(folder: Path) -> dict[str, Any]:
     from .checks.compiled import CompiledSuite
     from .markers import collect
-    from .runtime.loading import ARTIFACT, CAPTURED, CODE, code_module, load_artifact
+    from .runtime.loading import (ARTIFACT, CAPTURED, CODE, MODULES, add_modules,
+                                  code_module, load_artifact)
     from .runtime.predict import Predictor
     from .runtime.schema import FrameMaker
     from .spec import ColumnSpec
 
     job = json.loads((folder / PROOF).read_text())
     stage = "importing the exported code"
+    if (folder / MODULES).is_dir():
+        add_modules(folder / MODULES)
     try:
         captured = folder / CAPTURED
         module = code_module((folder / CODE).read_text(), "nb2prod_notebook", str(folder / CODE),

@@ -117,6 +117,7 @@ class Contract:
     code_sha256: str | None = None  # of code.py, the exported notebook code
     captured_sha256: str | None = None  # of captured.pkl, the values that code uses
     captured: tuple[dict[str, Any], ...] = ()  # per value: name, type, bytes, cell
+    modules: dict[str, str] = field(default_factory=dict)  # modules/<path> -> sha256
     nb2prod_version: str = ""
     created_at: str = ""
 

@@ -24,7 +24,8 @@ from .contract import evaluate_gate, infer_columns
 from .errors import ModelStoreError, Nb2prodError, NotebookError
 from .markers import Marked, collect
 from .runtime.jsonify import frame
-from .runtime.loading import ARTIFACT, CAPTURED, CODE, load_version_parts, pack, sha256_of
+from .runtime.loading import (ARTIFACT, CAPTURED, CODE, MODULES, load_version_parts, pack,
+                              sha256_of)
 from . import drift, validation
 from .checks.compiled import CompiledSuite
 from .runtime.predict import Predictor, RequestRejected
@@ -117,13 +118,15 @@ def save_model(name: str, model: Any, *, reference: pd.DataFrame,
                                    metadata={"metrics": metrics}) as bento_model:
             target = Path(bento_model.path)
             for file in files:
+                (target / file).parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(Path(tmp) / file), target / file)
             _write(target, name, reference, suite, validated)
             contract = Contract(
                 name=name, columns=columns, artifact_sha256=files[ARTIFACT],
                 metrics=metrics, gate=gate_results, examples=examples_json, expected=expected,
                 code_sha256=files.get(CODE), captured_sha256=files.get(CAPTURED),
-                captured=tuple(facts),
+                captured=tuple(facts), modules={f.split("/", 1)[1]: sha for f, sha in
+                                                files.items() if f.startswith(MODULES + "/")},
                 notebook_sha256=os.environ.get(ENV_NOTEBOOK_SHA),
                 parameters=json.loads(os.environ.get(ENV_PARAMETERS, "{}")),
                 checks=len(suite["expectations"]) if suite else 0,
@@ -165,14 +168,19 @@ def _stage(staging: Path, model: Any, nb: Any, origin: Any, max_captured_bytes: 
         packed = capture.pack(nb, origin, vars(sys.modules["__main__"]), model,
                               max_captured_bytes)
     joblib.dump(model, staging / ARTIFACT)
+    local: list[str] = []
     if packed is not None:
         (staging / CODE).write_text(packed.source)
+        for relative, source in packed.modules.items():  # helpers.py beside the notebook
+            local.append(f"{MODULES}/{relative}")
+            (staging / local[-1]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, staging / local[-1])
         if packed.values:
             (staging / CAPTURED).write_bytes(pack(packed.values, packed.needs_code))
         facts = packed.facts
         proven = proof.start(staging, columns=[asdict(c) for c in columns], suite=suite,
                              examples=list(examples))
-    files = {f: sha256_of(staging / f) for f in (ARTIFACT, CODE, CAPTURED)
+    files = {f: sha256_of(staging / f) for f in (ARTIFACT, CODE, CAPTURED, *local)
              if (staging / f).exists()}
     return files, facts, proven
 

@@ -165,3 +165,17 @@ def test_a_model_centring_input_by_training_medians_builds_with_the_notebooks_an
     contract, _ = load_version(manifest["model_tag"])
     medians = {e["prediction"]["income_vs_median"] for e in contract.expected}
     assert len(medians) > 1  # a real, per-row answer that uses the captured medians
+
+
+@pytest.mark.e2e
+def test_a_module_beside_the_notebook_goes_with_the_version(tmp_path):
+    out = tmp_path / "local_helpers"
+    proc = build("local_helpers", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # its tests ran without the file
+    assert "with loan_features.py (beside the notebook)" in proc.stdout
+    manifest = json.loads((out / "nb2prod.json").read_text())
+    assert manifest["modules"] == ["loan_features.py"]
+    contract, path = load_version(manifest["model_tag"])
+    assert (path / "modules" / "loan_features.py").read_bytes() == \
+        (NOTEBOOKS / "loan_features.py").read_bytes()
+    assert "class AgeBands" not in (out / "local_helpers_code.py").read_text()

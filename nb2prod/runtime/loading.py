@@ -1,9 +1,10 @@
 """A model version's code, captured values and model, loaded together, for one version.
 
-Besides ``model.joblib``, a model version holds ``code.py`` (the exported notebook code)
-and ``captured.pkl`` (the module-level values that code uses and that are not literal
-constants: a compiled regex, medians learned from the training data, a lookup table),
-each pinned by sha256 in its contract.
+Besides ``model.joblib``, a model version holds ``code.py`` (the exported notebook code),
+``captured.pkl`` (the module-level values that code uses and that are not literal
+constants: a compiled regex, medians learned from the training data, a lookup table) and
+``modules/`` (Python files that sat beside the notebook), each pinned by sha256 in its
+contract.
 
 The pickles refer to the notebook's own classes and functions as ``__main__.<name>``,
 because that is where they lived in the kernel. Here ``__main__`` means the version's
@@ -33,6 +34,7 @@ from ..errors import ModelStoreError
 ARTIFACT = "model.joblib"
 CODE = "code.py"
 CAPTURED = "captured.pkl"
+MODULES = "modules"  # Python modules that sat beside the notebook (helpers.py)
 FORMAT = 1  # of captured.pkl: {"format", "values": {name: pickle}, "needs_code": [name]}
 
 
@@ -103,6 +105,12 @@ def load_artifact(path: Path, code: ModuleType | None) -> Any:
             return unpickler.load()
 
 
+def add_modules(folder: Path) -> None:
+    """Make the modules that sat beside the notebook importable (the version's copies)."""
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+
 def code_module(source: str, name: str, filename: str, captured: bytes | None) -> ModuleType:
     """A fresh module running ``source`` with the captured values bound in it."""
     stored = pickle.loads(captured) if captured else {"values": {}, "needs_code": []}
@@ -136,6 +144,10 @@ def load_version_parts(path: Path, contract: Any, *, source: str | None = None,
                                   fix="restore the model version or run nb2prod build again")
         return target.read_bytes() if read else None
 
+    for relative, sha256 in (getattr(contract, "modules", None) or {}).items():
+        pinned(f"{MODULES}/{relative}", sha256, read=False)
+    if getattr(contract, "modules", None):
+        add_modules(path / MODULES)
     own = pinned(CODE, getattr(contract, "code_sha256", None))
     captured = pinned(CAPTURED, getattr(contract, "captured_sha256", None))
     if source is None:

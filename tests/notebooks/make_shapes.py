@@ -301,6 +301,10 @@ SHAPES.update({
     "model_class_in_pipeline": lambda: loan("model_class_in_pipeline"),
     "constants_by_call": lambda: loan("constants_by_call", LOAN_CONSTANTS),
     "values_learned_from_data": lambda: loan("values_learned_from_data", LOAN_LEARNED_SERVING),
+    # the pipeline's class and function live in loan_features.py, beside the notebook
+    "local_helpers": lambda: loan("local_helpers", classes=(
+        "# kept in a module beside the notebook, shared with other notebooks\n"
+        "from loan_features import AgeBands, add_calendar")),
 })
 
 # --- a PyTorch nn.Module written in the notebook (test_e2e_torch.py) ------------------------
