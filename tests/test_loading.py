@@ -31,6 +31,7 @@ class Contract:
     artifact_sha256: str
     code_sha256: str | None = None
     captured_sha256: str | None = None
+    modules: dict | None = None
 
 
 class Scale:  # pickled as the kernel does: a class of __main__
@@ -93,3 +94,26 @@ def test_a_served_process_imports_no_build_machinery():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_version_with_another_copy_of_a_module_already_imported_is_refused(tmp_path):
+    def with_helper(folder, text):
+        folder.mkdir()
+        contract = version(folder, offset=1)
+        (folder / "modules").mkdir()
+        (folder / "modules" / "beside_helper.py").write_text(text)
+        contract.modules = {"beside_helper.py": sha256_of(folder / "modules" / "beside_helper.py")}
+        return contract
+
+    one = with_helper(tmp_path / "one", "K = 1\n")
+    same = with_helper(tmp_path / "same", "K = 1\n")
+    other = with_helper(tmp_path / "other", "K = 2\n")
+    try:
+        load_version_parts(tmp_path / "one", one)
+        import beside_helper  # noqa: F401 - imported from version one's modules/
+        load_version_parts(tmp_path / "same", same)  # the same file: fine
+        with pytest.raises(ModelStoreError, match="imported another beside_helper.py"):
+            load_version_parts(tmp_path / "other", other)
+    finally:
+        sys.modules.pop("beside_helper", None)
+        sys.path[:] = [p for p in sys.path if not p.startswith(str(tmp_path))]

@@ -105,6 +105,25 @@ def load_artifact(path: Path, code: ModuleType | None) -> Any:
             return unpickler.load()
 
 
+def _same_as_imported(folder: Path, modules: dict[str, str]) -> None:
+    """Python imports a module once per process: another version's ``helpers.py``,
+    already imported, would stand in for this one's. Refuse when their files differ."""
+    for relative, sha256 in modules.items():
+        top = relative.split("/")[0].removesuffix(".py")
+        origin = getattr(sys.modules.get(top), "__file__", None)
+        if not origin:
+            continue
+        base = Path(origin).resolve().parent  # .../modules for helpers.py
+        if "/" in relative:  # .../modules/features/__init__.py: two levels up
+            base = base.parent
+        there = base / relative
+        if there != (folder / relative).resolve() and \
+                (not there.exists() or sha256_of(there) != sha256):
+            raise ModelStoreError(f"this process has imported another {relative} than the "
+                                  f"one version {folder.parent.name} was saved with",
+                                  fix="start a new process (serve the bento built for it)")
+
+
 def add_modules(folder: Path) -> None:
     """Make the modules that sat beside the notebook importable (the version's copies)."""
     if str(folder) not in sys.path:
@@ -144,9 +163,11 @@ def load_version_parts(path: Path, contract: Any, *, source: str | None = None,
                                   fix="restore the model version or run nb2prod build again")
         return target.read_bytes() if read else None
 
-    for relative, sha256 in (getattr(contract, "modules", None) or {}).items():
+    modules = getattr(contract, "modules", None) or {}
+    for relative, sha256 in modules.items():
         pinned(f"{MODULES}/{relative}", sha256, read=False)
-    if getattr(contract, "modules", None):
+    if modules:
+        _same_as_imported(path / MODULES, modules)
         add_modules(path / MODULES)
     own = pinned(CODE, getattr(contract, "code_sha256", None))
     captured = pinned(CAPTURED, getattr(contract, "captured_sha256", None))
