@@ -40,7 +40,7 @@ from .store import ENV_NOTEBOOK_SHA, MAX_CAPTURED_BYTES
 ENV_EXECUTED = "NB2PROD_EXECUTED"
 ENV_NOTEBOOK = "NB2PROD_NOTEBOOK"
 _LOCKS = (type(threading.Lock()), type(threading.RLock()))
-# (what, why it cannot go to the service, what to do instead)
+# (types, what such a value is, what to do instead): values the service cannot be given
 _NOT_VALUES: tuple[tuple[tuple[type, ...], str, str], ...] = (
     ((io.IOBase,), "an open file", "read the file into a value (a DataFrame, a dict) and use that"),
     ((types.GeneratorType,), "a generator", "make a list of it: list(...)"),

@@ -290,7 +290,7 @@ def extract(nb: Notebook, origin: Notebook | None = None,
     needs_import = alias_import is None and any(m.decorate for m in marked)
     extra = [f"import nb2prod as {alias}" if alias != "nb2prod" else "import nb2prod"] \
         if needs_import else []
-    return Exported(_render(nb, chosen, extra, origin or nb), marked_kinds(nb),
+    return Exported(_render(nb, chosen, extra, origin or nb), marked_kinds(nb, marked),
                     sorted(chosen), {n: b.cell.label for n, b in sorted(captured.items())},
                     problems)
 

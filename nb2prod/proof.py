@@ -113,9 +113,7 @@ def _run(folder: Path) -> dict[str, Any]:
         stage = "loading the model file"
         model = load_artifact(folder / ARTIFACT, module)
         stage = "answering the examples"
-        columns = tuple(ColumnSpec(c["name"], c["dtype"], c["nullable"],
-                                   tuple(c["categories"]) if c.get("categories") else None)
-                        for c in job["columns"])
+        columns = tuple(ColumnSpec.from_json(c) for c in job["columns"])
         suite = CompiledSuite(job["suite"]) if job["suite"] else None
         X = FrameMaker(columns)(job["examples"])
         answers = Predictor(model, collect(vars(module)), suite).predict(X) if len(X) else []

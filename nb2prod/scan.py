@@ -142,9 +142,10 @@ def check_ready(nb: Notebook) -> list[MarkedDef]:
     return marked
 
 
-def marked_kinds(nb: Notebook) -> dict[str, list[str]]:
-    """``{"model": ["predict"], "guardrail": [...]}``: the marked functions by kind."""
+def marked_kinds(nb: Notebook, marked: list[MarkedDef] | None = None) -> dict[str, list[str]]:
+    """``{"model": ["predict"], "guardrail": [...]}``: the marked functions by kind
+    (``marked``: what ``find_marked(nb)`` already found)."""
     kinds: dict[str, list[str]] = {}
-    for m in find_marked(nb):
+    for m in find_marked(nb) if marked is None else marked:
         kinds.setdefault(m.kind, []).append(m.node.name)
     return kinds

@@ -61,6 +61,12 @@ class ColumnSpec:
     nullable: bool
     categories: tuple[Any, ...] | None = None
 
+    @classmethod
+    def from_json(cls, c: dict[str, Any]) -> "ColumnSpec":
+        """Inverse of ``dataclasses.asdict``."""
+        return cls(c["name"], c["dtype"], c["nullable"],
+                   tuple(c["categories"]) if c.get("categories") is not None else None)
+
 
 def schema_changes(old: tuple[ColumnSpec, ...], new: tuple[ColumnSpec, ...]) -> tuple[str, ...]:
     """Columns removed, added, retyped or given other categories, readable. Nullability
@@ -133,11 +139,7 @@ class Contract:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Contract":
         """Inverse of ``to_json``."""
-        cols = tuple(
-            ColumnSpec(c["name"], c["dtype"], c["nullable"],
-                       tuple(c["categories"]) if c.get("categories") is not None else None)
-            for c in data["columns"]
-        )
+        cols = tuple(ColumnSpec.from_json(c) for c in data["columns"])
         gate = tuple(
             GateResult(g["metric"], g["value"], Threshold(**g["threshold"]), g["passed"])
             for g in data.get("gate", ())

@@ -22,7 +22,7 @@ from .. import registry
 from ..errors import ModelStoreError, Nb2prodError
 from ..markers import collect
 from ..store import PROFILE, SUITE, load_version, verify_artifact
-from .loading import load_version_parts, sha256_of
+from .loading import load_version_parts
 from . import logs, metrics
 from .http import Endpoints
 from .predict import Policy, Predictor
@@ -51,7 +51,7 @@ def policy_from(contract: Any) -> Policy:
 
 
 def _check_start(class_name: str, model_tag: str, model_sha256: str,
-                 source: str) -> tuple[Any, Path]:
+                 code_sha256: str) -> tuple[Any, Path]:
     """Refuse to start, with a message and no traceback, on a missing or changed model or
     code, or an unreachable audit database."""
     try:
@@ -60,8 +60,7 @@ def _check_start(class_name: str, model_tag: str, model_sha256: str,
             raise ModelStoreError(f"model {model_tag}'s contract names sha256 "
                                   f"{contract.artifact_sha256[:12]}…, the build pinned "
                                   f"{model_sha256[:12]}…", fix="run nb2prod build again")
-        if contract.code_sha256 and \
-                hashlib.sha256(source.encode()).hexdigest() != contract.code_sha256:
+        if contract.code_sha256 and code_sha256 != contract.code_sha256:
             raise ModelStoreError(f"the exported notebook code of this bento is not the code "
                                   f"model {model_tag} was saved with (it was changed after "
                                   "the build)", fix="run nb2prod build again")
@@ -86,7 +85,8 @@ def make_service(*, class_name: str, code_path: str | Path, model_tag: str,
     """
     code_path = Path(code_path)
     source = code_path.read_text()
-    contract, path = _check_start(class_name, model_tag, model_sha256, source)
+    code_sha256 = hashlib.sha256(source.encode()).hexdigest()
+    contract, path = _check_start(class_name, model_tag, model_sha256, code_sha256)
     logs.install()  # refused requests: one line, no traceback, no input values
     to_frame = FrameMaker(contract.columns)  # a reload keeps the request schema: same columns
     Record = record_type(contract.columns, class_name)
@@ -149,7 +149,7 @@ def make_service(*, class_name: str, code_path: str | Path, model_tag: str,
         admin_routes={("GET", "/admin/review"): on_current("pending_review"),
                       ("POST", "/admin/review"): on_current("resolve_review"),
                       ("POST", "/admin/reload"): Reloader(current, open_serving,
-                                                          sha256_of(code_path))})
+                                                          code_sha256)})
     return svc
 
 
