@@ -35,8 +35,8 @@ SIZES = (1, 10_000)
 
 def suites_and_frames(tmp: Path) -> dict[str, tuple[dict, dict[int, pd.DataFrame]]]:
     """Run each notebook; return its stored suite and frames of 1 and 10,000 rows."""
-    from nb2prod import execute, notebook
-    from nb2prod.store import SUITE, load_version
+    from nb2prod.build import execute, notebook
+    from nb2prod.runtime.loading import SUITE, load_version
 
     found = {}
     for name, path in NOTEBOOKS.items():

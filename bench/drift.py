@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nb2prod.drift import profile
+from nb2prod.authoring.profile import profile
 from nb2prod.runtime.drift import DriftMonitor
 from nb2prod.runtime.schema import FrameMaker
-from nb2prod.spec import ColumnSpec
+from nb2prod.core.spec import ColumnSpec
 
 FEATURES = 30
 STRINGS = 5

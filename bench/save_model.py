@@ -38,9 +38,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="nb2prod-bench-save-"))
     os.environ.update(BENTOML_HOME=str(work / "bentoml"), BENTOML_DO_NOT_TRACK="true",
                       NB2PROD_PANEL="0")
-    from nb2prod import execute, notebook, proof
+    from nb2prod.build import execute, notebook
+    from nb2prod.authoring import proof
     from nb2prod.runtime.loading import ARTIFACT, CAPTURED, CODE
-    from nb2prod.store import SUITE, load_version
+    from nb2prod.runtime.loading import SUITE, load_version
 
     def run(name: str, n: int) -> tuple[float, str]:
         nb = notebook.read(NOTEBOOKS[name])

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import httpx
 
-from nb2prod.build import build
-from nb2prod.errors import Nb2prodError
+from nb2prod.build.pipeline import build
+from nb2prod.core.errors import Nb2prodError
 from nb2prod.serve import serving
-from nb2prod.store import load_version
+from nb2prod.runtime.loading import load_version
 
 ROOT = Path(__file__).resolve().parent.parent
 

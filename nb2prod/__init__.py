@@ -8,38 +8,49 @@
     checks = n2p.expect(X_train)   # the input contract, drafted from data
     n2p.save_model("breast_cancer", model, reference=X_train, gate={"roc_auc": 0.95},
                    checks=checks)
+
+The exported notebook code imports this package in the served process too, so it loads
+only core and checks; ``save_model`` and the magics load the authoring layer when called
+(a bento does not carry it).
 """
 
-from .checks.suite import Suite, expect
-from .markers import check, fallback, guardrail, model
-from .spec import at_least, at_most
+from typing import Any
 
-__version__ = "0.1.0"
-
-
-def save_model(*args, **kwargs):  # noqa: D103 - documented in store.save_model
-    from .store import save_model as _save_model  # BentoML imports slowly: only when used
-
-    return _save_model(*args, **kwargs)
+from nb2prod.checks.suite import Suite, expect
+from nb2prod.core.markers import check, fallback, guardrail, model
+from nb2prod.core.spec import at_least, at_most
+from nb2prod.core.version import __version__
 
 
-save_model.__doc__ = "Write a model version with its contract; see ``nb2prod.store.save_model``."
+def save_model(*args: Any, **kwargs: Any) -> str:
+    """Write a model version with its contract; see ``nb2prod.authoring.save.save_model``.
+
+    In an interactive kernel the readiness panel then shows under the cell."""
+    from nb2prod.authoring.panel import (
+        after_save,  # BentoML and IPython: only when called
+    )
+    from nb2prod.authoring.save import save_model as _save_model
+
+    tag = _save_model(*args, **kwargs)
+    after_save(tag)
+    return tag
 
 
-def load_ipython_extension(ipython):  # noqa: D103 - documented in magics
-    from .magics import load_ipython_extension as _load  # IPython only when a kernel asks
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nb2prod``: see ``nb2prod.authoring.magics``."""
+    from nb2prod.authoring.magics import (
+        load_ipython_extension as _load,  # IPython on demand
+    )
 
     _load(ipython)
 
 
-def unload_ipython_extension(ipython):  # noqa: D103 - documented in magics
-    from .magics import unload_ipython_extension as _unload
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext nb2prod``: see ``nb2prod.authoring.magics``."""
+    from nb2prod.authoring.magics import unload_ipython_extension as _unload
 
     _unload(ipython)
 
-
-load_ipython_extension.__doc__ = "``%load_ext nb2prod``: see ``nb2prod.magics``."
-unload_ipython_extension.__doc__ = "``%unload_ext nb2prod``: see ``nb2prod.magics``."
 
 __all__ = ["model", "fallback", "guardrail", "check", "save_model", "at_most", "at_least",
            "expect", "Suite", "__version__"]

@@ -13,7 +13,7 @@ from typing import Callable, List, Optional, TypeVar
 
 import typer
 
-from .errors import Nb2prodError, UsageError
+from nb2prod.core.errors import Nb2prodError, UsageError
 
 T = TypeVar("T")
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -42,7 +42,7 @@ def _run(fn: Callable[[], T], debug: bool) -> T:
 
 def _parameters(args: List[str]) -> dict:
     """``-p NAME VALUE`` pairs (typer has no two-value options, so they arrive as extras)."""
-    from .execute import parse_value
+    from nb2prod.build.execute import parse_value
 
     parameters, rest = {}, list(args)
     while rest:
@@ -66,7 +66,7 @@ def build(
 
     Override the notebook's parameters with -p NAME VALUE (repeatable).
     """
-    from . import build as build_module
+    from nb2prod.build import pipeline as build_module
 
     _run(lambda: build_module.build(notebook, out, _parameters(ctx.args), echo=typer.echo),
          debug)
@@ -88,7 +88,7 @@ def doctor(
 
     Static by default (nothing runs). Exits 1 when a required item is missing.
     """
-    from . import doctor as doctor_module
+    from nb2prod.authoring import doctor as doctor_module
 
     report = _run(lambda: doctor_module.diagnose(notebook, run=run), debug)
     if as_json:
@@ -120,7 +120,7 @@ def feedback_export(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks"),
 ) -> None:
     """Write every labelled input of NAME (all versions) as a data set retraining can use."""
-    from .runtime.feedback import export_feedback
+    from nb2prod.runtime.feedback import export_feedback
 
     result = _run(lambda: export_feedback(db, name, out), debug)
     typer.echo(f"wrote {result.rows} labelled row(s) to {result.path}")
@@ -133,7 +133,7 @@ def init(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks"),
 ) -> None:
     """Scaffold NAME.ipynb, a complete annotated notebook that builds, and a README."""
-    from . import scaffold
+    from nb2prod.authoring import scaffold
 
     written = _run(lambda: scaffold.init(name, directory), debug)
     for path in written:
@@ -153,7 +153,7 @@ def notebook_tests(
 
     Exits 1 when either part fails; no build yet is reported, not failed.
     """
-    from . import testing
+    from nb2prod.build import testing
 
     report = _run(lambda: testing.run(notebook, build_dir, echo=typer.echo), debug)
     for part in report.parts:
@@ -189,7 +189,7 @@ def retrain(
 
     Override the notebook's parameters with -p NAME VALUE (repeatable).
     """
-    from . import retrain as retrain_module
+    from nb2prod.lifecycle import retrain as retrain_module
 
     show = (lambda report: typer.echo(json.dumps(report.to_json(), indent=1))) if as_json else None
     _run(lambda: retrain_module.retrain(notebook, _parameters(ctx.args), data=data, out=out,
@@ -206,7 +206,8 @@ def models(
     """List NAME's versions: metrics and status (production, previous, candidate, rejected)."""
     from dataclasses import asdict
 
-    from . import promotion, registry
+    from nb2prod.lifecycle import promotion
+    from nb2prod.runtime import registry
 
     rows = _run(lambda: registry.versions(name), debug)
     if as_json:
@@ -229,7 +230,7 @@ def promote(
     """Make VERSION production: retrain's judgements, a bento rebuilt, the pointer moved."""
     from dataclasses import asdict
 
-    from . import promotion
+    from nb2prod.lifecycle import promotion
 
     move = _run(lambda: promotion.promote(name, version, force=force, reason=reason,
                                           tolerance=tolerance, echo=_say(as_json)), debug)
@@ -247,7 +248,7 @@ def rollback(
     """Make the previous production version production again, with its bento rebuilt."""
     from dataclasses import asdict
 
-    from . import promotion
+    from nb2prod.lifecycle import promotion
 
     move = _run(lambda: promotion.rollback(name, reason=reason, echo=_say(as_json)), debug)
     if as_json:
@@ -257,7 +258,7 @@ def rollback(
 @app.command()
 def version() -> None:
     """Print nb2prod's version."""
-    from . import __version__
+    from nb2prod.core.version import __version__
 
     typer.echo(__version__)
 

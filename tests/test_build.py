@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from conftest import FLAGSHIP, NB2PROD, NOTEBOOKS
-from nb2prod import packaging, registry, testing
+from nb2prod.build import packaging, testing
+from nb2prod.runtime import registry
 from nb2prod.serve import Server, serving
 
 
@@ -56,7 +57,7 @@ def test_unknown_parameters_are_refused_before_a_kernel_runs(tmp_path):
     assert "unknown parameter(s) typo" in proc.stderr
     assert "C, test_size, random_state, min_roc_auc, data_path" in proc.stderr  # the valid ones
     assert "breast_cancer.ipynb: cell 3" in proc.stderr  # where they are set
-    assert "[3/8]" not in proc.stdout and not (tmp_path / "out").exists()  # no kernel ran
+    assert "[3/7]" not in proc.stdout and not (tmp_path / "out").exists()  # no kernel ran
 
 
 def test_a_parameter_of_the_wrong_type_is_refused_by_build_too(tmp_path):
@@ -99,8 +100,8 @@ def test_parameters_override_the_notebook_and_are_recorded(tmp_path):
     manifest = json.loads((out / "nb2prod.json").read_text())
     assert manifest["parameters"] == {"C": 0.5, "min_roc_auc": 0.9}
     assert manifest["gate"][0]["threshold"] == ">= 0.9"
-    for stage in range(1, 9):
-        assert f"[{stage}/8]" in proc.stdout
+    for stage in range(1, 8):
+        assert f"[{stage}/7]" in proc.stdout
     assert f"serve it with:  bentoml serve {manifest['bento_tag']}" in proc.stdout
     for name in ("service.py", "breast_cancer_code.py", "bentofile.yaml", "tests/test_service.py",
                  "executed.ipynb"):

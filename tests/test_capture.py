@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 
 from conftest import NB2PROD, NOTEBOOKS
-from nb2prod import capture
-from nb2prod.errors import ExportError
-from nb2prod.notebook import from_sources
+from nb2prod.authoring import capture
+from nb2prod.core.errors import ExportError
+from nb2prod.build.notebook import from_sources
 from nb2prod.runtime.loading import CAPTURED, code_module, pack
-from nb2prod.store import load_version
+from nb2prod.runtime.loading import load_version
 
 CELL = """
 import re

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from nb2prod.checks.compiled import CHECKS, MAX_VALUES, CheckCompilers, CompiledSuite, SuiteError
-from nb2prod.errors import Nb2prodError
+from nb2prod.core.errors import Nb2prodError
 
 NAN, INF = float("nan"), float("inf")
 

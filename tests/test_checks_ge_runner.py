@@ -121,7 +121,7 @@ def test_great_expectations_is_imported_only_when_validating():
 
 
 def test_validating_again_runs_only_new_expectations_and_matches_a_full_run(monkeypatch):
-    from nb2prod import validation
+    from nb2prod.checks import validation
 
     production = copy.deepcopy(SUITE)
     production["expectations"][0]["kwargs"]["max_value"] = 70  # a range drafted from other data

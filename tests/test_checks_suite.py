@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from nb2prod.checks.suite import Suite, SuiteError, SuiteUsageError, expect
-from nb2prod.errors import Nb2prodError
+from nb2prod.core.errors import Nb2prodError
 
 BETWEEN = "expect_column_values_to_be_between"
 IN_SET = "expect_column_values_to_be_in_set"

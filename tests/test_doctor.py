@@ -8,8 +8,8 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
 from conftest import FLAGSHIP, NB2PROD
-from nb2prod.doctor import REQUIREMENTS, diagnose
-from nb2prod.notebook import read
+from nb2prod.authoring.doctor import REQUIREMENTS, diagnose
+from nb2prod.build.notebook import read
 
 STATIC = [r.name for r in REQUIREMENTS] + ["code exports cleanly"]
 

@@ -1,4 +1,4 @@
-"""Drift: the reference profile (nb2prod.drift) and the served monitor (nb2prod.runtime.drift)."""
+"""Drift: the reference profile (nb2prod.authoring.profile) and the served monitor (nb2prod.runtime.drift)."""
 
 import gc
 import json
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nb2prod.drift import profile
+from nb2prod.authoring.profile import profile
 from nb2prod.runtime.drift import EPSILON, DriftMonitor, psi
 
 
@@ -280,7 +280,7 @@ def test_mostly_zero_column_isolates_the_zeros():
 
 def test_records_are_binned_like_the_frame_the_service_makes_of_them():
     from nb2prod.runtime.schema import FrameMaker
-    from nb2prod.spec import ColumnSpec
+    from nb2prod.core.spec import ColumnSpec
 
     columns = (ColumnSpec("x", "float", True), ColumnSpec("k", "integer", True),
                ColumnSpec("city", "category", True, ("paris", "lyon", "nice", "rome")),

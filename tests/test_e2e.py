@@ -13,7 +13,7 @@ import pytest
 
 from nb2prod import serve as servers
 from conftest import FLAGSHIP, NB2PROD
-from nb2prod.store import ARTIFACT, load_version
+from nb2prod.runtime.loading import ARTIFACT, load_version
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import NB2PROD, ROOT
 from nb2prod.serve import serving
-from nb2prod.store import load_version
+from nb2prod.runtime.loading import load_version
 
 pytestmark = pytest.mark.e2e
 NOTEBOOK = ROOT / "examples" / "loan_approval" / "loan_approval.ipynb"

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from nb2prod.serve import Server, serving
-from nb2prod.store import load_version
+from nb2prod.runtime.loading import load_version
 
 pytestmark = pytest.mark.e2e
 TOKEN = "test-admin-token-1234"

@@ -12,7 +12,7 @@ import pytest
 from conftest import NB2PROD, NOTEBOOKS, built
 from nb2prod.runtime.loading import CAPTURED
 from nb2prod.serve import serving
-from nb2prod.store import load_version
+from nb2prod.runtime.loading import load_version
 
 pytestmark = pytest.mark.e2e
 TOKEN = "shapes-admin-token-0123456789"

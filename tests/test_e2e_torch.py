@@ -10,10 +10,10 @@ torch = pytest.importorskip("torch")  # CI installs it with the dev extra (pinne
 import httpx  # noqa: E402
 
 from conftest import NOTEBOOKS, built  # noqa: E402
-from nb2prod.proof import same  # noqa: E402
+from nb2prod.authoring.proof import same  # noqa: E402
 from nb2prod.runtime.loading import load_version_parts  # noqa: E402
 from nb2prod.serve import serving  # noqa: E402
-from nb2prod.store import load_version  # noqa: E402
+from nb2prod.runtime.loading import load_version  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 NOTEBOOK = NOTEBOOKS / "torch_module.ipynb"

@@ -7,9 +7,9 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from conftest import FLAGSHIP
-from nb2prod.errors import ExportError, NotebookError
-from nb2prod.extract import extract
-from nb2prod.notebook import read
+from nb2prod.core.errors import ExportError, NotebookError
+from nb2prod.build.extract import extract
+from nb2prod.build.notebook import read
 
 
 def notebook_of(tmp_path, *sources, name="scratch"):
@@ -31,7 +31,7 @@ def test_exported_module_imports_and_runs_on_its_own(tmp_path):
     (tmp_path / "bc_code.py").write_text(extract(read(FLAGSHIP)).source)
     script = textwrap.dedent("""
         import pandas as pd, bc_code
-        from nb2prod.markers import collect
+        from nb2prod.core.markers import collect
         marked = collect(vars(bc_code))
         X = pd.DataFrame({"worst radius": [25.0, 10.0], "worst concave points": [0.0, 0.0],
                           "mean radius": [20.0, 9.0]})

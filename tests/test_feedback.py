@@ -7,7 +7,7 @@ import importlib.util
 import pandas as pd
 import pytest
 
-from nb2prod.errors import UsageError
+from nb2prod.core.errors import UsageError
 from nb2prod.runtime.audit import AuditUnavailable
 from nb2prod.runtime.feedback import (KINDS, FeedbackLog, LabelError, UnknownRecordError,
                                       export_feedback, infer_kind, predicted_label)

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from conftest import NB2PROD
-from nb2prod.doctor import diagnose
-from nb2prod.notebook import read
+from nb2prod.authoring.doctor import diagnose
+from nb2prod.build.notebook import read
 from nb2prod.serve import serving
 
 

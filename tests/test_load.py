@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from nb2prod.serve import Server
-from nb2prod.store import load_version
+from nb2prod.runtime.loading import load_version
 from process_tree import kill_tree, stop_tree
 
 pytestmark = pytest.mark.e2e

@@ -5,8 +5,8 @@ import re
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from nb2prod.markers import ATTR, collect
-from nb2prod.spec import MarkerSpec
+from nb2prod.core.markers import ATTR, collect
+from nb2prod.core.spec import MarkerSpec
 
 PREDICT = "def predict(model, X):\n    return X * 2\n"
 

@@ -3,8 +3,8 @@ import types
 import pytest
 
 import nb2prod as n2p
-from nb2prod.errors import MarkerError
-from nb2prod.markers import ATTR, collect
+from nb2prod.core.errors import MarkerError
+from nb2prod.core.markers import ATTR, collect
 
 
 def fresh_module(name):

@@ -13,9 +13,9 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 
 from conftest import FLAGSHIP
-from nb2prod import panel, scaffold
-from nb2prod.doctor import REQUIREMENTS
-from nb2prod.notebook import read
+from nb2prod.authoring import panel, scaffold
+from nb2prod.authoring.doctor import REQUIREMENTS
+from nb2prod.build.notebook import read
 
 REQUIRED = [r.name for r in REQUIREMENTS if r.required]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -187,9 +187,9 @@ def _with_panel_cells(scaffold_path: Path, out: Path) -> Path:
     nb.cells.insert(imports + 1, new_code_cell("%n2p status"))
     nb.cells += [
         new_code_cell(f"%n2p status {scaffold_path}"),
-        new_code_cell("import nb2prod.panel\nunknown = nb2prod.panel.show()\nunknown.build()"),
+        new_code_cell("import nb2prod.authoring.panel\nunknown = nb2prod.authoring.panel.show()\nunknown.build()"),
         new_code_cell(f"import os\nos.environ['NB2PROD_NOTEBOOK'] = {str(scaffold_path)!r}\n"
-                      "built = nb2prod.panel.show()\nbuilt.build()\nbuilt.wait(900)"),
+                      "built = nb2prod.authoring.panel.show()\nbuilt.build()\nbuilt.wait(900)"),
     ]
     nbformat.write(nb, out)
     return out

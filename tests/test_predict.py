@@ -5,7 +5,7 @@ from sklearn.linear_model import LogisticRegression
 
 import nb2prod as n2p
 
-from nb2prod.markers import Marked
+from nb2prod.core.markers import Marked
 from nb2prod.runtime.predict import NoFallbackError, Policy, Predictor, RequestRejected
 
 X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 1.0, 0.0, 0.0]})
@@ -202,7 +202,7 @@ def served(checks, seen):
     """What the service does with records: a Predictor over the compiled drafted suite,
     fed the frame the service makes and the same rows as the model gets them."""
     from nb2prod.checks.compiled import CompiledSuite
-    from nb2prod.contract import infer_columns
+    from nb2prod.authoring.drafting import infer_columns
     from nb2prod.runtime.schema import FrameMaker
 
     def model_fn(model, X):

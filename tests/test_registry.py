@@ -14,9 +14,9 @@ import types
 import pytest
 
 import nb2prod as n2p
-from nb2prod import registry
-from nb2prod.errors import ModelStoreError
-from nb2prod.registry import ENV_CHAMPION, ENV_CHAMPION_FILE, Promotion, ProductionMoved
+from nb2prod.runtime import registry
+from nb2prod.core.errors import ModelStoreError
+from nb2prod.runtime.registry import ENV_CHAMPION, ENV_CHAMPION_FILE, Promotion, ProductionMoved
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

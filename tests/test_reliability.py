@@ -25,13 +25,13 @@ from sklearn.preprocessing import StandardScaler
 
 from conftest import FLAGSHIP, NB2PROD, NOTEBOOKS
 from nb2prod.checks.compiled import CompiledSuite
-from nb2prod.extract import extract
-from nb2prod.markers import Marked, collect
-from nb2prod.notebook import read
+from nb2prod.build.extract import extract
+from nb2prod.core.markers import Marked, collect
+from nb2prod.build.notebook import read
 from nb2prod.runtime.predict import Policy, Predictor
 from nb2prod.runtime.loading import code_module
 from nb2prod.serve import Server
-from nb2prod.store import load_version
+from nb2prod.runtime.loading import load_version
 from process_tree import kill_tree
 
 DEADLINE = 0.5  # seconds: model_hangs' save_model(timeout_s=0.5)

@@ -29,12 +29,13 @@ from sklearn.datasets import load_breast_cancer
 from typer.testing import CliRunner
 
 from conftest import NB2PROD, NOTEBOOKS
-from nb2prod import packaging, registry
+from nb2prod.build import packaging
+from nb2prod.runtime import registry
 from nb2prod.cli import app
-from nb2prod.errors import BuildError
-from nb2prod.retrain import fingerprint
+from nb2prod.core.errors import BuildError
+from nb2prod.lifecycle.retrain import fingerprint
 from nb2prod.serve import serving
-from nb2prod.store import load_version
+from nb2prod.runtime.loading import load_version
 
 NOTEBOOK = NOTEBOOKS / "scores_champion.ipynb"
 NAME = "scores_champion"
@@ -157,7 +158,7 @@ def test_data_failing_production_checks_is_aborted_with_the_report(story):
         in proc.stderr and "expected between 0 and 60" in proc.stderr
     failing = json.loads(proc.stdout)
     assert failing["outcome"] == "rejected"
-    from nb2prod.store import load_version
+    from nb2prod.runtime.loading import load_version
     _, path = load_version(failing["candidate"])
     assert (path / "validation-production.html").exists()
 

@@ -5,7 +5,7 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from nb2prod.runtime.schema import FrameMaker, record_type
-from nb2prod.spec import ColumnSpec
+from nb2prod.core.spec import ColumnSpec
 
 COLUMNS = (ColumnSpec("age", "integer", False), ColumnSpec("income", "float", True),
            ColumnSpec("region", "category", False, ("n", "s")),

@@ -11,11 +11,11 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from conftest import NB2PROD, NOTEBOOKS
-from nb2prod.directives import SKIPPED_SOURCE
-from nb2prod.errors import ExportError, NotebookError
-from nb2prod.execute import PREPARED, prepare
-from nb2prod.extract import extract
-from nb2prod.notebook import read
+from nb2prod.build.directives import SKIPPED_SOURCE
+from nb2prod.core.errors import ExportError, NotebookError
+from nb2prod.build.execute import PREPARED, prepare
+from nb2prod.build.extract import extract
+from nb2prod.build.notebook import read
 
 WAYS = ("decorators", "magics", "directives", "tags")
 CELL_WAYS = ("magics", "directives", "tags")  # the spellings that can say export and skip
@@ -67,7 +67,7 @@ def test_the_four_spellings_export_the_same_code_and_marks():
 
 def test_a_directive_marked_function_is_marked_when_the_exported_module_is_imported(tmp_path):
     (tmp_path / "tagged_code.py").write_text(extract(read(spelled("tags"))).source)
-    script = ("import tagged_code\nfrom nb2prod.markers import collect\n"
+    script = ("import tagged_code\nfrom nb2prod.core.markers import collect\n"
               "m = collect(vars(tagged_code))\n"
               "print(m.model.__name__, m.fallback.__name__, [f.__name__ for f in m.checks])")
     out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,

@@ -7,8 +7,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import nb2prod as n2p
-from nb2prod.errors import ModelStoreError, Nb2prodError, NotebookError
-from nb2prod.store import ARTIFACT, CONTRACT, load_artifact, load_version
+from nb2prod.core.errors import ModelStoreError, Nb2prodError, NotebookError
+from nb2prod.runtime.loading import ARTIFACT, CONTRACT, load_model, load_version
 
 X = pd.DataFrame({"age": [30, 40, 50, 60], "income": [1.0, None, 3.0, 4.0],
                   "region": pd.Categorical(["n", "s", "n", "s"]), "name": ["a", "b", "c", "d"]})
@@ -38,7 +38,7 @@ def test_save_model_writes_artifact_and_contract_that_load_back(notebook_namespa
         {"prediction": 60, "source": "model", "reason": None, "warnings": []},
         {"prediction": 80, "source": "model", "reason": None, "warnings": []})
     assert contract.examples[1]["income"] is None
-    assert isinstance(load_artifact(path, contract.artifact_sha256), LogisticRegression)
+    assert isinstance(load_model(path, contract.artifact_sha256), LogisticRegression)
     assert f"saved model {tag} (gate passed)" in capsys.readouterr().out
 
 
@@ -52,7 +52,7 @@ def test_tampered_artifact_is_refused(notebook_namespace):
     contract, path = load_version(n2p.save_model("people", MODEL, reference=X))
     (path / ARTIFACT).write_bytes(b"not the model")
     with pytest.raises(ModelStoreError, match="model file was changed after the build"):
-        load_artifact(path, contract.artifact_sha256)
+        load_model(path, contract.artifact_sha256)
     assert json.loads((path / CONTRACT).read_text())["artifact_sha256"] == contract.artifact_sha256
 
 
@@ -88,8 +88,8 @@ def suite_for(df):
 def test_checks_are_stored_as_ge_json_and_the_reference_is_validated(notebook_namespace, capsys):
     import great_expectations as gx
 
-    from nb2prod.store import SUITE
-    from nb2prod.validation import REPORT_HTML, read
+    from nb2prod.runtime.loading import SUITE
+    from nb2prod.checks.validation import REPORT_HTML, read
 
     tag = n2p.save_model("people", MODEL, reference=X, checks=suite_for(X))
     contract, path = load_version(tag)

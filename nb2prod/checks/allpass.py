@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .frame import _Frame
+from nb2prod.checks.frame import _Frame
 
 
 class AllPass:

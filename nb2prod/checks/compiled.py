@@ -29,11 +29,18 @@ from typing import Any
 
 import pandas as pd
 
-from .allpass import AllPass
-from .compilers import CHECKS
-from .frame import _BATCH_ONLY, _IGNORED, MAX_VALUES, CheckCompilers, Evaluate, _Frame
-from .results import SEVERITIES, ExpectationResult, ValidationResult
-from .suite import SuiteError
+from nb2prod.checks.allpass import AllPass
+from nb2prod.checks.compilers import CHECKS
+from nb2prod.checks.frame import (
+    _BATCH_ONLY,
+    _IGNORED,
+    MAX_VALUES,
+    CheckCompilers,
+    Evaluate,
+    _Frame,
+)
+from nb2prod.checks.results import SEVERITIES, ExpectationResult, ValidationResult
+from nb2prod.checks.suite import SuiteError
 
 __all__ = ["CompiledSuite", "CHECKS", "CheckCompilers", "MAX_VALUES", "SuiteError",
            "expected_text"]

@@ -14,8 +14,17 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .frame import (_F64, _NATIVE, _NO_ROWS, CheckCompilers, Evaluate, _Column, _Frame,
-                    _GERaises)
+from nb2prod.checks.frame import (
+    _F64,
+    _NATIVE,
+    _NO_ROWS,
+    CheckCompilers,
+    Evaluate,
+    _Column,
+    _Frame,
+    _GERaises,
+)
+
 
 def _column_map(kw: dict, unexpected: Callable[[_Column], np.ndarray],
                 over_all_rows: bool = False, quick: Callable | None = None) -> Evaluate:

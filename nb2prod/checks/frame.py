@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .suite import SuiteError
+from nb2prod.checks.suite import SuiteError
 
 MAX_VALUES = 20  # offending values kept per result; the row list is never capped
 _NO_ROWS = np.empty(0, dtype=np.intp)

@@ -21,8 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from .compiled import MAX_VALUES, SuiteError, expected_text
-from .results import SEVERITIES, ExpectationResult, ValidationResult
+from nb2prod.checks.compiled import MAX_VALUES, SuiteError, expected_text
+from nb2prod.checks.results import SEVERITIES, ExpectationResult, ValidationResult
 
 _GE_SEVERITY = {"warn": "warning", "reject": "critical", "fallback": "critical"}
 _ID = "nb2prod-{}"
@@ -51,7 +51,10 @@ def _context() -> Any:
     """An ephemeral, in-memory GE context with progress bars off."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
-        DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig)
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
     config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(),
                                progress_bars=ProgressBarsConfig(globally=False),
                                analytics_enabled=False)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from .results import SEVERITIES, ExpectationResult, ValidationResult
+from nb2prod.checks.results import SEVERITIES, ExpectationResult, ValidationResult
 
 SUITE_HEADER = ("#", "column", "check", "parameters", "severity", "origin")
 _SUITE_CAPS = (5, 28, 40, 64, 8, 10)   # widest cell per column in the text table

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..spec import SEVERITIES
+from nb2prod.core.spec import SEVERITIES
 
 __all__ = ["SEVERITIES", "ExpectationResult", "ValidationResult"]
 

@@ -39,9 +39,9 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
-from ..errors import Nb2prodError
-from .report import class_name, suite_html, suite_text
-from .results import SEVERITIES
+from nb2prod.checks.report import class_name, suite_html, suite_text
+from nb2prod.checks.results import SEVERITIES
+from nb2prod.core.errors import Nb2prodError
 
 SCHEMA_TYPES = frozenset({
     "expect_column_to_exist", "expect_table_columns_to_match_set",
@@ -259,7 +259,9 @@ class Suite:
 
     def to_json(self) -> dict[str, Any]:
         """GE's suite JSON: ``{"name", "expectations", "meta"}``."""
-        from .. import __version__  # at call time: the package imports this module
+        from nb2prod.core.version import (
+            __version__,  # at call time: the package imports this module
+        )
 
         return {"name": self.name, "expectations": [e.to_json() for e in self._items],
                 "meta": {**json.loads(json.dumps(self.meta)), "nb2prod_version": __version__}}

@@ -46,12 +46,21 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
 
-from .. import registry
-from .layout import FastInsert, check_layout, table
-from .pii import PiiPolicy
-from .sinks import SINKS, Sink
-from .spool import (DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, KEY, URL_ENV, AuditError,
-                    AuditUnavailable, Failover, Spool, describe)
+from nb2prod.runtime import registry
+from nb2prod.runtime.layout import FastInsert, check_layout, table
+from nb2prod.runtime.pii import PiiPolicy
+from nb2prod.runtime.sinks import SINKS, Sink
+from nb2prod.runtime.spool import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_ENTRIES,
+    KEY,
+    URL_ENV,
+    AuditError,
+    AuditUnavailable,
+    Failover,
+    Spool,
+    describe,
+)
 
 REQUEST_KEY = ("request_id",)  # the audit table's key; feedback and review use KEY
 

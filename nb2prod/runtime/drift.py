@@ -1,6 +1,6 @@
 """Served-side drift monitoring: a bounded rolling window of recent rows, scored by PSI.
 
-``DriftMonitor`` reads the reference profile that ``nb2prod.drift.profile`` stored with
+``DriftMonitor`` reads the reference profile that ``nb2prod.authoring.profile.profile`` stored with
 the model version (its format is documented there), maps every observed row to one bin
 per feature, and compares the window's bin shares with the reference's.
 
@@ -49,7 +49,7 @@ import pandas as pd
 
 log = logging.getLogger("nb2prod")
 
-FORMAT = "nb2prod.drift/1"
+FORMAT = "nb2prod.authoring.profile/1"
 EPSILON = 1e-4
 OTHER = "__other__"
 
@@ -84,7 +84,7 @@ class Binner:
     def __init__(self, profile: dict[str, Any]):
         if profile.get("format") != FORMAT:
             raise ValueError(f"not a drift profile in format {FORMAT!r} (got "
-                             f"{profile.get('format')!r}); make it with nb2prod.drift.profile")
+                             f"{profile.get('format')!r}); make it with nb2prod.authoring.profile.profile")
         feats = profile["features"]
         numeric = [n for n, f in feats.items() if f["kind"] == "numeric"]
         categorical = [n for n, f in feats.items() if f["kind"] == "categorical"]

@@ -34,9 +34,9 @@ from typing import Any, Callable
 import pandas as pd
 import sqlalchemy as sa
 
-from ..errors import Nb2prodError, UsageError
-from .audit import AuditLog
-from .layout import records_of
+from nb2prod.core.errors import Nb2prodError, UsageError
+from nb2prod.runtime.audit import AuditLog
+from nb2prod.runtime.layout import records_of
 
 
 class UnknownRecordError(Nb2prodError, LookupError):

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import sqlalchemy as sa
 
-from .spool import AuditError
+from nb2prod.runtime.spool import AuditError
 
 
 def table(records: Sequence[Mapping[str, Any]]) -> dict[str, list]:

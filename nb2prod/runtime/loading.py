@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import os
 import pickle
 import sys
 from pathlib import Path
@@ -29,12 +31,16 @@ from typing import Any
 import joblib
 from joblib import numpy_pickle
 
-from ..errors import ModelStoreError
+from nb2prod.core.errors import ModelStoreError
+from nb2prod.core.spec import Contract
 
 ARTIFACT = "model.joblib"
 CODE = "code.py"
 CAPTURED = "captured.pkl"
 MODULES = "modules"  # Python modules that sat beside the notebook (helpers.py)
+CONTRACT = "contract.json"
+SUITE = "suite.json"  # Great Expectations suite JSON, loadable by plain GE
+PROFILE = "profile.json"  # the reference profile drift is measured against
 FORMAT = 1  # of captured.pkl: {"format", "values": {name: pickle}, "needs_code": [name]}
 
 
@@ -179,3 +185,42 @@ def load_version_parts(path: Path, contract: Any, *, source: str | None = None,
     module = code_module(source, name, str(path / CODE), captured)
     pinned(ARTIFACT, contract.artifact_sha256, read=False)
     return module, load_artifact(path / ARTIFACT, module)
+
+
+def load_version(tag: str) -> tuple[Contract, Path]:
+    """The contract and directory of a stored model version; a clear error if absent."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        stored = bentoml.models.get(tag)
+    except NotFound:
+        raise ModelStoreError(f"model {tag} is not in the BentoML model store "
+                              f"({os.environ.get('BENTOML_HOME', '~/bentoml')})",
+                              fix="run the notebook (or nb2prod build) to save it, or set "
+                                  "BENTOML_HOME to the store that has it") from None
+    path = Path(stored.path)
+    try:
+        contract = Contract.from_json(json.loads((path / CONTRACT).read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelStoreError(f"model {tag} has no readable {CONTRACT} ({exc})",
+                              fix="save it with n2p.save_model(...)") from None
+    return contract, path
+
+
+def load_model(path: Path, sha256: str) -> Any:
+    """The model of the version stored in ``path``, only if its file has the pinned
+    sha256; the notebook classes and functions it refers to come from the version's own
+    exported code."""
+    verify_artifact(path, sha256)
+    contract = Contract.from_json(json.loads((path / CONTRACT).read_text()))
+    return load_version_parts(path, contract)[1]
+
+
+def verify_artifact(path: Path, sha256: str) -> None:
+    """Raise ``ModelStoreError`` unless ``model.joblib`` has the pinned sha256."""
+    actual = sha256_of(path / ARTIFACT)
+    if actual != sha256:
+        raise ModelStoreError(f"{path / ARTIFACT} has sha256 {actual[:12]}…, but this build "
+                              f"pinned {sha256[:12]}…; the model file was changed after the build",
+                              fix="restore the model version or run nb2prod build again")

@@ -16,8 +16,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .jsonify import jsonable
-from .spool import AuditError
+from nb2prod.core.jsonify import jsonable
+from nb2prod.runtime.spool import AuditError
 
 SALT_ENV = "NB2PROD_PII_SALT"
 MIN_SALT = 16

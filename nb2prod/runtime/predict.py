@@ -17,9 +17,9 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from ..markers import Marked, spec_of
-from .deadline import Deadline, DeadlineExceeded
-from .jsonify import rows, rows_and_nan, scalar
+from nb2prod.core.jsonify import rows, rows_and_nan, scalar
+from nb2prod.core.markers import Marked, spec_of
+from nb2prod.runtime.deadline import Deadline, DeadlineExceeded
 
 log = logging.getLogger("nb2prod")
 

@@ -1,7 +1,7 @@
 """``POST /admin/reload``: serve the registry's production version without a restart.
 
 A service is built for one model version and one copy of the notebook's code. Reload
-asks the registry (``nb2prod.registry``, next to the model store) which version is
+asks the registry (``nb2prod.runtime.registry``, next to the model store) which version is
 production, and when that is another version *of the same code and input schema* it
 loads the model, checks its file against the sha256 pinned at promotion, and swaps it in.
 Anything else (other code, other inputs, a model this machine's store lacks) is refused
@@ -19,11 +19,11 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-from .. import registry
-from ..errors import Nb2prodError
-from ..spec import schema_changes
-from ..store import load_version, verify_artifact
-from .http import HTTPError
+from nb2prod.core.errors import Nb2prodError
+from nb2prod.core.spec import schema_changes
+from nb2prod.runtime import registry
+from nb2prod.runtime.http import HTTPError
+from nb2prod.runtime.loading import load_version, verify_artifact
 
 log = logging.getLogger("nb2prod")
 

@@ -20,9 +20,9 @@ from typing import Any, Mapping
 
 import sqlalchemy as sa
 
-from ..errors import Nb2prodError
-from .audit import AuditLog
-from .feedback import FeedbackLog, FeedbackResult, UnknownRecordError
+from nb2prod.core.errors import Nb2prodError
+from nb2prod.runtime.audit import AuditLog
+from nb2prod.runtime.feedback import FeedbackLog, FeedbackResult, UnknownRecordError
 
 
 class AlreadyResolvedError(Nb2prodError):

@@ -23,7 +23,7 @@ import pandas as pd
 from pydantic import ConfigDict, Field
 from typing_extensions import TypedDict
 
-from ..spec import ColumnSpec
+from nb2prod.core.spec import ColumnSpec
 
 _PYTHON = {"integer": int, "boolean": bool, "string": str, "datetime": datetime}
 _PANDAS = {"float": "float64", "integer": "int64", "boolean": "bool", "datetime": "datetime64[ns]"}

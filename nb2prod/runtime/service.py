@@ -17,18 +17,22 @@ import bentoml
 from pydantic import Field, WithJsonSchema
 from starlette.responses import JSONResponse
 
-from ..checks.compiled import CompiledSuite
-from .. import registry
-from ..errors import ModelStoreError, Nb2prodError
-from ..markers import collect
-from ..store import PROFILE, SUITE, load_version, verify_artifact
-from .loading import load_version_parts
-from . import logs, metrics
-from .http import Endpoints
-from .predict import Policy, Predictor
-from .reload import Current, Reloader
-from .schema import FrameMaker, record_type
-from .serving import Serving, Settings, open_audit
+from nb2prod.checks.compiled import CompiledSuite
+from nb2prod.core.errors import ModelStoreError, Nb2prodError
+from nb2prod.core.markers import collect
+from nb2prod.runtime import logs, metrics, registry
+from nb2prod.runtime.http import Endpoints
+from nb2prod.runtime.loading import (
+    PROFILE,
+    SUITE,
+    load_version,
+    load_version_parts,
+    verify_artifact,
+)
+from nb2prod.runtime.predict import Policy, Predictor
+from nb2prod.runtime.reload import Current, Reloader
+from nb2prod.runtime.schema import FrameMaker, record_type
+from nb2prod.runtime.serving import Serving, Settings, open_audit
 
 log = logging.getLogger("nb2prod")
 MAX_RECORDS = 10_000

@@ -15,14 +15,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import Nb2prodError
-from . import metrics
-from .audit import AuditLog
-from .drift import DriftMonitor
-from .feedback import FeedbackLog, infer_kind
-from .http import HTTPError
-from .predict import NoFallbackError, Predictor, RequestRejected
-from .review import ReviewQueue
+from nb2prod.core.errors import Nb2prodError
+from nb2prod.runtime import metrics
+from nb2prod.runtime.audit import AuditLog
+from nb2prod.runtime.drift import DriftMonitor
+from nb2prod.runtime.feedback import FeedbackLog, infer_kind
+from nb2prod.runtime.http import HTTPError
+from nb2prod.runtime.predict import NoFallbackError, Predictor, RequestRejected
+from nb2prod.runtime.review import ReviewQueue
 
 log = logging.getLogger("nb2prod")
 REVIEWED = ("guardrail", "low_confidence")  # reasons a person should look at

@@ -16,8 +16,8 @@ from typing import Any, Callable
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .jsonify import dumps
-from .spool import KEY, URL_ENV, AuditError, describe
+from nb2prod.core.jsonify import dumps
+from nb2prod.runtime.spool import KEY, URL_ENV, AuditError, describe
 
 log = logging.getLogger("nb2prod")
 CHECKPOINT_S = 0.5  # SQLite: how often the audit log's WAL is checkpointed

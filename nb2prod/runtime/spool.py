@@ -21,9 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-
-from ..errors import Nb2prodError
-from .jsonify import dumps
+from nb2prod.core.errors import Nb2prodError
+from nb2prod.core.jsonify import dumps
 
 log = logging.getLogger("nb2prod")
 

@@ -233,7 +233,7 @@ FIXTURES["pii_hashed"] = dict(save=SAVE.replace('"breast_cancer"', '"pii_hashed"
 # model (score_champion) so both are scored on the same holdout by the same code; and a
 # notebook without a data parameter, which `nb2prod retrain --data` must refuse.
 EVALUATED_TRAIN = """\
-from nb2prod.registry import score_champion
+from nb2prod.runtime.registry import score_champion
 
 
 def evaluate(model) -> dict:
