@@ -67,3 +67,58 @@ class ModelStoreError(Nb2prodError):
 
 class BuildError(Nb2prodError):
     """A later build stage failed: generated tests, or ``bentoml build``."""
+
+
+class ServiceError(Nb2prodError):
+    """A request the served service cannot answer as asked. ``status`` is its HTTP status;
+    ``nb2prod.runtime.app`` is the one place that turns these into responses."""
+
+    status = 500
+
+
+class BadRequest(ServiceError):
+    """The request is malformed or its values are wrong: 400."""
+
+    status = 400
+
+
+class Unauthorized(ServiceError):
+    """An admin endpoint was called without the right bearer token: 401."""
+
+    status = 401
+
+
+class NotFound(ServiceError):
+    """No such record, review item or endpoint (or the feature is off): 404."""
+
+    status = 404
+
+
+class MethodNotAllowed(ServiceError):
+    """The path exists, the method does not: 405."""
+
+    status = 405
+
+
+class Conflict(ServiceError):
+    """The request contradicts the state (already resolved, version not servable): 409."""
+
+    status = 409
+
+
+class TooLarge(ServiceError):
+    """The request body is over ``NB2PROD_MAX_BODY_BYTES``: 413."""
+
+    status = 413
+
+
+class UnsupportedMediaType(ServiceError):
+    """The request body is not JSON: 415."""
+
+    status = 415
+
+
+class Unavailable(ServiceError):
+    """The service cannot keep its promises right now (starting, audit database away): 503."""
+
+    status = 503
