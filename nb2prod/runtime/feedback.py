@@ -34,21 +34,17 @@ from typing import Any, Callable
 import pandas as pd
 import sqlalchemy as sa
 
-from nb2prod.core.errors import Nb2prodError, UsageError
+from nb2prod.core.errors import BadRequest, Nb2prodError, NotFound, UsageError
 from nb2prod.runtime.audit import AuditLog
 from nb2prod.runtime.layout import records_of
 
 
-class UnknownRecordError(Nb2prodError, LookupError):
+class UnknownRecordError(NotFound, LookupError):
     """No audited answer (or review item) has this id: the service answers 404."""
 
-    http_status = 404
 
-
-class LabelError(Nb2prodError, ValueError):
+class LabelError(BadRequest, ValueError):
     """The label cannot be compared with the model's output: the service answers 400."""
-
-    http_status = 400
 
 
 @dataclass(frozen=True)

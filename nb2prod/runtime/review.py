@@ -20,15 +20,13 @@ from typing import Any, Mapping
 
 import sqlalchemy as sa
 
-from nb2prod.core.errors import Nb2prodError
+from nb2prod.core.errors import Conflict
 from nb2prod.runtime.audit import AuditLog
 from nb2prod.runtime.feedback import FeedbackLog, FeedbackResult, UnknownRecordError
 
 
-class AlreadyResolvedError(Nb2prodError):
+class AlreadyResolvedError(Conflict):
     """The review item has a verdict already: the service answers 409."""
-
-    http_status = 409
 
 
 @dataclass(frozen=True)

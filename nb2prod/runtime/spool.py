@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from nb2prod.core.errors import Nb2prodError
+from nb2prod.core.errors import Nb2prodError, Unavailable
 from nb2prod.core.jsonify import dumps
 
 log = logging.getLogger("nb2prod")
@@ -37,10 +37,8 @@ class AuditError(Nb2prodError):
     """The audit log cannot be opened, or is used wrongly: at start-up, refuse to start."""
 
 
-class AuditUnavailable(AuditError):
+class AuditUnavailable(AuditError, Unavailable):
     """The audit database is away and the record cannot be kept: the service answers 503."""
-
-    http_status = 503
 
 
 class SpoolFullError(AuditUnavailable):
