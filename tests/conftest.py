@@ -1,4 +1,14 @@
-"""Test set-up: a private BentoML home for the whole session, set before BentoML loads."""
+"""Test set-up: a private BentoML home for the whole session, set before BentoML loads;
+fixtures and helpers several test files share.
+
+A test is ``slow`` when it starts a Jupyter kernel (papermill, nbclient, nbval, or
+``nb2prod build``/``retrain``/``test``/``doctor --run`` on a notebook that gets as far as
+running), a server (``bentoml serve``), ``bentoml build``, or other work that takes
+seconds on its own (worker processes racing on one database or registry, the Hypothesis
+parity sweep over Great Expectations); everything else is fast (``make test-fast``:
+``pytest -m "not slow"``). The ``e2e`` mark is a kind of slow: a real build served over
+HTTP (``-m "not e2e"`` keeps the other slow tests).
+"""
 
 import os
 import shutil

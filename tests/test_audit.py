@@ -448,6 +448,7 @@ def writer(db: Db, count: int, spool: str = "spool.jsonl") -> subprocess.Popen:
         env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
+@pytest.mark.slow
 def test_every_acknowledged_record_survives_sigkill(db):
     db.open()  # create the tables before the writer races to
     proc = writer(db, count=0)
@@ -466,6 +467,7 @@ def test_every_acknowledged_record_survives_sigkill(db):
     assert [r for r in printed if r not in stored] == []
 
 
+@pytest.mark.slow
 def test_worker_processes_share_one_database(db):
     db.open()
     procs = [writer(db, count=60, spool=f"spool{i}.jsonl") for i in range(3)]

@@ -73,6 +73,7 @@ def test_stray_arguments_are_refused(tmp_path):
     assert "-p NAME VALUE" in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_cell_that_raises_names_the_cell_and_the_error(fixture_nb, tmp_path):
     proc = nb2prod("build", fixture_nb("cell_raises"), "--out", tmp_path / "out")
     assert_clean_failure(proc)
@@ -81,6 +82,7 @@ def test_a_cell_that_raises_names_the_cell_and_the_error(fixture_nb, tmp_path):
     assert (tmp_path / "out" / "executed.ipynb").exists()  # evidence kept for debugging
 
 
+@pytest.mark.slow
 def test_gate_not_met_names_metric_value_and_threshold(fixture_nb, tmp_path):
     proc = nb2prod("build", fixture_nb("gate_not_met"), "--out", tmp_path / "out")
     assert_clean_failure(proc)
@@ -93,6 +95,7 @@ def test_debug_shows_the_traceback(fixture_nb, tmp_path):
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
+@pytest.mark.slow
 def test_parameters_override_the_notebook_and_are_recorded(tmp_path):
     out = tmp_path / "out"
     proc = nb2prod("build", FLAGSHIP, "--out", out, "-p", "C", "0.5", "-p", "min_roc_auc", "0.9")
@@ -115,6 +118,7 @@ def test_parameters_override_the_notebook_and_are_recorded(tmp_path):
     assert len((out / "service.py").read_text().splitlines()) < 40  # generated code is thin
 
 
+@pytest.mark.slow
 def test_reference_data_failing_a_reject_check_stops_the_build_with_a_report(fixture_nb, tmp_path):
     proc = nb2prod("build", fixture_nb("reference_fails_checks"), "--out", tmp_path / "out")
     assert_clean_failure(proc)
@@ -141,6 +145,7 @@ def pii_builds(tmp_path_factory):
     return builds
 
 
+@pytest.mark.slow
 def test_a_notebook_hashing_pii_builds_without_a_salt_and_says_serving_needs_one(pii_builds):
     proc, manifest, _ = pii_builds[0]
     assert ("serving needs: NB2PROD_PII_SALT (16+ characters, the same on every worker; "
@@ -149,12 +154,14 @@ def test_a_notebook_hashing_pii_builds_without_a_salt_and_says_serving_needs_one
     assert proc.stdout.rstrip().endswith(f"serve it with:  bentoml serve {manifest['bento_tag']}")
 
 
+@pytest.mark.slow
 def test_nb2prod_test_runs_a_pii_builds_tests_without_a_salt(pii_builds, monkeypatch):
     monkeypatch.delenv("NB2PROD_PII_SALT", raising=False)
     part = testing.run_service_tests(pii_builds[0][2], echo=lambda line: None)
     assert part.returncode == 0 and part.passed >= 3, part.output
 
 
+@pytest.mark.slow
 def test_the_first_build_of_a_name_is_production_and_later_ones_candidates(pii_builds):
     (first, one, out), (second, two, _) = pii_builds
     moves = registry.read("pii_hashed").history
@@ -173,6 +180,7 @@ def test_the_first_build_of_a_name_is_production_and_later_ones_candidates(pii_b
     assert status == {one["model_tag"]: "production", two["model_tag"]: "candidate"}
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_serving_pii_needs_the_salt_and_reloads_the_first_build_as_production(pii_builds):
     _, manifest, _ = pii_builds[0]

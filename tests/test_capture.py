@@ -97,7 +97,7 @@ def versions(name):
         return []
 
 
-@pytest.mark.e2e
+@pytest.mark.slow
 def test_constants_built_by_calls_are_captured_and_literals_go_as_source(tmp_path):
     out = tmp_path / "constants_by_call"
     proc = build("constants_by_call", out)
@@ -120,7 +120,7 @@ def test_constants_built_by_calls_are_captured_and_literals_go_as_source(tmp_pat
     assert stored["needs_code"] == ["SETTINGS"] and contract.captured_sha256
 
 
-@pytest.mark.e2e
+@pytest.mark.slow
 def test_what_cannot_be_captured_is_refused_at_once_and_nothing_is_saved(tmp_path):
     proc = build("cannot_capture", tmp_path / "out")
     assert proc.returncode == 1
@@ -134,7 +134,7 @@ def test_what_cannot_be_captured_is_refused_at_once_and_nothing_is_saved(tmp_pat
     assert versions("cannot_capture") == []
 
 
-@pytest.mark.e2e
+@pytest.mark.slow
 def test_a_fallback_of_another_shape_is_refused_showing_both(tmp_path):
     proc = build("fallback_other_columns", tmp_path / "out")
     assert proc.returncode == 1
@@ -145,7 +145,6 @@ def test_a_fallback_of_another_shape_is_refused_showing_both(tmp_path):
     assert versions("fallback_other_columns") == []
 
 
-@pytest.mark.e2e
 def test_a_helper_shadowing_an_import_fails_before_the_notebook_runs(tmp_path):
     proc = build("helper_shadows_import", tmp_path / "out")
     assert proc.returncode == 1
@@ -154,7 +153,7 @@ def test_a_helper_shadowing_an_import_fails_before_the_notebook_runs(tmp_path):
     assert "running the notebook" not in proc.stdout  # static: no kernel was spent on it
 
 
-@pytest.mark.e2e
+@pytest.mark.slow
 def test_a_model_centring_input_by_training_medians_builds_with_the_notebooks_answers(tmp_path):
     out = tmp_path / "values_learned_from_data"
     proc = build("values_learned_from_data", out)
@@ -167,7 +166,7 @@ def test_a_model_centring_input_by_training_medians_builds_with_the_notebooks_an
     assert len(medians) > 1  # a real, per-row answer that uses the captured medians
 
 
-@pytest.mark.e2e
+@pytest.mark.slow
 def test_a_module_beside_the_notebook_goes_with_the_version(tmp_path):
     out = tmp_path / "local_helpers"
     proc = build("local_helpers", out)

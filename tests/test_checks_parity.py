@@ -179,6 +179,7 @@ def assert_parity(df: pd.DataFrame, suite: dict) -> None:
         assert mine.unexpected_rows == ge.unexpected_rows, (where, mine, ge)
 
 
+@pytest.mark.slow
 @given(df=frames(), exps=st.lists(expectations(), min_size=4, max_size=12))
 def test_compiled_matches_great_expectations(df, exps):
     assert_parity(df, {"name": "parity", "expectations": exps})

@@ -5,6 +5,7 @@ import subprocess
 
 import bentoml
 import nbformat
+import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from conftest import FLAGSHIP, NB2PROD
@@ -110,6 +111,7 @@ def test_a_broken_notebook_is_an_error_not_a_checklist(tmp_path):
     assert doctor(tmp_path / "nope.ipynb").returncode == 2
 
 
+@pytest.mark.slow
 def test_run_reports_the_gate_and_leaves_the_model_store_as_it_was():
     before = len(bentoml.models.list())
     proc = doctor(FLAGSHIP, "--run", "--json")
@@ -125,6 +127,7 @@ def test_run_reports_the_gate_and_leaves_the_model_store_as_it_was():
     assert len(bentoml.models.list()) == before
 
 
+@pytest.mark.slow
 def test_run_reports_a_failed_gate_as_missing(fixture_nb):
     proc = doctor(fixture_nb("gate_not_met"), "--run", "--json")
     assert proc.returncode == 1
@@ -133,6 +136,7 @@ def test_run_reports_a_failed_gate_as_missing(fixture_nb):
     assert "needs >= 0.999" in gate["missing"]
 
 
+@pytest.mark.slow
 def test_run_reports_the_cell_that_raised(fixture_nb):
     proc = doctor(fixture_nb("cell_raises"), "--run", "--json")
     assert proc.returncode == 1

@@ -15,7 +15,7 @@ from nb2prod import serve as servers
 from conftest import FLAGSHIP, NB2PROD
 from nb2prod.runtime.loading import ARTIFACT, load_version
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def build(notebook: Path, out: Path) -> dict:

@@ -12,7 +12,7 @@ from nb2prod.authoring.proof import same
 from nb2prod.serve import serving
 from nb2prod.runtime.loading import load_version
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 NOTEBOOK = NOTEBOOKS / "lightgbm_categorical.ipynb"
 
 

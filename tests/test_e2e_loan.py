@@ -10,7 +10,7 @@ from conftest import NB2PROD, ROOT
 from nb2prod.serve import serving
 from nb2prod.runtime.loading import load_version
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 NOTEBOOK = ROOT / "examples" / "loan_approval" / "loan_approval.ipynb"
 
 

@@ -11,7 +11,7 @@ import pytest
 from nb2prod.serve import Server, serving
 from nb2prod.runtime.loading import load_version
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 TOKEN = "test-admin-token-1234"
 ADMIN = {"authorization": f"Bearer {TOKEN}"}
 

@@ -14,7 +14,7 @@ from nb2prod.runtime.loading import CAPTURED
 from nb2prod.serve import serving
 from nb2prod.runtime.loading import load_version
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 TOKEN = "shapes-admin-token-0123456789"
 
 

@@ -15,7 +15,7 @@ from nb2prod.runtime.loading import load_version_parts  # noqa: E402
 from nb2prod.serve import serving  # noqa: E402
 from nb2prod.runtime.loading import load_version  # noqa: E402
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 NOTEBOOK = NOTEBOOKS / "torch_module.ipynb"
 LEARNED = {"FEATURES", "feature_means", "feature_stds", "vibration_alarm", "temperature_alarm"}
 

@@ -71,6 +71,7 @@ def test_init_refuses_a_name_that_cannot_name_a_service(tmp_path, name, suggesti
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_the_scaffold_builds_passes_nb2prod_test_and_serves(tmp_path):
     assert nb2prod("init", "iris_start", cwd=tmp_path).returncode == 0

@@ -25,7 +25,7 @@ from nb2prod.serve import Server
 from nb2prod.runtime.loading import load_version
 from process_tree import kill_tree, stop_tree
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 TOKEN = "load-test-admin-token"
 LOAD_CLIENTS, LOAD_SECONDS = 16, 30.0

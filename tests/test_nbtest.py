@@ -41,6 +41,7 @@ def write_build(folder, failing=False):
     return folder
 
 
+@pytest.mark.slow
 def test_a_good_notebook_without_a_build_passes_and_says_the_build_was_not_run(tmp_path):
     write_notebook(tmp_path / "good.ipynb")
     proc = nb2prod_test("good.ipynb", cwd=tmp_path)
@@ -54,6 +55,7 @@ def test_a_good_notebook_without_a_build_passes_and_says_the_build_was_not_run(t
         "all parts passed"]
 
 
+@pytest.mark.slow
 def test_a_cell_that_raises_or_a_changed_checked_output_fails_the_notebook_part(tmp_path):
     write_notebook(tmp_path / "bad.ipynb", printed="3\n",
                    extra=[new_code_cell("raise ValueError('training diverged')")])
@@ -67,6 +69,7 @@ def test_a_cell_that_raises_or_a_changed_checked_output_fails_the_notebook_part(
     assert "ValueError: training diverged" in proc.stderr  # the end of pytest's output
 
 
+@pytest.mark.slow
 def test_failing_service_tests_fail_the_command(tmp_path):
     write_notebook(tmp_path / "good.ipynb")
     write_build(tmp_path / "elsewhere", failing=True)

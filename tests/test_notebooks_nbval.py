@@ -20,6 +20,7 @@ def test_the_shipped_notebooks_are_found():
     assert {p.name for p in SHIPPED} >= {"breast_cancer.ipynb", "loan_approval.ipynb"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("notebook", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_notebook_runs_under_nbval(notebook):
     # the python3 kernelspec runs `python` from PATH: make it this interpreter

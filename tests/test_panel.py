@@ -243,6 +243,7 @@ def _values(states, model_name):
     return [s.get("value") for name, s in states if name == model_name]
 
 
+@pytest.mark.slow
 def test_before_any_marker_the_kernel_panel_lists_everything_missing(executed):
     nb, _ = executed
     data = _panel_output(next(c for c in nb.cells if c.source == "%n2p status"))
@@ -255,6 +256,7 @@ def test_before_any_marker_the_kernel_panel_lists_everything_missing(executed):
     assert _values(states, "LabelModel") == ["notebook: path unknown"]
 
 
+@pytest.mark.slow
 def test_after_save_model_the_panel_shows_markers_checks_gate_and_checklist(executed):
     nb, _ = executed
     serving = _cell(nb, "@n2p.model")
@@ -277,6 +279,7 @@ def test_after_save_model_the_panel_shows_markers_checks_gate_and_checklist(exec
     assert "accuracy = " in content and "needs &gt;= 0.9: passed" in content
 
 
+@pytest.mark.slow
 def test_status_with_a_path_in_the_kernel_is_the_static_checklist(executed):
     nb, scaffold_path = executed
     text = _panel_output(_cell(nb, f"%n2p status {scaffold_path}"))["text/plain"]
@@ -286,6 +289,7 @@ def test_status_with_a_path_in_the_kernel_is_the_static_checklist(executed):
     assert "every required item is in place" in text
 
 
+@pytest.mark.slow
 def test_the_build_button_explains_an_unknown_path(executed):
     nb, _ = executed
     states = _states(nb, _panel_output(_cell(nb, "unknown.build()")))
@@ -293,7 +297,7 @@ def test_the_build_button_explains_an_unknown_path(executed):
     assert any("nb2prod cannot build" in v for v in _values(states, "HTMLModel"))
 
 
-@pytest.mark.e2e
+@pytest.mark.slow
 def test_the_build_button_builds_the_notebook_and_shows_the_serve_command(executed):
     nb, scaffold_path = executed
     cell = _cell(nb, "built.build()")

@@ -123,6 +123,7 @@ for n in range(rounds):
 """
 
 
+@pytest.mark.slow
 def test_concurrent_promotions_lose_nothing_and_keep_the_chain():
     workers, rounds = 4, 15
     procs = [subprocess.Popen([sys.executable, "-c", RACE, str(w), str(rounds)], cwd=ROOT,

@@ -122,6 +122,7 @@ def hanging(tmp_path_factory):
         kill_tree(server)  # a graceful stop would wait for the sleeping model call to end
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_a_hanging_model_costs_one_deadline_over_http(hanging):
     manifest, server = hanging

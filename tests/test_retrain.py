@@ -109,6 +109,7 @@ def ok(proc, code=0):
     return proc
 
 
+@pytest.mark.slow
 def test_a_first_retrain_becomes_production(story):
     ok(story["first"])
     first = report(story, "first")
@@ -119,6 +120,7 @@ def test_a_first_retrain_becomes_production(story):
     assert "not worse than production: no production yet" in story["first"].stdout
 
 
+@pytest.mark.slow
 def test_better_data_is_promoted_with_its_lineage(story):
     ok(story["better"])
     better = json.loads(story["better"].stdout)  # --json: stdout is the report alone
@@ -144,6 +146,7 @@ def test_better_data_is_promoted_with_its_lineage(story):
     assert "metric           candidate  production" in (run / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_worse_model_is_not_promoted(story):
     proc = ok(story["worse"], 3)
     assert "is not promoted; production stays " + story["after_better"] in proc.stderr
@@ -152,6 +155,7 @@ def test_a_worse_model_is_not_promoted(story):
     assert report(story, "worse")["outcome"] == "rejected"
 
 
+@pytest.mark.slow
 def test_data_failing_production_checks_is_aborted_with_the_report(story):
     proc = ok(story["failing"], 3)
     assert "data vs. production's checks: expect_column_values_to_be_between(mean radius)" \
@@ -163,6 +167,7 @@ def test_data_failing_production_checks_is_aborted_with_the_report(story):
     assert (path / "validation-production.html").exists()
 
 
+@pytest.mark.slow
 def test_a_notebook_that_raises_changes_nothing(story):
     proc = ok(story["raising"], 1)
     assert "the notebook raised KeyError: 'label'" in proc.stderr
@@ -172,12 +177,14 @@ def test_a_notebook_that_raises_changes_nothing(story):
     assert (story["work"] / "runs" / "raising" / "executed.ipynb").exists()
 
 
+@pytest.mark.slow
 def test_a_schema_change_is_rejected_with_the_differences(story):
     proc = ok(story["schema"], 3)
     assert "input schema: column 'mean fractal dimension' removed" in proc.stderr
     assert "nb2prod build" in proc.stderr
 
 
+@pytest.mark.slow
 def test_nothing_but_a_better_model_moved_production(story):
     after = story["after_four"]
     assert after.production.version == story["after_better"] and len(after.history) == 2
@@ -185,6 +192,7 @@ def test_nothing_but_a_better_model_moved_production(story):
     assert statuses == {"rejected"}
 
 
+@pytest.mark.slow
 def test_rollback_restores_the_previous_version_with_a_new_bento(story):
     proc = ok(story["rollback"])
     move = json.loads(proc.stdout)
@@ -199,6 +207,7 @@ def test_rollback_restores_the_previous_version_with_a_new_bento(story):
     assert json.loads(open(f"{src}/nb2prod.json").read())["model_tag"] == story["after_first"]
 
 
+@pytest.mark.slow
 def test_models_lists_every_version_with_its_status(story):
     result = quick("models", NAME, "--json")
     assert result.exit_code == 0, result.output
@@ -210,6 +219,7 @@ def test_models_lists_every_version_with_its_status(story):
     assert "rejected" in text and "not worse than production" in text
 
 
+@pytest.mark.slow
 def test_promoting_a_refused_version_needs_force(story):
     failing = report(story, "failing")["candidate"]
     result = quick("promote", NAME, failing.split(":")[1])
@@ -219,6 +229,7 @@ def test_promoting_a_refused_version_needs_force(story):
     assert registry.production(NAME) == story["after_first"]
 
 
+@pytest.mark.slow
 def test_a_bento_whose_tests_fail_is_deleted_and_production_kept(story, tmp_path):
     import bentoml
 
@@ -234,6 +245,8 @@ def test_a_bento_whose_tests_fail_is_deleted_and_production_kept(story, tmp_path
     assert registry.production(NAME) == story["after_first"]
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_running_service_reloads_production_under_load_without_a_failed_request(story):
     """Serve the bento pinned to the better version while the registry says production is
     the first one (rolled back): POST /admin/reload switches 8 busy clients over."""

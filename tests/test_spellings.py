@@ -215,6 +215,7 @@ def builds(tmp_path_factory):
     return outs
 
 
+@pytest.mark.slow
 def test_every_spelling_builds_the_same_service(builds):
     code = {way: without_header((out / f"spelled_{way}_code.py").read_text())
             for way, out in builds.items()}
@@ -226,6 +227,7 @@ def test_every_spelling_builds_the_same_service(builds):
     assert marked["decorators"]["model"] == ["predict"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("way", CELL_WAYS)
 def test_a_skipped_cell_never_runs_in_a_build(builds, way):
     # the skipped cell would raise (it reads a file only its author has): the build passed
