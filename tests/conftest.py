@@ -8,6 +8,9 @@ seconds on its own (worker processes racing on one database or registry, the Hyp
 parity sweep over Great Expectations); everything else is fast (``make test-fast``:
 ``pytest -m "not slow"``). The ``e2e`` mark is a kind of slow: a real build served over
 HTTP (``-m "not e2e"`` keeps the other slow tests).
+
+In a run whose ``-m`` selects no slow test, tests/slow_guard.py fails any test that
+starts a kernel, a server or ``bentoml build``, in its own process or in a child.
 """
 
 import os
@@ -17,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import slow_guard
 
 _HOME = tempfile.mkdtemp(prefix="nb2prod-test-bentoml-")
 os.environ["BENTOML_HOME"] = _HOME
@@ -30,6 +34,32 @@ NB2PROD = [sys.executable, "-m", "nb2prod.cli"]
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_HOME, ignore_errors=True)
+
+
+_refusals = None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    """Guard a ``-m`` run that selected no slow test (``make test-fast``)."""
+    global _refusals
+    selected_slow = any(item.get_closest_marker("slow") for item in session.items)
+    if session.config.option.markexpr and not selected_slow:
+        log = Path(_HOME) / "slow-guard.jsonl"
+        slow_guard.start(log)
+        _refusals = slow_guard.Refusals(log)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A phase in which the guard refused a command fails, whatever the test made of it."""
+    report = yield
+    refused = _refusals.new() if _refusals else []
+    if refused:
+        earlier = f"\n\n{report.longrepr}" if report.failed else ""
+        report.outcome = "failed"
+        report.longrepr = slow_guard.message(item.nodeid, refused) + earlier
+    return report
 
 
 @pytest.fixture
