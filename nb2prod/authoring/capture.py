@@ -33,7 +33,7 @@ from nb2prod.build import scan
 from nb2prod.build.extract import Exported, extract
 from nb2prod.build.notebook import Notebook, from_sources, read
 from nb2prod.core.errors import ExportError, Nb2prodError
-from nb2prod.core.settings import ENV_EXECUTED, ENV_NOTEBOOK, ENV_NOTEBOOK_SHA
+from nb2prod.core import settings
 
 MAX_CAPTURED_BYTES = 4 * 1024 * 1024  # the values the notebook code uses, pickled, in all
 _LOCKS = (type(threading.Lock()), type(threading.RLock()))
@@ -111,11 +111,11 @@ def kernel_notebook() -> tuple[Notebook | None, Notebook | None]:
     input history (Jupyter: what ran is what counts), the notebook file when the kernel
     can name it (VS Code, the Jupyter server, ``NB2PROD_NOTEBOOK``). (None, None)
     elsewhere: a script, a test, or a runner that keeps no history (nbval)."""
-    executed = os.environ.get(ENV_EXECUTED)
+    now = settings.current()
+    executed = now.executed
     if executed and Path(executed).exists():
         nb = read(executed)
-        origin = Notebook(Path(os.environ.get(ENV_NOTEBOOK, executed)),
-                          os.environ.get(ENV_NOTEBOOK_SHA, nb.sha256))
+        origin = Notebook(Path(now.notebook or executed), now.notebook_sha256 or nb.sha256)
         nb.path = origin.path  # errors name the user's notebook: the cells are the same
         return nb, origin
     ipython = sys.modules.get("IPython")
@@ -138,7 +138,7 @@ def kernel_notebook() -> tuple[Notebook | None, Notebook | None]:
 def discover(namespace: dict[str, Any]) -> Path | None:
     """The notebook's path when the kernel can know it: ``NB2PROD_NOTEBOOK``, VS Code's
     ``__vsc_ipynb_file__``, or the Jupyter server's session path (``__session__``)."""
-    for value in (os.environ.get(ENV_NOTEBOOK), namespace.get("__vsc_ipynb_file__"),
+    for value in (settings.current().notebook, namespace.get("__vsc_ipynb_file__"),
                   namespace.get("__session__"), os.environ.get("JPY_SESSION_NAME")):
         if not isinstance(value, str) or not value.endswith(".ipynb"):
             continue

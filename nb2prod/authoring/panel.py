@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import html
 import inspect
-import os
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,10 +40,9 @@ from nb2prod.authoring.capture import (
 )
 from nb2prod.authoring.doctor import Item
 from nb2prod.build.notebook import read
-from nb2prod.core import markers
+from nb2prod.core import markers, settings
 from nb2prod.core.errors import Nb2prodError
 
-ENV_PANEL = "NB2PROD_PANEL"  # "0" / "off": no panel after save_model
 FILE_ONLY = ("parameters cell tagged", "code exports cleanly")
 PATH_HINT = "%n2p status path/to/notebook.ipynb, or nb2prod doctor NOTEBOOK in a terminal"
 BUILD_HINT = ("this notebook's path is unknown: pass it, %n2p status path/to/notebook.ipynb, "
@@ -312,10 +310,8 @@ def _in_kernel() -> bool:
 def headless() -> bool:
     """True where nobody would look at a panel: under ``nb2prod build``/``retrain``/``test``
     (``NB2PROD_RUN_FILE`` is set), with ``NB2PROD_PANEL=0``, or outside a Jupyter kernel."""
-    from nb2prod.core.settings import ENV_RUN_FILE
-
-    return (bool(os.environ.get(ENV_RUN_FILE)) or not _in_kernel()
-            or os.environ.get(ENV_PANEL, "").lower() in ("0", "off", "false", "no"))
+    now = settings.current()
+    return bool(now.run_file) or not _in_kernel() or not now.panel
 
 
 def show(namespace: dict[str, Any] | None = None, notebook: str | Path | None = None) -> Panel:
