@@ -78,7 +78,7 @@ def test_notes_mark_rejected_versions():
 
 CRASH_AT = """
 import os, sys
-from nb2prod import registry
+from nb2prod.runtime import registry
 point = sys.argv[1]
 real = getattr(os, point)
 def die(*args, **kwargs):
@@ -109,7 +109,7 @@ def test_a_crash_mid_promotion_leaves_the_old_pointer_and_a_usable_registry(poin
 
 RACE = """
 import sys
-from nb2prod import registry
+from nb2prod.runtime import registry
 worker, rounds = sys.argv[1], int(sys.argv[2])
 for n in range(rounds):
     while True:
