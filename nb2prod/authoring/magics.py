@@ -48,7 +48,7 @@ class N2pMagics(Magics):
     @line_cell_magic
     def n2p(self, line: str, cell: str | None = None) -> Any:
         """%%n2p export|skip|model|fallback|guardrail|check (cell); %n2p status (line)."""
-        __tracebackhide__ = True  # noqa: F841 - IPython hides this frame in tracebacks
+        __tracebackhide__ = True  # IPython hides this frame in tracebacks
         if cell is None:
             return self._line(line)
         try:
@@ -101,7 +101,7 @@ class N2pMagics(Magics):
 
     def _run(self, cell: str) -> Any:
         """Run ``cell`` in the user's namespace; return its last expression's value."""
-        __tracebackhide__ = True  # noqa: F841
+        __tracebackhide__ = True
         shell = self.shell
         # One blank line stands for the %%n2p line, so traceback lines match the cell's.
         source = "\n" + shell.transform_cell(cell)

@@ -125,7 +125,7 @@ def _run(folder: Path) -> dict[str, Any]:
         X = FrameMaker(columns)(job["examples"])
         answers = Predictor(model, collect(vars(module)), suite).predict(X) if len(X) else []
         return {"answers": answers}
-    except Exception as exc:  # noqa: BLE001 - reported to the notebook, located there
+    except Exception as exc:  # reported to the notebook, located there
         last = traceback.extract_tb(exc.__traceback__)[-1]
         at = f" (at {Path(last.filename).name}, line {last.lineno}: {last.line})" \
             if last.filename.endswith(CODE) else ""
