@@ -46,8 +46,9 @@ def start(folder: Path, *, columns: list[dict], suite: dict | None,
     do other work: the proof takes about a second, most of it imports."""
     (folder / PROOF).write_text(json.dumps({"columns": columns, "suite": suite,
                                             "examples": examples}, default=str))
-    return subprocess.Popen([sys.executable, "-m", "nb2prod.authoring.proof", str(folder)], cwd=folder,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen([sys.executable, "-m", "nb2prod.authoring.proof", str(folder)],
+                            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
 
 
 def finish(proc: subprocess.Popen, folder: Path, expected: list[dict], where: str) -> None:
