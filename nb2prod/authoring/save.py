@@ -195,7 +195,7 @@ def _answer_shape(value: Any) -> str:
 def _same_answer_shape(model: Any, marked: Marked, X: pd.DataFrame, nb: Any,
                        columns: Any) -> None:
     """The fallback answers in the model's shape, or clients get rows of two shapes."""
-    if marked.fallback is None:
+    if marked.fallback is None or marked.model is None:  # nothing to compare
         return
     X = X[[c.name for c in columns]].reset_index(drop=True)
     found = {m.node.name: m.cell for m in scan.find_marked(nb)} if nb is not None else {}
