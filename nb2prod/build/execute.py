@@ -25,11 +25,16 @@ import papermill
 from papermill.exceptions import PapermillExecutionError
 
 from nb2prod.build.directives import as_magic
+from nb2prod.build.notebook import INJECTED_TAG, Notebook, read
 from nb2prod.core import errors
 from nb2prod.core.errors import ExecutionError, UsageError
-from nb2prod.build.notebook import INJECTED_TAG, Notebook, read
-from nb2prod.core.settings import ENV_EXECUTED, ENV_NOTEBOOK
-from nb2prod.core.settings import ENV_NOTEBOOK_SHA, ENV_PARAMETERS, ENV_RUN_FILE
+from nb2prod.core.settings import (
+    ENV_EXECUTED,
+    ENV_NOTEBOOK,
+    ENV_NOTEBOOK_SHA,
+    ENV_PARAMETERS,
+    ENV_RUN_FILE,
+)
 
 PREPARED = ".prepared.ipynb"
 # What nb2prod raises in the kernel (save_model, markers): shown as it is, not wrapped

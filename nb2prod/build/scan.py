@@ -8,8 +8,8 @@ import ast
 from typing import NamedTuple
 
 from nb2prod.build import directives
-from nb2prod.core.errors import NotebookError
 from nb2prod.build.notebook import Cell, Notebook
+from nb2prod.core.errors import NotebookError
 from nb2prod.core.spec import KINDS
 
 MINIMAL_EXAMPLE = """\
