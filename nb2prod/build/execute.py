@@ -182,8 +182,8 @@ def run(nb: Notebook, output: Path, parameters: dict[str, Any],
             raise ExecutionError(exc.evalue) from None
         raise ExecutionError(f"the notebook raised {exc.ename}: {exc.evalue}",
                              where=where.replace(executed.path.name, nb.path.name),
-                             fix=f"fix the cell and run it top to bottom in Jupyter "
-                                 f"(Restart & Run All); the executed notebook is {output}") from None
+                             fix="fix the cell and run it top to bottom in Jupyter (Restart "
+                                 f"& Run All); the executed notebook is {output}") from None
     reports = [json.loads(line) for line in run_file.read_text().splitlines() if line]
     return read(output), reports
 
