@@ -40,6 +40,7 @@ NAMES = ("n2p", "nb2prod")
 def _short(exc: Nb2prodError) -> Nb2prodError:
     # A mistake in how the magic is used: show the message (what, how to fix), not a
     # traceback through IPython's magic machinery that says nothing about the cell.
+    # IPython looks the hook up on the instance; no exception type declares it.
     exc._render_traceback_ = lambda: [f"{type(exc).__name__}: {exc}"]  # type: ignore[attr-defined]
     return exc
 

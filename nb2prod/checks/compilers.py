@@ -59,6 +59,7 @@ def _fast(evaluate: Evaluate, kind: str, *args: Any) -> Evaluate:
     column labels only), ``"type", by_value`` (on the dtype, unless an object column is
     checked value by value), ``"not_null"`` or ``"between", lo, hi, strict_lo, strict_hi``
     (decided from a float column's null flag and extremes when they pass)."""
+    # a tag on the function object, read with getattr; a Callable declares no attributes
     evaluate.fast = (kind, *args)  # type: ignore[attr-defined]
     return evaluate
 
