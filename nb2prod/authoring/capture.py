@@ -32,8 +32,8 @@ from nb2prod.authoring.local_modules import imported, local_files
 from nb2prod.build import scan
 from nb2prod.build.extract import Exported, extract
 from nb2prod.build.notebook import Notebook, from_sources, read
-from nb2prod.core.errors import ExportError, Nb2prodError
 from nb2prod.core import settings
+from nb2prod.core.errors import ExportError, Nb2prodError
 
 MAX_CAPTURED_BYTES = 4 * 1024 * 1024  # the values the notebook code uses, pickled, in all
 _LOCKS = (type(threading.Lock()), type(threading.RLock()))
@@ -187,7 +187,7 @@ def pack(nb: Notebook, origin: Notebook, namespace: dict[str, Any], model: Any,
 def _model_refs(model: Any, nb: Notebook) -> tuple[set[str], set[str]]:
     try:
         return refers_to(model)
-    except Exception as exc:  # noqa: BLE001 - joblib.dump would fail the same way
+    except Exception as exc:  # joblib.dump would fail the same way
         raise ExportError([Nb2prodError(
             f"the model cannot be pickled: {type(exc).__name__}: {exc}", where=nb.path.name,
             fix="a lambda or a function defined inside another function cannot be pickled: "
@@ -220,7 +220,7 @@ def _capture(nb: Notebook, exported: Exported, namespace: dict[str, Any],
         finder = _Finder(buffer := io.BytesIO())
         try:
             finder.dump(value)
-        except Exception as exc:  # noqa: BLE001 - any pickling failure is the user's value
+        except Exception as exc:  # any pickling failure is the user's value
             problems.append(Nb2prodError(
                 f"the service needs {name} ({type(value).__name__}), which cannot be pickled: "
                 f"{type(exc).__name__}: {exc}", where=at,

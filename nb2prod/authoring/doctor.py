@@ -53,7 +53,6 @@ class Facts:
     save_model_at: str = ""
     open_kwargs: bool = False
     parameters_cell: str | None = None
-    export: Item | None = None
 
 
 @dataclass(frozen=True)
@@ -161,8 +160,8 @@ def evaluate(requirement: Requirement, facts: Facts) -> Item:
 
 
 def facts_of(nb: Notebook) -> Facts:
-    """Static facts: markers (any spelling), the last save_model call, the parameters cell,
-    and whether the marked code exports. Raises only for a broken notebook."""
+    """Static facts: markers (any spelling), the last save_model call and the parameters
+    cell. Raises only for a broken notebook."""
     scan.check_syntax(nb)
     facts = Facts(parameters_cell=nb.parameters_cell.label if nb.parameters_cell else None)
     for m in scan.find_marked(nb):
@@ -173,11 +172,12 @@ def facts_of(nb: Notebook) -> Facts:
         facts.save_model = frozenset(k.arg for k in call.keywords if k.arg)
         facts.open_kwargs = any(k.arg is None for k in call.keywords)
         facts.save_model_at = f"{cell.label}, line {call.lineno}"
-    facts.export = _export_item(nb, facts)
     return facts
 
 
-def _export_item(nb: Notebook, facts: Facts) -> Item:
+def export_item(nb: Notebook, facts: Facts) -> Item:
+    """Whether the marked code exports: checked only once ``facts`` show the model
+    marker and the save_model call, since the export needs both."""
     name = "code exports cleanly"
     if "model" not in facts.marked or facts.save_model is None:
         return Item(name, True, None, missing="not checked: needs the model marker and the "
@@ -196,7 +196,7 @@ def _export_item(nb: Notebook, facts: Facts) -> Item:
 def checklist(nb: Notebook) -> list[Item]:
     """The static checklist: AST only, nothing runs."""
     facts = facts_of(nb)
-    return [evaluate(r, facts) for r in REQUIREMENTS] + [facts.export]
+    return [evaluate(r, facts) for r in REQUIREMENTS] + [export_item(nb, facts)]
 
 
 def run_checklist(nb: Notebook) -> list[Item]:

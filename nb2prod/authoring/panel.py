@@ -29,7 +29,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from IPython import get_ipython
 from IPython.display import display
@@ -94,6 +94,7 @@ def gather(namespace: dict[str, Any], notebook: str | Path | None = None) -> Sta
     checklist of that file (a missing or broken file raises, as ``nb2prod doctor`` would)."""
     found, problem = _markers(namespace)
     saved, contract = _saved(_last_tag)
+    path: Path | None
     if notebook is not None:
         path = Path(notebook).expanduser().resolve()
         items = doctor.checklist(read(path))
@@ -111,8 +112,8 @@ def _markers(namespace: dict[str, Any]) -> tuple[tuple[Marker, ...], str]:
     except Nb2prodError as exc:  # two @n2p.model functions: show the problem, not a crash
         return (), str(exc)
     fns = [found.model, found.fallback, *found.guardrails, *found.checks]
-    return tuple(Marker(markers.spec_of(fn).kind, fn.__name__, _cell_of(fn))
-                 for fn in fns if fn is not None), ""
+    return tuple(Marker(spec.kind, fn.__name__, _cell_of(fn)) for fn in fns
+                 if fn is not None and (spec := markers.spec_of(fn)) is not None), ""
 
 
 def _cell_of(fn: Any) -> str:
@@ -175,9 +176,11 @@ def _file_items(path: Path | None) -> dict[str, Item]:
     missing = "not visible in a kernel, and the notebook's path is unknown"
     if path is not None:
         try:
-            facts = doctor.facts_of(read(path))
+            nb = read(path)
+            facts = doctor.facts_of(nb)
             tagged = next(r for r in doctor.REQUIREMENTS if r.name == FILE_ONLY[0])
-            return {FILE_ONLY[0]: doctor.evaluate(tagged, facts), FILE_ONLY[1]: facts.export}
+            return {FILE_ONLY[0]: doctor.evaluate(tagged, facts),
+                    FILE_ONLY[1]: doctor.export_item(nb, facts)}
         except Nb2prodError as exc:
             ok, missing, fix = False, str(exc), "fix the notebook file, then %n2p status again"
     # the parameters tag is advice, exporting is required (as in doctor's checklist)
@@ -251,7 +254,7 @@ def as_html(status: Status) -> str:
     return f"{_STYLE}<div class=n2p>{''.join(parts)}</div>"
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
+def _table(rows: Sequence[tuple[str, ...]]) -> str:
     return "<table>" + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>"
                                for row in rows) + "</table>"
 

@@ -27,10 +27,10 @@ from nb2prod.build import scan
 from nb2prod.checks import validation
 from nb2prod.checks.compiled import CompiledSuite
 from nb2prod.checks.suite import Suite
+from nb2prod.core import settings
 from nb2prod.core.errors import Nb2prodError, NotebookError
 from nb2prod.core.jsonify import frame
 from nb2prod.core.markers import Marked, collect
-from nb2prod.core import settings
 from nb2prod.core.spec import SEVERITIES, Contract
 from nb2prod.core.version import __version__
 from nb2prod.runtime.loading import (
@@ -195,7 +195,7 @@ def _answer_shape(value: Any) -> str:
 def _same_answer_shape(model: Any, marked: Marked, X: pd.DataFrame, nb: Any,
                        columns: Any) -> None:
     """The fallback answers in the model's shape, or clients get rows of two shapes."""
-    if marked.fallback is None:
+    if marked.fallback is None or marked.model is None:  # nothing to compare
         return
     X = X[[c.name for c in columns]].reset_index(drop=True)
     found = {m.node.name: m.cell for m in scan.find_marked(nb)} if nb is not None else {}
@@ -203,13 +203,13 @@ def _same_answer_shape(model: Any, marked: Marked, X: pd.DataFrame, nb: Any,
     where = nb.where(found[name]) if name in found else f"@n2p.fallback {name}()"
     try:
         theirs = _answer_shape(marked.fallback(X))
-    except Exception as exc:  # noqa: BLE001 - the user's fallback, reported located
+    except Exception as exc:  # the user's fallback, reported located
         raise NotebookError(f"the fallback {name}() raised on the examples: "
                             f"{type(exc).__name__}: {exc}", where=where,
                             fix="the fallback must answer every valid row; fix it") from None
     try:
         ours = _answer_shape(marked.model(model, X))
-    except Exception:  # noqa: BLE001 - the model's failures are the fallback's job
+    except Exception:  # the model's failures are the fallback's job
         return
     if ours != theirs:
         raise NotebookError(f"the fallback {name}() answers with {theirs}, the model "
