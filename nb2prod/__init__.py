@@ -36,6 +36,14 @@ def save_model(*args: Any, **kwargs: Any) -> str:
     return tag
 
 
+def score_champion(evaluate: Any) -> dict[str, float] | None:
+    """Under ``nb2prod retrain``, score production with ``evaluate``; see
+    ``nb2prod.runtime.registry.score_champion``."""
+    from nb2prod.runtime.registry import score_champion as _score
+
+    return _score(evaluate)
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext nb2prod``: see ``nb2prod.authoring.magics``."""
     from nb2prod.authoring.magics import (
@@ -53,4 +61,4 @@ def unload_ipython_extension(ipython: Any) -> None:
 
 
 __all__ = ["model", "fallback", "guardrail", "check", "save_model", "at_most", "at_least",
-           "expect", "Suite", "__version__"]
+           "expect", "Suite", "score_champion", "__version__"]

@@ -7,7 +7,6 @@ traceback reaches a user unless they ask for one with ``--debug``.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Callable, List, Optional, TypeVar
 
@@ -27,17 +26,17 @@ def _run(fn: Callable[[], T], debug: bool) -> T:
         if debug:
             raise
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(exc.exit_code)
+        raise typer.Exit(exc.exit_code) from exc
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     except Exception as exc:  # a bug in nb2prod, not the user's fault
         if debug:
             raise
         typer.secho(f"internal error: {type(exc).__name__}: {exc}\n  this is a bug in nb2prod; "
                     "rerun with --debug for the traceback and report it", fg=typer.colors.RED,
                     err=True)
-        raise typer.Exit(70)
+        raise typer.Exit(70) from exc
 
 
 def _parameters(args: List[str]) -> dict:
@@ -58,8 +57,10 @@ def _parameters(args: List[str]) -> dict:
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def build(
     ctx: typer.Context,
-    notebook: Path = typer.Argument(..., help="The notebook to build, e.g. notebooks/breast_cancer.ipynb"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Build directory (default: build/<notebook name>)"),
+    notebook: Path = typer.Argument(..., help="The notebook to build, e.g. "
+                                    "notebooks/breast_cancer.ipynb"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Build directory (default: "
+                                       "build/<notebook name>)"),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks"),
 ) -> None:
     """Run the notebook fresh, extract the marked code, test it and build a bento.
@@ -129,7 +130,8 @@ def feedback_export(
 @app.command()
 def init(
     name: str = typer.Argument(..., help="The model's name, e.g. churn: lowercase, digits, _"),
-    directory: Optional[Path] = typer.Option(None, "--dir", help="Where to write (default: ./NAME)"),
+    directory: Optional[Path] = typer.Option(None, "--dir", help="Where to write "
+                                             "(default: ./NAME)"),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks"),
 ) -> None:
     """Scaffold NAME.ipynb, a complete annotated notebook that builds, and a README."""
@@ -269,4 +271,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

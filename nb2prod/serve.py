@@ -89,7 +89,10 @@ class Server:
 @contextmanager
 def serving(target: str, cwd: str | Path | None = None,
             env: dict[str, str] | None = None) -> Iterator[str]:
-    """Serve ``target`` (a bento tag or ``module:Service``) for the ``with`` block; yields its URL."""
+    """Serve ``target`` (a bento tag or ``module:Service``) for the ``with`` block.
+
+    Yields the server's URL; the server is stopped and its log removed on exit.
+    """
     server = Server(target, cwd, env)
     try:
         server.wait_ready()

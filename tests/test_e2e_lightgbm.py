@@ -1,6 +1,8 @@
 """A LightGBM model on pandas categoricals (tests/notebooks/lightgbm_categorical.ipynb):
 built, served, and asked about a channel training never had."""
 
+import json
+from pathlib import Path
 
 import httpx
 import joblib
@@ -100,3 +102,24 @@ def test_docs_json_documents_the_known_values_without_closing_the_set(churn):
     assert channel["examples"] == ["web", "store", "phone"]
     assert "known values: web, store, phone" in channel["description"]
     assert record["region"]["examples"] == ["east", "north", "south", "west"]
+
+
+def _packages(bentofile: str) -> list[str]:
+    return sorted(line.strip()[2:] for line in bentofile.splitlines()
+                  if line.startswith("    - "))
+
+
+def test_a_rebuild_for_promote_or_rollback_pins_what_the_build_pinned(churn):
+    # The exported code never imports lightgbm (the model object does): a rebuild that
+    # pinned only the code's imports made an image that cannot load the model.
+    import bentoml
+
+    from nb2prod.build import packaging
+
+    _, contract, _, out = churn
+    manifest = json.loads((out / "nb2prod.json").read_text())
+    assert "lightgbm" in manifest["imports"]
+    bento, _ = packaging.rebuild(contract.name, manifest["model_tag"], noted=str(out))
+    rebuilt = (Path(bentoml.bentos.get(bento).path) / "src" / "bentofile.yaml").read_text()
+    assert _packages(rebuilt) == _packages((out / "bentofile.yaml").read_text())
+    assert any(p.startswith("lightgbm==") for p in _packages(rebuilt))

@@ -172,7 +172,7 @@ def test_a_failing_build_shows_the_located_error(tmp_path, fixture_nb):
     assert outcome["returncode"] == 1
     assert outcome["error"].startswith("error: no_model.ipynb: the notebook has no @n2p.model")
     row = p.builder
-    assert row.label.value == "failed: 2/8 checking markers and exported code"
+    assert row.label.value == "failed: 2/7 checking markers and exported code"
     assert (row.progress.value, row.progress.bar_style) == (1, "danger")
     assert "how to fix: mark the serving function" in row.result.value
     assert not row.button.disabled
@@ -306,7 +306,7 @@ def test_the_build_button_builds_the_notebook_and_shows_the_serve_command(execut
     bento = re.search(r"'bento_tag': '([^']+)'", outcome)[1]
     states = _states(nb, _panel_output(cell))
     progress = next(s for name, s in states if name == "IntProgressModel")
-    assert (progress["value"], progress["max"], progress["bar_style"]) == (8, 8, "success")
+    assert (progress["value"], progress["max"], progress["bar_style"]) == (7, 7, "success")
     assert f"built {bento}" in _values(states, "LabelModel")
     assert any(f"serve it with: <code>bentoml serve {bento} --host 127.0.0.1</code>" in v
                for v in _values(states, "HTMLModel"))

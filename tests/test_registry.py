@@ -16,7 +16,8 @@ import pytest
 import nb2prod as n2p
 from nb2prod.runtime import registry
 from nb2prod.core.errors import ModelStoreError
-from nb2prod.runtime.registry import ENV_CHAMPION, ENV_CHAMPION_FILE, Promotion, ProductionMoved
+from nb2prod.core.settings import ENV_CHAMPION, ENV_CHAMPION_FILE
+from nb2prod.runtime.registry import Promotion, ProductionMoved
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -32,8 +32,8 @@ from nb2prod.authoring.local_modules import imported, local_files
 from nb2prod.build import scan
 from nb2prod.build.extract import Exported, extract
 from nb2prod.build.notebook import Notebook, from_sources, read
+from nb2prod.core import settings
 from nb2prod.core.errors import ExportError, Nb2prodError
-from nb2prod.core.settings import ENV_EXECUTED, ENV_NOTEBOOK, ENV_NOTEBOOK_SHA
 
 MAX_CAPTURED_BYTES = 4 * 1024 * 1024  # the values the notebook code uses, pickled, in all
 _LOCKS = (type(threading.Lock()), type(threading.RLock()))
@@ -111,11 +111,11 @@ def kernel_notebook() -> tuple[Notebook | None, Notebook | None]:
     input history (Jupyter: what ran is what counts), the notebook file when the kernel
     can name it (VS Code, the Jupyter server, ``NB2PROD_NOTEBOOK``). (None, None)
     elsewhere: a script, a test, or a runner that keeps no history (nbval)."""
-    executed = os.environ.get(ENV_EXECUTED)
+    now = settings.current()
+    executed = now.executed
     if executed and Path(executed).exists():
         nb = read(executed)
-        origin = Notebook(Path(os.environ.get(ENV_NOTEBOOK, executed)),
-                          os.environ.get(ENV_NOTEBOOK_SHA, nb.sha256))
+        origin = Notebook(Path(now.notebook or executed), now.notebook_sha256 or nb.sha256)
         nb.path = origin.path  # errors name the user's notebook: the cells are the same
         return nb, origin
     ipython = sys.modules.get("IPython")
@@ -138,7 +138,7 @@ def kernel_notebook() -> tuple[Notebook | None, Notebook | None]:
 def discover(namespace: dict[str, Any]) -> Path | None:
     """The notebook's path when the kernel can know it: ``NB2PROD_NOTEBOOK``, VS Code's
     ``__vsc_ipynb_file__``, or the Jupyter server's session path (``__session__``)."""
-    for value in (os.environ.get(ENV_NOTEBOOK), namespace.get("__vsc_ipynb_file__"),
+    for value in (settings.current().notebook, namespace.get("__vsc_ipynb_file__"),
                   namespace.get("__session__"), os.environ.get("JPY_SESSION_NAME")):
         if not isinstance(value, str) or not value.endswith(".ipynb"):
             continue
@@ -187,7 +187,7 @@ def pack(nb: Notebook, origin: Notebook, namespace: dict[str, Any], model: Any,
 def _model_refs(model: Any, nb: Notebook) -> tuple[set[str], set[str]]:
     try:
         return refers_to(model)
-    except Exception as exc:  # noqa: BLE001 - joblib.dump would fail the same way
+    except Exception as exc:  # joblib.dump would fail the same way
         raise ExportError([Nb2prodError(
             f"the model cannot be pickled: {type(exc).__name__}: {exc}", where=nb.path.name,
             fix="a lambda or a function defined inside another function cannot be pickled: "
@@ -220,7 +220,7 @@ def _capture(nb: Notebook, exported: Exported, namespace: dict[str, Any],
         finder = _Finder(buffer := io.BytesIO())
         try:
             finder.dump(value)
-        except Exception as exc:  # noqa: BLE001 - any pickling failure is the user's value
+        except Exception as exc:  # any pickling failure is the user's value
             problems.append(Nb2prodError(
                 f"the service needs {name} ({type(value).__name__}), which cannot be pickled: "
                 f"{type(exc).__name__}: {exc}", where=at,

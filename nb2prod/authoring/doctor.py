@@ -2,10 +2,10 @@
 
 The checklist is a registry of ``Requirement``s: a name, whether it is required, what is
 missing when it is absent, the line to add, and a probe that looks at ``Facts``. Facts
-come from the notebook's AST (``facts_of``: nothing runs) or, for ``%n2p status``, from
-the markers in a kernel's namespace (``kernel_checklist``). ``--run`` adds what a real
-run recorded (``run_checklist``). Every result is an ``Item``; callers render them: the
-CLI as coloured text or JSON, the magic as plain text, a future widget panel as rows.
+come from the notebook's AST (``facts_of``: nothing runs) or, for the readiness panel,
+from what the last ``save_model`` recorded. ``--run`` adds what a real run recorded
+(``run_checklist``). Every result is an ``Item``; callers render them: the CLI as
+coloured text or JSON, the panel (``%n2p status``) as rows.
 
 An incomplete notebook is a checklist with items missing, never an exception. A broken
 one (a syntax error, a misused directive) raises the same located error a build would.
@@ -22,7 +22,6 @@ from typing import Any, Callable
 
 from nb2prod.build import extract, scan
 from nb2prod.build.notebook import Notebook, read
-from nb2prod.core import markers
 from nb2prod.core.errors import ExecutionError, ExportError, NotebookError
 
 
@@ -54,7 +53,6 @@ class Facts:
     save_model_at: str = ""
     open_kwargs: bool = False
     parameters_cell: str | None = None
-    export: Item | None = None
 
 
 @dataclass(frozen=True)
@@ -62,8 +60,7 @@ class Requirement:
     """One checklist entry; ``probe`` returns what it found, or None when it is missing.
 
     ``keyword`` names the save_model argument the entry looks for (the probe then is
-    ``_keyword(keyword)``); ``kernel`` entries can be judged from a kernel's markers alone
-    (``%n2p status``).
+    ``_keyword(keyword)``).
     """
 
     name: str
@@ -72,7 +69,6 @@ class Requirement:
     fix: str
     probe: Callable[[Facts], str | None] | None = None
     keyword: str = ""
-    kernel: bool = False
 
 
 def _marked(kind: str) -> Callable[[Facts], str | None]:
@@ -116,20 +112,20 @@ SAVE = "in n2p.save_model(...)"
 REQUIREMENTS: list[Requirement] = [
     Requirement("model marker", True, "no @n2p.model function: the service has nothing to "
                 "serve", "@n2p.model\ndef predict(model, X):\n    return model.predict(X)",
-                _marked("model"), kernel=True),
+                _marked("model")),
     Requirement("save_model call", True, "no n2p.save_model(...) call: no model version is "
                 "written for the service", 'n2p.save_model("my_model", model, reference=X_train)',
                 _saves),
     Requirement("input checks", True, "no @n2p.check function and no checks= in save_model: "
                 "any input reaches the model", f"checks=n2p.expect(X_train)  {SAVE}\n"
                 "or a row-wise check:\n@n2p.check\ndef complete_rows(X):\n"
-                "    return X.notna().all(axis=1)", _checks, kernel=True),
+                "    return X.notna().all(axis=1)", _checks),
     Requirement("fallback", True, "no @n2p.fallback function: when the model fails, the "
                 "request fails", "@n2p.fallback\ndef rules(X):\n    ...  # a non-AI answer "
-                "with the model's output columns", _marked("fallback"), kernel=True),
+                "with the model's output columns", _marked("fallback")),
     Requirement("guardrail", True, "no @n2p.guardrail function: any model output is served",
                 "@n2p.guardrail\ndef plausible(X, result):\n    return result.notna()"
-                ".all(axis=1)", _marked("guardrail"), kernel=True),
+                ".all(axis=1)", _marked("guardrail")),
     Requirement("gate", True, "no gate= in save_model: a model is saved however bad its "
                 "metrics", f'gate={{"<metric>": <minimum>}}  {SAVE}; n2p.at_most(x) where '
                 "lower is better", keyword="gate"),
@@ -164,8 +160,8 @@ def evaluate(requirement: Requirement, facts: Facts) -> Item:
 
 
 def facts_of(nb: Notebook) -> Facts:
-    """Static facts: markers (any spelling), the last save_model call, the parameters cell,
-    and whether the marked code exports. Raises only for a broken notebook."""
+    """Static facts: markers (any spelling), the last save_model call and the parameters
+    cell. Raises only for a broken notebook."""
     scan.check_syntax(nb)
     facts = Facts(parameters_cell=nb.parameters_cell.label if nb.parameters_cell else None)
     for m in scan.find_marked(nb):
@@ -176,11 +172,12 @@ def facts_of(nb: Notebook) -> Facts:
         facts.save_model = frozenset(k.arg for k in call.keywords if k.arg)
         facts.open_kwargs = any(k.arg is None for k in call.keywords)
         facts.save_model_at = f"{cell.label}, line {call.lineno}"
-    facts.export = _export_item(nb, facts)
     return facts
 
 
-def _export_item(nb: Notebook, facts: Facts) -> Item:
+def export_item(nb: Notebook, facts: Facts) -> Item:
+    """Whether the marked code exports: checked only once ``facts`` show the model
+    marker and the save_model call, since the export needs both."""
     name = "code exports cleanly"
     if "model" not in facts.marked or facts.save_model is None:
         return Item(name, True, None, missing="not checked: needs the model marker and the "
@@ -199,17 +196,7 @@ def _export_item(nb: Notebook, facts: Facts) -> Item:
 def checklist(nb: Notebook) -> list[Item]:
     """The static checklist: AST only, nothing runs."""
     facts = facts_of(nb)
-    return [evaluate(r, facts) for r in REQUIREMENTS] + [facts.export]
-
-
-def kernel_checklist(namespace: dict[str, Any]) -> list[Item]:
-    """The items a kernel can judge from the markers in its namespace (``%n2p status``)."""
-    found = markers.collect(namespace)
-    marked = {"model": [found.model], "fallback": [found.fallback],
-              "guardrail": found.guardrails, "check": found.checks}
-    facts = Facts(marked={k: [f"{fn.__name__}()" for fn in fns if fn is not None]
-                          for k, fns in marked.items()})
-    return [evaluate(r, facts) for r in REQUIREMENTS if r.kernel]
+    return [evaluate(r, facts) for r in REQUIREMENTS] + [export_item(nb, facts)]
 
 
 def run_checklist(nb: Notebook) -> list[Item]:

@@ -57,7 +57,8 @@ def as_threshold(metric: str, value: Any) -> Threshold:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return Threshold(float(value))
     raise Nb2prodError(f"gate[{metric!r}] = {value!r} is not a number or n2p.at_most(...)",
-                       fix=f'write gate={{"{metric}": 0.9}} or gate={{"{metric}": n2p.at_most(0.9)}}')
+                       fix=f'write gate={{"{metric}": 0.9}} '
+                           f'or gate={{"{metric}": n2p.at_most(0.9)}}')
 
 
 def evaluate_gate(gate: Mapping[str, Any] | None,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ast
 import shlex
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
@@ -31,12 +31,16 @@ from nb2prod.build.directives import Word
 from nb2prod.core import markers
 from nb2prod.core.errors import MarkerError, Nb2prodError, UsageError
 
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
 NAMES = ("n2p", "nb2prod")
 
 
 def _short(exc: Nb2prodError) -> Nb2prodError:
     # A mistake in how the magic is used: show the message (what, how to fix), not a
     # traceback through IPython's magic machinery that says nothing about the cell.
+    # IPython looks the hook up on the instance; no exception type declares it.
     exc._render_traceback_ = lambda: [f"{type(exc).__name__}: {exc}"]  # type: ignore[attr-defined]
     return exc
 
@@ -48,7 +52,7 @@ class N2pMagics(Magics):
     @line_cell_magic
     def n2p(self, line: str, cell: str | None = None) -> Any:
         """%%n2p export|skip|model|fallback|guardrail|check (cell); %n2p status (line)."""
-        __tracebackhide__ = True  # noqa: F841 - IPython hides this frame in tracebacks
+        __tracebackhide__ = True  # IPython hides this frame in tracebacks
         if cell is None:
             return self._line(line)
         try:
@@ -63,6 +67,13 @@ class N2pMagics(Magics):
             except Nb2prodError as exc:
                 raise _short(exc) from None
         return result
+
+    @property
+    def _shell(self) -> InteractiveShell:
+        """The shell the magics are registered with (``Magics.shell`` is None only for a
+        ``Magics`` made without one, which IPython never does when it registers them)."""
+        assert self.shell is not None
+        return self.shell
 
     def _line(self, line: str) -> None:
         try:
@@ -81,7 +92,7 @@ class N2pMagics(Magics):
             raise _short(MarkerError(f"%n2p {words[0]}: unknown line word; valid line "
                                      f"words: {', '.join(LINE_WORDS)}", fix=hint))
         try:
-            action(self.shell.user_ns, words[1:])
+            action(self._shell.user_ns, words[1:])
         except Nb2prodError as exc:
             raise _short(exc) from None
 
@@ -90,7 +101,7 @@ class N2pMagics(Magics):
         if word.marks is None:
             return None
         try:
-            tree = ast.parse(self.shell.transform_cell(cell))
+            tree = ast.parse(self._shell.transform_cell(cell))
         except SyntaxError:
             return None  # running the cell reports it, located, as Python would
         names = directives.functions_of(tree)
@@ -101,8 +112,8 @@ class N2pMagics(Magics):
 
     def _run(self, cell: str) -> Any:
         """Run ``cell`` in the user's namespace; return its last expression's value."""
-        __tracebackhide__ = True  # noqa: F841
-        shell = self.shell
+        __tracebackhide__ = True
+        shell = self._shell
         # One blank line stands for the %%n2p line, so traceback lines match the cell's.
         source = "\n" + shell.transform_cell(cell)
         # registered in linecache under this cell's number: tracebacks show "Cell In[n]".
@@ -118,13 +129,14 @@ class N2pMagics(Magics):
 
     def _mark(self, word: Word, name: str) -> None:
         """Apply ``@n2p.<word>`` to the function the cell defined and rebind it."""
-        fn = self.shell.user_ns.get(name)
+        assert word.marks is not None  # _target finds a function only for a marking word
+        fn = self._shell.user_ns.get(name)
         held = markers.spec_of(fn)
         if held is not None and held.kind != word.marks:
             raise MarkerError(f"%%n2p {word.name} marks {name}(), which is already "
                               f"@n2p.{held.kind}; a function takes one marker",
                               fix=f"keep either %%n2p {word.name} or @n2p.{held.kind}")
-        self.shell.user_ns[name] = getattr(markers, word.marks)(fn)
+        self._shell.user_ns[name] = getattr(markers, word.marks)(fn)
 
 
 def status(namespace: dict[str, Any], args: list[str]) -> None:

@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import html
 import inspect
-import os
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from IPython import get_ipython
 from IPython.display import display
@@ -41,10 +40,9 @@ from nb2prod.authoring.capture import (
 )
 from nb2prod.authoring.doctor import Item
 from nb2prod.build.notebook import read
-from nb2prod.core import markers
+from nb2prod.core import markers, settings
 from nb2prod.core.errors import Nb2prodError
 
-ENV_PANEL = "NB2PROD_PANEL"  # "0" / "off": no panel after save_model
 FILE_ONLY = ("parameters cell tagged", "code exports cleanly")
 PATH_HINT = "%n2p status path/to/notebook.ipynb, or nb2prod doctor NOTEBOOK in a terminal"
 BUILD_HINT = ("this notebook's path is unknown: pass it, %n2p status path/to/notebook.ipynb, "
@@ -96,6 +94,7 @@ def gather(namespace: dict[str, Any], notebook: str | Path | None = None) -> Sta
     checklist of that file (a missing or broken file raises, as ``nb2prod doctor`` would)."""
     found, problem = _markers(namespace)
     saved, contract = _saved(_last_tag)
+    path: Path | None
     if notebook is not None:
         path = Path(notebook).expanduser().resolve()
         items = doctor.checklist(read(path))
@@ -113,8 +112,8 @@ def _markers(namespace: dict[str, Any]) -> tuple[tuple[Marker, ...], str]:
     except Nb2prodError as exc:  # two @n2p.model functions: show the problem, not a crash
         return (), str(exc)
     fns = [found.model, found.fallback, *found.guardrails, *found.checks]
-    return tuple(Marker(markers.spec_of(fn).kind, fn.__name__, _cell_of(fn))
-                 for fn in fns if fn is not None), ""
+    return tuple(Marker(spec.kind, fn.__name__, _cell_of(fn)) for fn in fns
+                 if fn is not None and (spec := markers.spec_of(fn)) is not None), ""
 
 
 def _cell_of(fn: Any) -> str:
@@ -177,9 +176,11 @@ def _file_items(path: Path | None) -> dict[str, Item]:
     missing = "not visible in a kernel, and the notebook's path is unknown"
     if path is not None:
         try:
-            facts = doctor.facts_of(read(path))
+            nb = read(path)
+            facts = doctor.facts_of(nb)
             tagged = next(r for r in doctor.REQUIREMENTS if r.name == FILE_ONLY[0])
-            return {FILE_ONLY[0]: doctor.evaluate(tagged, facts), FILE_ONLY[1]: facts.export}
+            return {FILE_ONLY[0]: doctor.evaluate(tagged, facts),
+                    FILE_ONLY[1]: doctor.export_item(nb, facts)}
         except Nb2prodError as exc:
             ok, missing, fix = False, str(exc), "fix the notebook file, then %n2p status again"
     # the parameters tag is advice, exporting is required (as in doctor's checklist)
@@ -253,7 +254,7 @@ def as_html(status: Status) -> str:
     return f"{_STYLE}<div class=n2p>{''.join(parts)}</div>"
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
+def _table(rows: Sequence[tuple[str, ...]]) -> str:
     return "<table>" + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>"
                                for row in rows) + "</table>"
 
@@ -312,10 +313,8 @@ def _in_kernel() -> bool:
 def headless() -> bool:
     """True where nobody would look at a panel: under ``nb2prod build``/``retrain``/``test``
     (``NB2PROD_RUN_FILE`` is set), with ``NB2PROD_PANEL=0``, or outside a Jupyter kernel."""
-    from nb2prod.core.settings import ENV_RUN_FILE
-
-    return (bool(os.environ.get(ENV_RUN_FILE)) or not _in_kernel()
-            or os.environ.get(ENV_PANEL, "").lower() in ("0", "off", "false", "no"))
+    now = settings.current()
+    return bool(now.run_file) or not _in_kernel() or not now.panel
 
 
 def show(namespace: dict[str, Any] | None = None, notebook: str | Path | None = None) -> Panel:

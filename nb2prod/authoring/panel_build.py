@@ -64,7 +64,8 @@ class BuildRow:
             return None
         self.button.disabled, self.progress.value, self.progress.bar_style = True, 0, ""
         self.result.value, self.outcome = "", None
-        self._thread = threading.Thread(target=self._run, name="nb2prod-build", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(self.notebook,),
+                                        name="nb2prod-build", daemon=True)
         self._thread.start()
         return self._thread
 
@@ -83,10 +84,11 @@ class BuildRow:
         elif line.strip().startswith("done in"):
             self.progress.value += 1
 
-    def _run(self) -> None:
+    def _run(self, notebook: Path) -> None:
+        out = build_dir(notebook)
         try:
-            returncode, error = self._child()
-            self._show(returncode, error)
+            returncode, error = self._child(notebook, out)
+            self._show(returncode, error, out)
         except Exception as exc:  # a bug in nb2prod: say so here, the kernel lives on
             self.outcome = {"returncode": None, "error": repr(exc)}
             self.progress.bar_style = "danger"
@@ -95,26 +97,21 @@ class BuildRow:
         finally:
             self.button.disabled = False
 
-    def _child(self) -> tuple[int, str]:
-        notebook = self.notebook
+    def _child(self, notebook: Path, out: Path) -> tuple[int, str]:
         with tempfile.TemporaryFile("w+") as errors:  # a file: a full pipe would stall it
             proc = subprocess.Popen(
                 [sys.executable, "-m", "nb2prod.cli", "build", str(notebook),
-                 "--out", str(self.out)], cwd=notebook.parent, stdout=subprocess.PIPE,
+                 "--out", str(out)], cwd=notebook.parent, stdout=subprocess.PIPE,
                 stderr=errors, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            assert proc.stdout is not None  # stdout=PIPE: Popen always opens it
             for line in proc.stdout:
                 self.echo(line.rstrip("\n"))
             proc.wait()
             errors.seek(0)
             return proc.returncode, errors.read().strip()
 
-    @property
-    def out(self) -> Path:
-        """Where the build goes: ``build/<name>`` next to the notebook."""
-        return self.notebook.parent / "build" / self.notebook.stem
-
-    def _show(self, returncode: int, error: str) -> None:
-        manifest = self.out / "nb2prod.json"
+    def _show(self, returncode: int, error: str, out: Path) -> None:
+        manifest = out / "nb2prod.json"
         if returncode != 0 or not manifest.exists():
             self.outcome = {"returncode": returncode, "error": error}
             self.progress.bar_style, self.label.value = "danger", f"failed: {self.label.value}"
@@ -123,10 +120,15 @@ class BuildRow:
         built = json.loads(manifest.read_text())
         bento, model = built["bento_tag"], built["model_tag"]
         self.outcome = {"returncode": 0, "bento_tag": bento, "model_tag": model,
-                        "out": str(self.out)}
+                        "out": str(out)}
         self.progress.value, self.progress.bar_style = self.progress.max, "success"
         self.label.value = f"built {bento}"
         self.result.value = (f"built <code>{html.escape(bento)}</code> (model <code>"
-                             f"{html.escape(model)}</code>) in {html.escape(str(self.out))}<br>"
+                             f"{html.escape(model)}</code>) in {html.escape(str(out))}<br>"
                              f"serve it with: <code>bentoml serve {html.escape(bento)} "
                              "--host 127.0.0.1</code>")
+
+
+def build_dir(notebook: Path) -> Path:
+    """Where the Build button builds ``notebook``: ``build/<name>`` next to it."""
+    return notebook.parent / "build" / notebook.stem

@@ -46,8 +46,9 @@ def start(folder: Path, *, columns: list[dict], suite: dict | None,
     do other work: the proof takes about a second, most of it imports."""
     (folder / PROOF).write_text(json.dumps({"columns": columns, "suite": suite,
                                             "examples": examples}, default=str))
-    return subprocess.Popen([sys.executable, "-m", "nb2prod.authoring.proof", str(folder)], cwd=folder,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen([sys.executable, "-m", "nb2prod.authoring.proof", str(folder)],
+                            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
 
 
 def finish(proc: subprocess.Popen, folder: Path, expected: list[dict], where: str) -> None:
@@ -125,7 +126,7 @@ def _run(folder: Path) -> dict[str, Any]:
         X = FrameMaker(columns)(job["examples"])
         answers = Predictor(model, collect(vars(module)), suite).predict(X) if len(X) else []
         return {"answers": answers}
-    except Exception as exc:  # noqa: BLE001 - reported to the notebook, located there
+    except Exception as exc:  # reported to the notebook, located there
         last = traceback.extract_tb(exc.__traceback__)[-1]
         at = f" (at {Path(last.filename).name}, line {last.lineno}: {last.line})" \
             if last.filename.endswith(CODE) else ""

@@ -7,7 +7,6 @@ A model version is the unit of deployment: ``model.joblib`` (sha256-pinned) plus
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sys
@@ -28,15 +27,10 @@ from nb2prod.build import scan
 from nb2prod.checks import validation
 from nb2prod.checks.compiled import CompiledSuite
 from nb2prod.checks.suite import Suite
+from nb2prod.core import settings
 from nb2prod.core.errors import Nb2prodError, NotebookError
 from nb2prod.core.jsonify import frame
 from nb2prod.core.markers import Marked, collect
-from nb2prod.core.settings import (
-    ENV_NOTEBOOK_SHA,
-    ENV_PARAMETERS,
-    ENV_PRODUCTION_SUITE,
-    ENV_RUN_FILE,
-)
 from nb2prod.core.spec import SEVERITIES, Contract
 from nb2prod.core.version import __version__
 from nb2prod.runtime.loading import (
@@ -133,8 +127,8 @@ def save_model(name: str, model: Any, *, reference: pd.DataFrame,
                 code_sha256=files.get(CODE), captured_sha256=files.get(CAPTURED),
                 captured=tuple(facts), modules={f.split("/", 1)[1]: sha for f, sha in
                                                 files.items() if f.startswith(MODULES + "/")},
-                notebook_sha256=os.environ.get(ENV_NOTEBOOK_SHA),
-                parameters=json.loads(os.environ.get(ENV_PARAMETERS, "{}")),
+                notebook_sha256=settings.current().notebook_sha256,
+                parameters=json.loads(settings.current().parameters or "{}"),
                 checks=len(suite["expectations"]) if suite else 0,
                 unsupported=tuple(t for _, t in compiled.unsupported) if compiled else (),
                 validation={"success": validated.success, "failed": {
@@ -201,7 +195,7 @@ def _answer_shape(value: Any) -> str:
 def _same_answer_shape(model: Any, marked: Marked, X: pd.DataFrame, nb: Any,
                        columns: Any) -> None:
     """The fallback answers in the model's shape, or clients get rows of two shapes."""
-    if marked.fallback is None:
+    if marked.fallback is None or marked.model is None:  # nothing to compare
         return
     X = X[[c.name for c in columns]].reset_index(drop=True)
     found = {m.node.name: m.cell for m in scan.find_marked(nb)} if nb is not None else {}
@@ -209,13 +203,13 @@ def _same_answer_shape(model: Any, marked: Marked, X: pd.DataFrame, nb: Any,
     where = nb.where(found[name]) if name in found else f"@n2p.fallback {name}()"
     try:
         theirs = _answer_shape(marked.fallback(X))
-    except Exception as exc:  # noqa: BLE001 - the user's fallback, reported located
+    except Exception as exc:  # the user's fallback, reported located
         raise NotebookError(f"the fallback {name}() raised on the examples: "
                             f"{type(exc).__name__}: {exc}", where=where,
                             fix="the fallback must answer every valid row; fix it") from None
     try:
         ours = _answer_shape(marked.model(model, X))
-    except Exception:  # noqa: BLE001 - the model's failures are the fallback's job
+    except Exception:  # the model's failures are the fallback's job
         return
     if ours != theirs:
         raise NotebookError(f"the fallback {name}() answers with {theirs}, the model "
@@ -254,7 +248,7 @@ def _policy(columns: Any, timeout_s: Any, min_confidence: Any, low_confidence: s
 def _validate_against_production(reference: pd.DataFrame, target: Path, name: str,
                                   suite: dict | None, validated: Any) -> None:
     """Under retrain: the new data must also pass the suite production was built with."""
-    suite_path = os.environ.get(ENV_PRODUCTION_SUITE)
+    suite_path = settings.current().production_suite
     if suite_path:
         result = validation.validate_again(reference, json.loads(Path(suite_path).read_text()),
                                            suite, validated)
@@ -302,7 +296,7 @@ def _report(tag: str, contract: Contract) -> None:
     if contract.unsupported:
         print(f"nb2prod: warning: {', '.join(contract.unsupported)} cannot run on requests; "
               "they run only when whole data sets are validated (build, retrain)")
-    run_file = os.environ.get(ENV_RUN_FILE)
+    run_file = settings.current().run_file
     if run_file:
         with open(run_file, "a") as fh:
             fh.write(json.dumps({"tag": tag, "gate_passed": contract.gate_passed}) + "\n")

@@ -25,11 +25,16 @@ import papermill
 from papermill.exceptions import PapermillExecutionError
 
 from nb2prod.build.directives import as_magic
+from nb2prod.build.notebook import INJECTED_TAG, Notebook, read
 from nb2prod.core import errors
 from nb2prod.core.errors import ExecutionError, UsageError
-from nb2prod.build.notebook import INJECTED_TAG, Notebook, read
-from nb2prod.core.settings import ENV_EXECUTED, ENV_NOTEBOOK
-from nb2prod.core.settings import ENV_NOTEBOOK_SHA, ENV_PARAMETERS, ENV_RUN_FILE
+from nb2prod.core.settings import (
+    ENV_EXECUTED,
+    ENV_NOTEBOOK,
+    ENV_NOTEBOOK_SHA,
+    ENV_PARAMETERS,
+    ENV_RUN_FILE,
+)
 
 PREPARED = ".prepared.ipynb"
 # What nb2prod raises in the kernel (save_model, markers): shown as it is, not wrapped
@@ -53,13 +58,13 @@ def parameters_of(nb: Notebook) -> dict[str, tuple[Any, int]]:
     found: dict[str, tuple[Any, int]] = {}
     for node in cell.tree.body if cell and cell.tree else []:
         if isinstance(node, ast.Assign):
-            targets = node.targets
+            targets, value = node.targets, node.value
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            targets = [node.target]
+            targets, value = [node.target], node.value
         else:
             continue
         try:
-            default = ast.literal_eval(node.value)
+            default = ast.literal_eval(value)
         except (ValueError, SyntaxError, TypeError):
             default = _ANY
         for target in targets:
@@ -134,19 +139,19 @@ def prepare(nb: Notebook, directory: Path) -> tuple[Path, list[str]]:
     in ``directory`` (see the module docstring) and, unless the notebook loads nb2prod's
     extension before its first directive, the argument that loads it at kernel start.
     """
-    directed = [c for c in nb.cells if c.directive is not None]
+    directed = [(c, c.directive) for c in nb.cells if c.directive is not None]
     if not directed:
         return nb.path, []
     raw = nbformat.read(nb.path, as_version=4)
-    for cell in directed:
+    for cell, directive in directed:
         target = raw.cells[cell.index]
-        target.source = as_magic(target.source, cell.directive)
+        target.source = as_magic(target.source, directive)
         if cell.skipped:
             target.outputs, target.execution_count = [], None
     prepared = directory / PREPARED
     nbformat.write(raw, prepared)
-    loads = any(_LOADS_EXTENSION.search(c.source) for c in nb.cells
-                if c.index < directed[0].index)
+    first, _ = directed[0]
+    loads = any(_LOADS_EXTENSION.search(c.source) for c in nb.cells if c.index < first.index)
     return prepared, [] if loads else ["--IPKernelApp.extra_extensions=nb2prod"]
 
 
@@ -177,8 +182,8 @@ def run(nb: Notebook, output: Path, parameters: dict[str, Any],
             raise ExecutionError(exc.evalue) from None
         raise ExecutionError(f"the notebook raised {exc.ename}: {exc.evalue}",
                              where=where.replace(executed.path.name, nb.path.name),
-                             fix=f"fix the cell and run it top to bottom in Jupyter "
-                                 f"(Restart & Run All); the executed notebook is {output}") from None
+                             fix="fix the cell and run it top to bottom in Jupyter (Restart "
+                                 f"& Run All); the executed notebook is {output}") from None
     reports = [json.loads(line) for line in run_file.read_text().splitlines() if line]
     return read(output), reports
 

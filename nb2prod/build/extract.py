@@ -21,10 +21,11 @@ import ast
 import builtins
 import symtable
 from dataclasses import dataclass, field
+from typing import Iterator
 
-from nb2prod.core.errors import ExportError, Nb2prodError
 from nb2prod.build.notebook import Cell, Notebook
 from nb2prod.build.scan import check_ready, marked_kinds, nb2prod_aliases
+from nb2prod.core.errors import ExportError, Nb2prodError
 
 _STATIC_CALLS = {"dict", "list", "set", "frozenset", "tuple", "range", "float", "int",
                  "str", "bool"}
@@ -61,13 +62,14 @@ def _bindings(cells: list[Cell]) -> dict[str, Binding]:
     return found
 
 
-def _binds(node: ast.stmt):
+def _binds(node: ast.stmt) -> Iterator[tuple[str, str, ast.stmt]]:
     if isinstance(node, (ast.Import, ast.ImportFrom)):
         for alias in node.names:
             if alias.name == "*":
                 continue
-            single = type(node)(names=[alias], **({"module": node.module, "level": node.level}
-                                                   if isinstance(node, ast.ImportFrom) else {}))
+            single: ast.stmt = (ast.ImportFrom(names=[alias], module=node.module,
+                                               level=node.level)
+                                if isinstance(node, ast.ImportFrom) else ast.Import(names=[alias]))
             ast.copy_location(single, node)
             yield (alias.asname or alias.name.split(".")[0]), "import", single
     elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -91,7 +93,8 @@ def _binds(node: ast.stmt):
 
 
 def _stored(target: ast.AST) -> list[str]:
-    return [n.id for n in ast.walk(target) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
+    return [n.id for n in ast.walk(target)
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
 
 
 def _only_names(target: ast.AST) -> bool:
@@ -134,7 +137,7 @@ def _referenced_globals(source: str) -> set[str]:
     while stack:
         child = stack.pop()
         stack.extend(child.get_children())
-        if child.get_type() == "function":
+        if isinstance(child, symtable.Function):
             names.update(child.get_globals())
         else:  # class body: a referenced name it does not bind is looked up globally
             names.update(s.get_name() for s in child.get_symbols()
@@ -142,7 +145,7 @@ def _referenced_globals(source: str) -> set[str]:
     return names
 
 
-def _first_use(node: ast.AST, name: str) -> int:
+def _first_use(node: ast.stmt, name: str) -> int:
     for sub in ast.walk(node):
         if isinstance(sub, ast.Name) and sub.id == name and isinstance(sub.ctx, ast.Load):
             return sub.lineno
@@ -154,12 +157,20 @@ def _segment(cell: Cell, node: ast.stmt) -> str:
     return "\n".join(cell.lines[start - 1:node.end_lineno])
 
 
+def _assigned(binding: Binding) -> ast.expr:
+    """The value a ``"const"`` binding assigns: ``_binds`` makes one only of an assignment
+    with a value."""
+    node = binding.node
+    assert isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None
+    return node.value
+
+
 def _literal(binding: Binding, bindings: dict[str, Binding], seen: frozenset = frozenset()) -> bool:
     """True when ``binding`` is a constant written with literals, through names of other
     literal constants only: it can go as source. Anything else is captured by value."""
     if binding.kind != "const":
         return False
-    static, names = _static_value(binding.node.value)
+    static, names = _static_value(_assigned(binding))
     seen = seen | {binding.name}
     return static and all(  # a name seen on the way is a cycle (``x = x + 1``): run time
         dep not in seen and (_literal(bindings[dep], bindings, seen) if dep in bindings
@@ -260,8 +271,8 @@ def extract(nb: Notebook, origin: Notebook | None = None,
             continue
         if binding.kind == "def":
             used = _referenced_globals(_segment(binding.cell, binding.node))
-        else:
-            used = _static_value(binding.node.value)[1]
+        else:  # a literal constant: chosen only through _literal
+            used = _static_value(_assigned(binding))[1]
         for dep in sorted(used - {name}):
             target = bindings.get(dep)
             line = _first_use(binding.node, dep)

@@ -99,7 +99,8 @@ def read(path: str | Path) -> Notebook:
         nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
     except (ValueError, UnicodeDecodeError, json.JSONDecodeError, KeyError) as exc:
         raise UsageError(f"{path} is not valid notebook JSON ({str(exc).splitlines()[0]})",
-                         fix="open it in Jupyter and save it again, or restore it from git") from None
+                         fix="open it in Jupyter and save it again, or restore it "
+                             "from git") from None
     notebook = Notebook(path=path, sha256=hashlib.sha256(raw).hexdigest())
     number = 0
     for index, cell in enumerate(nb.cells):

@@ -25,6 +25,7 @@ from nb2prod.core.errors import BuildError, ModelStoreError
 from nb2prod.core.version import __version__
 from nb2prod.runtime.loading import load_version, sha256_of
 
+
 def render(out: Path, model_tag: str, exported: extract.Exported, notebook: Path,
            imports: list[str]) -> None:
     """Stage: write the build directory for ``model_tag`` (service, code, bentofile,

@@ -8,8 +8,8 @@ import ast
 from typing import NamedTuple
 
 from nb2prod.build import directives
-from nb2prod.core.errors import NotebookError
 from nb2prod.build.notebook import Cell, Notebook
+from nb2prod.core.errors import NotebookError
 from nb2prod.core.spec import KINDS
 
 MINIMAL_EXAMPLE = """\
@@ -27,7 +27,7 @@ class MarkedDef(NamedTuple):
 
     kind: str
     cell: Cell
-    node: ast.FunctionDef
+    node: ast.FunctionDef | ast.AsyncFunctionDef
     decorate: bool = False
 
 
@@ -56,8 +56,9 @@ def nb2prod_aliases(nb: Notebook) -> dict[str, str]:
     return aliases
 
 
-def _directive_target(nb: Notebook, cell: Cell) -> str | None:
-    """The one function a marking directive applies to; a located error unless exactly one."""
+def _directive_target(nb: Notebook, cell: Cell) -> tuple[str, str] | None:
+    """(function, marker kind): the one function a marking directive applies to, and the
+    kind it marks; a located error unless the cell defines exactly one function."""
     word = cell.directive.word if cell.directive else None
     if word is None or word.marks is None or cell.tree is None:
         return None
@@ -65,7 +66,7 @@ def _directive_target(nb: Notebook, cell: Cell) -> str | None:
     problem = directives.one_function(str(cell.directive), names)
     if problem:
         raise NotebookError(problem, where=nb.where(cell), fix=directives.one_function_fix(word))
-    return names[0]
+    return names[0], word.marks
 
 
 def find_marked(nb: Notebook) -> list[MarkedDef]:
@@ -80,14 +81,17 @@ def find_marked(nb: Notebook) -> list[MarkedDef]:
                 continue
             kinds = [k for dec in node.decorator_list if (k := marker_kind(dec, aliases))]
             found += [MarkedDef(kind, cell, node) for kind in kinds]
-            if node.name != target or cell.directive.word.marks in kinds:
+            if target is None:
+                continue
+            name, marks = target
+            if node.name != name or marks in kinds:
                 continue
             if kinds:
                 raise NotebookError(f"{cell.directive} marks {node.name}(), which is already "
                                     f"@n2p.{kinds[0]}; a function takes one marker",
                                     where=nb.where(cell, node.lineno),
                                     fix=f"keep either {cell.directive} or @n2p.{kinds[0]}")
-            found.append(MarkedDef(cell.directive.word.marks, cell, node, decorate=True))
+            found.append(MarkedDef(marks, cell, node, decorate=True))
     return found
 
 

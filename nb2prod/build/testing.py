@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from nb2prod.core.errors import UsageError
 from nb2prod.build.notebook import read
+from nb2prod.core.errors import UsageError
 
 TAIL = 40  # lines of pytest output shown for a failed part
 
@@ -114,8 +114,7 @@ def find_build(notebook: Path, build: str | Path | None) -> Path | None:
 
 def run_notebook(path: Path, echo: Callable[[str], None]) -> Part:
     """Part 1: nbval, in a fresh kernel, with the model versions it saves deleted after."""
-    from nb2prod.core.settings import ENV_NOTEBOOK
-    from nb2prod.core.settings import ENV_RUN_FILE
+    from nb2prod.core.settings import ENV_NOTEBOOK, ENV_RUN_FILE
 
     echo(f"running {path.name} with nbval (--nbval-lax) …")
     with tempfile.TemporaryDirectory(prefix="nb2prod-test-") as tmp:

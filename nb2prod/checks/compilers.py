@@ -59,6 +59,7 @@ def _fast(evaluate: Evaluate, kind: str, *args: Any) -> Evaluate:
     column labels only), ``"type", by_value`` (on the dtype, unless an object column is
     checked value by value), ``"not_null"`` or ``"between", lo, hi, strict_lo, strict_hi``
     (decided from a float column's null flag and extremes when they pass)."""
+    # a tag on the function object, read with getattr; a Callable declares no attributes
     evaluate.fast = (kind, *args)  # type: ignore[attr-defined]
     return evaluate
 
@@ -224,6 +225,7 @@ def _between(kw: dict) -> tuple[Evaluate, str]:
             if hi is not None:
                 over = x >= hi if strict_hi else x > hi
                 bad = over if bad is None else bad | over
+            assert bad is not None  # a bound is set: both None raised above
             return _masked(None, bad)
         # GE's map path; for date columns it compares in bulk, but a bound of the wrong
         # kind raises there as it does value by value.
@@ -275,7 +277,8 @@ def _membership(negate: bool) -> Callable[[dict], tuple[Evaluate, str]]:
                     try:
                         wanted = [parse(v) if isinstance(v, str) else v for v in values]
                     except (ValueError, OverflowError):
-                        raise _GERaises(np.flatnonzero(~col.null)) from None
+                        raise _GERaises(np.arange(len(vals), dtype=np.intp)
+                                        if keep is None else keep) from None
                 found = col.series().isin(wanted).to_numpy(dtype=bool)
                 found = found if keep is None else found[keep]
             return _masked(keep, found if negate else ~found)
@@ -319,14 +322,15 @@ def _typed(kw: dict, per_value: tuple | None, per_dtype: Callable[[Any], bool]) 
     instance of ``per_value`` (unless None), any other column's dtype must pass
     ``per_dtype``, a verdict without rows."""
     name = kw["column"]
-    by_value = _column_map(kw, lambda col: _each(col, lambda v: isinstance(v, per_value)))
+    by_value = None if per_value is None else _column_map(
+        kw, lambda col: _each(col, lambda v: isinstance(v, per_value)))
 
     def evaluate(frame: _Frame) -> tuple[bool, np.ndarray]:
         j = frame.positions.get(name)
         if j is None:
             return False, _NO_ROWS
         dtype = frame.dtype(j)
-        if per_value is not None and getattr(dtype.type, "__name__", "") == "object_":
+        if by_value is not None and getattr(dtype.type, "__name__", "") == "object_":
             return by_value(frame)
         try:
             return bool(per_dtype(dtype)), _NO_ROWS

@@ -7,7 +7,7 @@ in ``CHECKS``; ``compiled.py`` compiles a suite with it and runs it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import pandas as pd
@@ -81,7 +81,8 @@ class _Column:
     __slots__ = ("dtype", "values", "_series", "_null")
 
     def __init__(self, dtype: Any, values: np.ndarray, series: Callable[[], pd.Series]):
-        self.dtype, self.values, self._series, self._null = dtype, values, series, False
+        self.dtype, self.values, self._series = dtype, values, series
+        self._null: np.ndarray | None | Literal[False] = False  # False: not computed yet
 
     def series(self) -> pd.Series:
         """The column as pandas has it, for the checks GE delegates to pandas."""
@@ -175,8 +176,11 @@ class _Frame:
         Three numpy calls over the float block answer most checks on it at once."""
         if self._stats is None:
             block = self._block
-            self._stats = (np.isnan(block).any(axis=0), np.fmin.reduce(block, axis=0),
-                           np.fmax.reduce(block, axis=0))
+            assert block is not None  # only columns block_index places in it are asked
+            # .any(axis=0) as a ufunc reduce, like fmin/fmax: numpy's stubs type .any() as
+            # maybe a scalar, which null[k] could not index
+            self._stats = (np.logical_or.reduce(np.isnan(block), axis=0),
+                           np.fmin.reduce(block, axis=0), np.fmax.reduce(block, axis=0))
         return self._stats
 
     def stats(self, j: int) -> tuple[bool, float, float] | None:
@@ -196,6 +200,7 @@ class _Frame:
             series = (lambda: df[name]) if unique else (lambda: df.iloc[:, j])  # iloc: slow
             k = self._in_block.get(j)
             if k is not None:
+                assert self._block is not None  # _in_block is filled only with a block
                 col = _Column(dtype, self._block[:, k], series)
             else:
                 s = series()

@@ -143,11 +143,12 @@ def _suite_rows(suite: Any) -> tuple[str, list[tuple[str, ...]]]:
     """A headline and one row of strings per expectation (see ``SUITE_HEADER``)."""
     items = list(suite)
     counts = ", ".join(f"{s} {sum(e.severity == s for e in items)}" for s in SEVERITIES)
-    rows = [(str(i), "(table)" if e.column is None else str(e.column), class_name(e.type),
-             ", ".join(f"{k}={_shorten(v) if isinstance(v, list) else repr(v)}"
-                       for k, v in e.kwargs.items() if k != "column"),
-             e.severity, "drafted" if e.drafted else "hand-added")
-            for i, e in enumerate(items)]
+    rows: list[tuple[str, ...]] = [
+        (str(i), "(table)" if e.column is None else str(e.column), class_name(e.type),
+         ", ".join(f"{k}={_shorten(v) if isinstance(v, list) else repr(v)}"
+                   for k, v in e.kwargs.items() if k != "column"),
+         e.severity, "drafted" if e.drafted else "hand-added")
+        for i, e in enumerate(items)]
     return f"Suite {suite.name!r}: {len(items)} expectation(s) — {counts}", rows
 
 

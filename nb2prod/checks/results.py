@@ -31,7 +31,11 @@ class ExpectationResult:
     element_count: int = 0
 
     def describe(self) -> str:
-        """``expect_column_values_to_be_between(mean radius): 3 row(s), e.g. 71.2; expected between 0 and 60``."""
+        """This failure on one line, e.g.
+
+        ``expect_column_values_to_be_between(mean radius): 3 row(s), e.g. 71.2;
+        expected between 0 and 60``.
+        """
         where = f"({self.column})" if self.column else ""
         sample = ", ".join(repr(v) for v in self.unexpected_values[:3])
         return (f"{self.type}{where}: {len(self.unexpected_rows)} row(s)"

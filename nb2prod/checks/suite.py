@@ -333,7 +333,8 @@ def _drafted(kind: str, **kwargs: Any) -> Expectation:
 
 def _type_name(dtype: Any) -> str:
     """The ``type_`` GE's pandas backend resolves to this dtype's scalar type."""
-    return "object" if dtype == object else dtype.type.__name__
+    # equality, not identity: a numpy dtype equals ``object`` without being it
+    return "object" if dtype == np.dtype(object) else dtype.type.__name__
 
 
 def _draft_column(col: str, series: pd.Series, margin: float,
@@ -354,7 +355,7 @@ def _draft_column(col: str, series: pd.Series, margin: float,
             out.append(_drafted("expect_column_values_to_be_between", column=col,
                                 min_value=bounds[0], max_value=bounds[1]))
     is_text = isinstance(dtype, pd.StringDtype) or (
-        dtype == object and all(isinstance(v, str) for v in values))
+        dtype == np.dtype(object) and all(isinstance(v, str) for v in values))
     if isinstance(dtype, pd.CategoricalDtype):
         value_set = dtype.categories.tolist()
     elif is_bool or ((is_int or is_text) and values.nunique() <= max_categories):

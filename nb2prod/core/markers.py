@@ -67,6 +67,11 @@ def _validate_function(kind: str, fn: Any) -> None:
                           fix=f"change the signature to def {fn.__name__}({', '.join(params)})")
 
 
+def _still_bound(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn``'s name in its module's namespace still refers to ``fn``."""
+    return fn.__globals__.get(fn.__name__) is fn
+
+
 def _register(kind: str, fn: Callable[..., Any]) -> None:
     if kind not in _SINGLE:
         return
@@ -74,8 +79,7 @@ def _register(kind: str, fn: Callable[..., Any]) -> None:
     held = _registry.get(key)
     # A re-run cell redefines the same name: replace. A renamed function whose old
     # name is gone from the namespace is also a replacement, not a second marker.
-    if held is not None and held.__name__ != fn.__name__ \
-            and held.__globals__.get(held.__name__) is held:
+    if held is not None and held.__name__ != fn.__name__ and _still_bound(held):
         raise MarkerError(f"a second @n2p.{kind}: {fn.__name__}() — the notebook already "
                           f"has {held.__name__}(); a notebook has exactly one {kind} function",
                           fix=f"remove @n2p.{kind} from one of them "

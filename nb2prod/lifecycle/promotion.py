@@ -180,7 +180,7 @@ def format_comparison(table: dict[str, Any]) -> list[str]:
     """``metric  candidate  production`` lines (production's column only when there is one)."""
     if not table or not table.get("rows"):
         return []
-    show = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    show = lambda v: "-" if v is None else f"{v:.4f}"
     lines = [f"{'metric':<14}{'candidate':>12}" + (f"{'production':>12}" if table["production"]
                                                    else "")]
     for row in table["rows"]:

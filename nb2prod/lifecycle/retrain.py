@@ -34,7 +34,7 @@ from nb2prod.build import execute, extract, notebook, packaging, scan
 from nb2prod.build import pipeline as build
 from nb2prod.build.execute import check_parameters, parameters_of
 from nb2prod.core.errors import Nb2prodError, NotebookError, UsageError
-from nb2prod.core.settings import ENV_PRODUCTION_SUITE
+from nb2prod.core.settings import ENV_CHAMPION, ENV_CHAMPION_FILE, ENV_PRODUCTION_SUITE
 from nb2prod.lifecycle import promotion
 from nb2prod.lifecycle.promotion import Judgement
 from nb2prod.runtime import registry
@@ -226,8 +226,8 @@ def _execute(plan: Plan) -> tuple[notebook.Notebook, str]:
     if plan.champion:
         suite_path = load_version(plan.champion)[1] / SUITE
         suite = str(suite_path) if suite_path.exists() else ""
-    env = {ENV_PRODUCTION_SUITE: suite, registry.ENV_CHAMPION: plan.champion or "",
-           registry.ENV_CHAMPION_FILE: str(plan.run / promotion.CHAMPION_FILE)}
+    env = {ENV_PRODUCTION_SUITE: suite, ENV_CHAMPION: plan.champion or "",
+           ENV_CHAMPION_FILE: str(plan.run / promotion.CHAMPION_FILE)}
     with execute._environment(env):
         executed, saved = execute.run(plan.nb, plan.run / "executed.ipynb", plan.parameters,
                                       plan.run / ".saved_models.jsonl")

@@ -30,14 +30,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from nb2prod.core import settings
 from nb2prod.core.errors import GateError, ModelStoreError
 
 FILE = "registry.json"
 LOCK = "registry.lock"
 # Set by ``nb2prod retrain`` for the papermill kernel: the production version to score,
 # and the file score_champion writes its metrics to.
-ENV_CHAMPION = "NB2PROD_CHAMPION"
-ENV_CHAMPION_FILE = "NB2PROD_CHAMPION_FILE"
 
 
 class NotPromoted(GateError):
@@ -232,7 +231,7 @@ def score_champion(evaluate: Callable[[Any], Mapping[str, float]]) -> dict[str, 
     is in production. A champion that cannot be scored (its inputs changed, say) is
     reported to retrain, never raised into the candidate's run.
     """
-    tag = os.environ.get(ENV_CHAMPION)
+    tag = settings.current().champion
     if not tag:
         return None
     from nb2prod.runtime.loading import load_model, load_version
@@ -247,8 +246,8 @@ def score_champion(evaluate: Callable[[Any], Mapping[str, float]]) -> dict[str, 
     except Exception as exc:  # the candidate's run must not fail because of production
         metrics, found = None, {"version": tag, "error": f"{type(exc).__name__}: {exc}"}
         print(f"nb2prod: production {tag} could not be scored on this holdout: {found['error']}")
-    if os.environ.get(ENV_CHAMPION_FILE):
-        Path(os.environ[ENV_CHAMPION_FILE]).write_text(json.dumps(found))
+    if settings.current().champion_file:
+        Path(settings.current().champion_file).write_text(json.dumps(found))
     return metrics
 
 

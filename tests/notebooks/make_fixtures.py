@@ -233,9 +233,6 @@ FIXTURES["pii_hashed"] = dict(save=SAVE.replace('"breast_cancer"', '"pii_hashed"
 # model (score_champion) so both are scored on the same holdout by the same code; and a
 # notebook without a data parameter, which `nb2prod retrain --data` must refuse.
 EVALUATED_TRAIN = """\
-from nb2prod.runtime.registry import score_champion
-
-
 def evaluate(model) -> dict:
     \"\"\"The gate's metrics on this run's holdout; retrain scores production with it too.\"\"\"
     proba = model.predict_proba(X_test)[:, 1]
@@ -246,7 +243,7 @@ def evaluate(model) -> dict:
 model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
 model.fit(X_train, y_train)
 scores = evaluate(model)
-score_champion(evaluate)  # production on this holdout, under nb2prod retrain only
+n2p.score_champion(evaluate)  # production on this holdout, under nb2prod retrain only
 scores"""
 FIXTURES.update({
     "scores_champion": dict(train=EVALUATED_TRAIN),
