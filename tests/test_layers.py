@@ -99,6 +99,7 @@ print(json.dumps({"status": [answer.status_code, model.status_code],
 """ % (MACHINERY,)
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_a_served_bento_carries_and_imports_only_the_runtime(flagship_build):
     import bentoml
