@@ -68,6 +68,21 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path):
+    """Each test once on SQLite and once on PostgreSQL (skipped only if none answers):
+    a ``Db`` from tests/audit_db.py."""
+    import sqlalchemy as sa  # imported here: most runs never ask for a database
+    from audit_db import PG_URL, Db, pg_answers
+
+    if request.param == "postgresql" and not pg_answers():
+        pytest.skip(f"no PostgreSQL answers at {sa.make_url(PG_URL).render_as_string()}; "
+                    "start one (or set NB2PROD_TEST_PG_URL) to run the PostgreSQL variant")
+    handle = Db(request.param, tmp_path)
+    yield handle
+    handle.close()
+
+
 @pytest.fixture
 def fixture_nb():
     """Path of a scenario notebook in tests/notebooks/."""

@@ -6,12 +6,12 @@ import importlib.util
 
 import pandas as pd
 import pytest
+from audit_db import SALT, answer, rid
 
 from nb2prod.core.errors import UsageError
 from nb2prod.runtime.audit import AuditUnavailable
 from nb2prod.runtime.feedback import (KINDS, FeedbackLog, LabelError, UnknownRecordError,
                                       export_feedback, infer_kind, predicted_label)
-from test_audit import SALT, answer, db, rid  # noqa: F401 - db is the shared fixture
 
 HAS_PARQUET = any(importlib.util.find_spec(m) for m in ("pyarrow", "fastparquet"))
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from audit_db import SALT, answer, rid
 
 from nb2prod.runtime.feedback import FeedbackLog, LabelError, UnknownRecordError
 from nb2prod.runtime.review import AlreadyResolvedError, ReviewQueue
-from test_audit import SALT, answer, db, rid  # noqa: F401 - db is the shared fixture
 
 
 def queue_for(log):
