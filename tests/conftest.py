@@ -14,8 +14,10 @@ starts a kernel, a server or ``bentoml build``, in its own process or in a child
 """
 
 import gc
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -92,25 +94,27 @@ def fixture_nb():
 os.environ["NB2PROD_AUDIT_URL"] = f"sqlite:///{_HOME}/audit.db"
 
 
+def nb2prod(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """``nb2prod ARGS...`` as a user runs it, in a subprocess: its exit code and output."""
+    return subprocess.run([*NB2PROD, *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          env=env)
+
+
 def built(notebook, out, *args, env=None) -> dict:
     """``nb2prod build NOTEBOOK --out OUT ARGS...``, which must succeed: its manifest."""
-    import json
-    import subprocess
-
-    proc = subprocess.run([*NB2PROD, "build", str(notebook), "--out", str(out), *args],
-                          capture_output=True, text=True, env=env)
+    proc = nb2prod("build", notebook, "--out", out, *args, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads((Path(out) / "nb2prod.json").read_text())
+
+
+def label_of(path, text) -> str:
+    """The label of the cell containing ``text`` (fixtures change; cell numbers follow)."""
+    from nb2prod.build.notebook import read  # nb2prod loads after BENTOML_HOME is set
+
+    return next(c.label for c in read(path).cells if text in c.source)
 
 
 @pytest.fixture(scope="session")
 def flagship_build(tmp_path_factory):
     """The flagship built once per test session: its nb2prod.json manifest."""
-    import json
-    import subprocess
-
-    out = tmp_path_factory.mktemp("build") / "breast_cancer"
-    proc = subprocess.run([*NB2PROD, "build", str(FLAGSHIP), "--out", str(out)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return json.loads((out / "nb2prod.json").read_text())
+    return built(FLAGSHIP, tmp_path_factory.mktemp("build") / "breast_cancer")

@@ -7,14 +7,10 @@ import subprocess
 import httpx
 import pytest
 
-from conftest import FLAGSHIP, NB2PROD, NOTEBOOKS
+from conftest import FLAGSHIP, NB2PROD, NOTEBOOKS, nb2prod
 from nb2prod.build import packaging, testing
 from nb2prod.runtime import registry
 from nb2prod.serve import Server, serving
-
-
-def nb2prod(*args, cwd=None):
-    return subprocess.run([*NB2PROD, *map(str, args)], capture_output=True, text=True, cwd=cwd)
 
 
 def assert_clean_failure(proc, code=1):

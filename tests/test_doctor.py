@@ -8,20 +8,14 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from conftest import FLAGSHIP, NB2PROD
+from conftest import FLAGSHIP, NB2PROD, label_of
 from nb2prod.authoring.doctor import REQUIREMENTS, diagnose
-from nb2prod.build.notebook import read
 
 STATIC = [r.name for r in REQUIREMENTS] + ["code exports cleanly"]
 
 
 def doctor(*args):
     return subprocess.run([*NB2PROD, "doctor", *map(str, args)], capture_output=True, text=True)
-
-
-def label_of(path, text):
-    """The label of the cell containing ``text`` (fixtures change; cell numbers follow)."""
-    return next(c.label for c in read(path).cells if text in c.source)
 
 
 def items_of(proc):

@@ -3,20 +3,15 @@ and that builds, passes ``nb2prod test`` and serves a prediction over HTTP."""
 
 import json
 import re
-import subprocess
 
 import bentoml
 import httpx
 import pytest
 
-from conftest import NB2PROD
+from conftest import nb2prod
 from nb2prod.authoring.doctor import diagnose
 from nb2prod.build.notebook import read
 from nb2prod.serve import serving
-
-
-def nb2prod(*args, cwd):
-    return subprocess.run([*NB2PROD, *map(str, args)], cwd=cwd, capture_output=True, text=True)
 
 
 def test_init_writes_a_notebook_doctor_finds_ready_and_a_readme(tmp_path):

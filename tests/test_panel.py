@@ -12,10 +12,9 @@ from IPython.core.interactiveshell import InteractiveShell
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 
-from conftest import FLAGSHIP
+from conftest import FLAGSHIP, label_of
 from nb2prod.authoring import panel, scaffold
 from nb2prod.authoring.doctor import REQUIREMENTS
-from nb2prod.build.notebook import read
 
 REQUIRED = [r.name for r in REQUIREMENTS if r.required]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -39,11 +38,6 @@ def run(ip, cell):
     """Run a cell as a user would (counted); return the exception it raised, or None."""
     result = ip.run_cell(cell, store_history=True)
     return result.error_before_exec or result.error_in_exec
-
-
-def label_of(path, text):
-    """The label of the cell containing ``text``."""
-    return next(c.label for c in read(path).cells if text in c.source)
 
 
 def test_status_before_any_marker_is_the_checklist_with_everything_missing(shell, capsys):

@@ -28,7 +28,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 from typer.testing import CliRunner
 
-from conftest import NB2PROD, NOTEBOOKS
+from conftest import NB2PROD, NOTEBOOKS, nb2prod
 from nb2prod.build import packaging
 from nb2prod.runtime import registry
 from nb2prod.cli import app
@@ -39,10 +39,6 @@ from nb2prod.runtime.loading import load_version
 
 NOTEBOOK = NOTEBOOKS / "scores_champion.ipynb"
 NAME = "scores_champion"
-
-
-def nb2prod(*args, cwd):
-    return subprocess.run([*NB2PROD, *map(str, args)], capture_output=True, text=True, cwd=cwd)
 
 
 def quick(*args):
