@@ -4,7 +4,7 @@ VENV   := .venv
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: demo test test-fast bench
+.PHONY: demo test test-fast lint bench
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
@@ -19,6 +19,12 @@ test: $(STAMP)  ## the whole test suite
 
 test-fast: $(STAMP)  ## the tests that start no kernel, server or bento build (tests/conftest.py)
 	$(VENV)/bin/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)  ## ruff, ruff format, mypy and the layer contracts: all four run, any failure fails
+	@status=0; for check in "ruff check nb2prod tests" "ruff format --check nb2prod" \
+	                        "mypy nb2prod" "lint-imports"; do \
+		echo "--- $$check"; $(VENV)/bin/$$check || status=1; \
+	done; exit $$status
 
 bench: $(STAMP)  ## serving overhead vs. a bare BentoML service
 	$(VENV)/bin/python bench/serve_overhead.py
