@@ -28,8 +28,8 @@ from typing import Any, Iterator
 import pytest
 import sqlalchemy as sa
 
-from nb2prod.runtime.audit import AuditError, AuditLog, AuditUnavailable, make_tables
-from nb2prod.runtime.layout import records_of, table
+from nb2prod.runtime.audit import AuditError, AuditLog, AuditUnavailable
+from nb2prod.runtime.audit.layout import make_tables, records_of, table
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("NB2PROD_TEST_PG_URL",
@@ -301,7 +301,7 @@ def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path):
 def test_sqlite_checkpoints_in_the_background_so_the_wal_stays_bounded(tmp_path, monkeypatch):
     """Commits never checkpoint (a request crossing 1,000 WAL pages paid ~25 ms); the
     log's own thread does, and the WAL file stops growing."""
-    from nb2prod.runtime import sinks
+    from nb2prod.runtime.audit import sinks
 
     monkeypatch.setattr(sinks, "CHECKPOINT_S", 0.05)
     db = Db("sqlite", tmp_path)

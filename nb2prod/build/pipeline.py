@@ -21,7 +21,7 @@ from nb2prod.checks import validation
 from nb2prod.core.errors import BuildError, GateError, NotebookError
 from nb2prod.runtime import registry
 from nb2prod.runtime.loading import CODE, load_version
-from nb2prod.runtime.pii import MIN_SALT, SALT_ENV
+from nb2prod.runtime.audit.pii import MIN_SALT, SALT_ENV
 
 T = TypeVar("T")
 

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 
 from nb2prod.core.errors import BadRequest, Nb2prodError, NotFound, UsageError
 from nb2prod.runtime.audit import AuditLog
-from nb2prod.runtime.layout import records_of
+from nb2prod.runtime.audit.layout import records_of
 
 
 class UnknownRecordError(NotFound, LookupError):

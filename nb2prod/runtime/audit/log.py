@@ -46,23 +46,15 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
 
+from nb2prod.core.settings import ENV_AUDIT_URL
 from nb2prod.runtime import registry
-from nb2prod.runtime.layout import FastInsert, check_layout, table
-from nb2prod.runtime.pii import PiiPolicy
-from nb2prod.runtime.sinks import SINKS, Sink
-from nb2prod.runtime.spool import (
-    DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_ENTRIES,
-    KEY,
-    URL_ENV,
-    AuditError,
-    AuditUnavailable,
-    Failover,
-    Spool,
-    describe,
-)
-
-REQUEST_KEY = ("request_id",)  # the audit table's key; feedback and review use KEY
+from nb2prod.runtime.audit.errors import AuditError, AuditUnavailable, describe
+from nb2prod.runtime.audit.failover import Failover
+from nb2prod.runtime.audit.layout import (KEY, REQUEST_KEY, FastInsert, Tables, check_layout,
+                                          make_tables, table)
+from nb2prod.runtime.audit.pii import PiiPolicy
+from nb2prod.runtime.audit.sinks import SINKS, Sink
+from nb2prod.runtime.audit.spool import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Spool
 
 SPOOL_ENV = "NB2PROD_AUDIT_SPOOL"
 HOME_DB = "audit.db"  # in registry.home(name): the default database of model ``name``
@@ -77,61 +69,6 @@ class RecordResult:
     request_id: str
     rows: int
     stored: str
-
-
-# -- tables -------------------------------------------------------------------------------
-
-# JSON, not PostgreSQL's JSONB: JSONB reorders keys, and the first field of a prediction
-# matters (feedback's default label field); text JSON is also cheaper to insert.
-JSON = sa.JSON()
-
-
-@dataclass(frozen=True)
-class Tables:
-    """The audit, feedback and review tables under one name prefix."""
-
-    metadata: sa.MetaData
-    audit: sa.Table
-    feedback: sa.Table
-    review: sa.Table
-
-
-def make_tables(prefix: str = "nb2prod_") -> Tables:
-    """The three tables, named ``<prefix>audit`` (one row per request), ``<prefix>feedback``
-    and ``<prefix>review`` (one row per labelled or queued row of a request)."""
-    md = sa.MetaData()
-
-    def key() -> list[sa.Column]:
-        return [sa.Column("request_id", sa.String(64), primary_key=True),
-                sa.Column("row", sa.Integer, primary_key=True, autoincrement=False)]
-
-    def when(name: str, nullable: bool = False) -> sa.Column:
-        return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)  # always UTC
-
-    audit = sa.Table(
-        f"{prefix}audit", md, sa.Column("request_id", sa.String(64), primary_key=True),
-        when("created_at"),
-        sa.Column("model", sa.String(200), nullable=False, index=True),
-        sa.Column("model_version", sa.String(200), nullable=False, index=True),
-        sa.Column("notebook_sha256", sa.String(64)), sa.Column("rows", sa.Integer, nullable=False),
-        sa.Column("input", JSON, nullable=False), sa.Column("output", JSON, nullable=False),
-        sa.Column("latency_ms", sa.Float))
-    feedback = sa.Table(
-        f"{prefix}feedback", md, *key(),
-        sa.Column("model_version", sa.String(200), nullable=False, index=True),
-        sa.Column("source", sa.String(16)), sa.Column("kind", sa.String(32), nullable=False),
-        sa.Column("label", JSON, nullable=False), sa.Column("score", sa.Float, nullable=False),
-        when("created_at"), when("updated_at", nullable=True))
-    review = sa.Table(
-        f"{prefix}review", md, sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("request_id", sa.String(64), nullable=False),
-        sa.Column("row", sa.Integer, nullable=False),
-        sa.Column("model_version", sa.String(200), nullable=False),
-        sa.Column("reason", sa.String(64), nullable=False), sa.Column("input", JSON),
-        sa.Column("output", JSON), when("created_at"),
-        sa.Column("resolved_at", sa.DateTime(timezone=True), index=True),
-        sa.Column("label", JSON), sa.UniqueConstraint(*KEY))
-    return Tables(md, audit, feedback, review)
 
 
 # -- the log ----------------------------------------------------------------------------------
@@ -343,7 +280,7 @@ def home_url(name: str) -> str:
 def _url(url: str | os.PathLike | None, name: str) -> tuple[sa.URL, Path | None]:
     """A SQLAlchemy URL from the argument, ``$NB2PROD_AUDIT_URL`` or ``name``'s default;
     with the default, its folder (created: BentoML creates the home, not our part of it)."""
-    text = os.fspath(url) if url is not None else os.environ.get(URL_ENV)
+    text = os.fspath(url) if url is not None else os.environ.get(ENV_AUDIT_URL)
     if not text:
         home = registry.home(name)
         home.mkdir(parents=True, exist_ok=True)

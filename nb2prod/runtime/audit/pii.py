@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from nb2prod.core.jsonify import jsonable
-from nb2prod.runtime.spool import AuditError
+from nb2prod.runtime.audit.errors import AuditError
 
 SALT_ENV = "NB2PROD_PII_SALT"
 MIN_SALT = 16
