@@ -232,7 +232,7 @@ def test_record_stores_the_request_as_one_row_with_its_context(db):
 def test_a_request_is_one_row_written_in_one_transaction(db):
     log = db.open()
     checkouts: list[int] = []
-    sa.event.listen(log.engine, "checkout", lambda *args: checkouts.append(1))
+    sa.event.listen(log._engine, "checkout", lambda *args: checkouts.append(1))
     log.record(rid(), [{"x": i} for i in range(100)], [answer()] * 100, latency_ms=1)
     assert len(checkouts) == 1  # one connection, one transaction
     [stored] = db.rows()
@@ -292,7 +292,7 @@ def test_inputs_and_answers_must_pair_up(db):
 
 def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path):
     log = Db("sqlite", tmp_path).open()
-    with log.engine.connect() as conn:
+    with log._engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     log.close()
@@ -306,7 +306,7 @@ def test_sqlite_checkpoints_in_the_background_so_the_wal_stays_bounded(tmp_path,
     monkeypatch.setattr(sinks, "CHECKPOINT_S", 0.05)
     db = Db("sqlite", tmp_path)
     log = db.open()
-    with log.engine.connect() as conn:
+    with log._engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
     wide = [{f"f{i}": i * 1.25 for i in range(30)}] * 100  # ~20 WAL pages a request
     wal = tmp_path / "audit.db-wal"
@@ -576,7 +576,7 @@ def test_background_flusher_moves_the_spool_when_the_database_returns(db):
     while spooled not in db.request_ids() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert db.request_ids() == [spooled]
-    assert len(log.failover.spool) == 0
+    assert log.status()["spooled"] == 0
 
 
 def test_a_restarted_service_flushes_what_the_last_one_spooled(db):

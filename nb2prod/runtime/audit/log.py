@@ -55,6 +55,7 @@ from nb2prod.runtime.audit.layout import (KEY, REQUEST_KEY, FastInsert, Tables, 
 from nb2prod.runtime.audit.pii import PiiPolicy
 from nb2prod.runtime.audit.sinks import SINKS, Sink
 from nb2prod.runtime.audit.spool import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Spool
+from nb2prod.runtime.audit.transaction import Transaction
 
 SPOOL_ENV = "NB2PROD_AUDIT_SPOOL"
 HOME_DB = "audit.db"  # in registry.home(name): the default database of model ``name``
@@ -79,13 +80,13 @@ class AuditLog:
     def __init__(self, engine: sa.Engine, sink: Sink, tables: Tables, spool: Spool, *,
                  url: str, model_version: str, notebook_sha256: str | None,
                  pii: PiiPolicy, flush_interval: float | None):
-        self.engine, self.sink, self.tables, self.pii = engine, sink, tables, pii
         self.url = url  # password masked: safe to show
         self.model_version = model_version
         self.model = model_version.split(":", 1)[0]
         self.notebook_sha256 = notebook_sha256
-        self.failover = Failover(spool, self._store, unreachable=UNREACHABLE, where=url,
-                                 interval=flush_interval)
+        self._engine, self._sink, self._tables, self._pii = engine, sink, tables, pii
+        self._failover = Failover(spool, self._store, unreachable=UNREACHABLE, where=url,
+                                  interval=flush_interval)
         self._inserts: dict[str, FastInsert] = {}
         self._stop_upkeep = sink.maintain(engine)  # SQLite: WAL checkpoints off the request path
 
@@ -148,7 +149,7 @@ class AuditLog:
                              where=f"request {request_id}", fix="pass one answer per input row")
         entry = self._entry(request_id, inputs, answers, latency_ms, review or {})
         try:
-            stored = self.failover.write(entry)
+            stored = self._failover.write(entry)
         except sa.exc.IntegrityError:
             raise AuditError(f"request id {request_id!r} is already in the audit log",
                              where=self.url, fix="give every request a new id") from None
@@ -159,30 +160,33 @@ class AuditLog:
 
         Raises ``AuditUnavailable`` while the database is still unreachable.
         """
-        return self.failover.flush()
+        return self._failover.flush()
 
     @contextmanager
-    def begin(self, *, readonly: bool = False) -> Iterator[sa.Connection]:
-        """A transaction for feedback and review; unreachable → ``AuditUnavailable`` (503)."""
+    def transaction(self, *, readonly: bool = False) -> Iterator[Transaction]:
+        """One transaction for feedback and review (``transaction.Transaction``): committed
+        when the block ends, rolled back if it raises. ``readonly=True`` takes no write lock
+        (SQLite). An unreachable database is ``AuditUnavailable`` (503)."""
         try:
-            with self.engine.connect() as conn:
+            with self._engine.connect() as conn:
                 conn.execution_options(nb2prod_readonly=readonly)
                 with conn.begin():
-                    yield conn
+                    yield Transaction(conn, self._tables, self._sink, self._pii,
+                                      self.model_version)
         except UNREACHABLE as exc:
             raise AuditUnavailable(f"the audit database is unreachable: {describe(exc)}",
                                    where=self.url, fix="restore the audit database") from None
 
     def status(self) -> dict[str, Any]:
         """``{"url", "spooled", "last_error"}``: for health checks and metrics."""
-        return {"url": self.url, "spooled": len(self.failover.spool),
-                "last_error": self.failover.last_error}
+        return {"url": self.url, "spooled": len(self._failover.spool),
+                "last_error": self._failover.last_error}
 
     def close(self) -> None:
         """Stop the flusher, try a last flush (the spool survives if it fails), disconnect."""
-        self.failover.close()
+        self._failover.close()
         self._stop_upkeep()
-        self.engine.dispose()
+        self._engine.dispose()
 
     def _store(self, entries: list[dict[str, Any]], replay: bool) -> None:
         """Insert entries in one transaction; a replay skips requests already stored."""
@@ -190,10 +194,10 @@ class AuditLog:
             self._insert([(name, [r for e in entries for r in e[name]])
                           for name in ("audit", "review")])
             return
-        with self.engine.begin() as conn:
+        with self._engine.begin() as conn:
             for name, key in (("audit", REQUEST_KEY), ("review", KEY)):
                 rows = [r for e in entries for r in e[name]]
-                self.sink.insert_new(conn, getattr(self.tables, name), [
+                self._sink.insert_new(conn, getattr(self._tables, name), [
                     {**r, "created_at": datetime.fromisoformat(r["created_at"])}
                     for r in rows], key=key)
 
@@ -206,16 +210,16 @@ class AuditLog:
         for name, rows in tables:
             if rows:
                 if name not in self._inserts:  # rows of a table always carry the same keys
-                    self._inserts[name] = FastInsert(getattr(self.tables, name),
-                                                     self.engine.dialect, list(rows[0]))
+                    self._inserts[name] = FastInsert(getattr(self._tables, name),
+                                                     self._engine.dialect, list(rows[0]))
                 batches.append((self._inserts[name], rows))
-        dialect, raw = self.engine.dialect, None
+        dialect, raw = self._engine.dialect, None
         statement, params = "BEGIN", None
         try:
-            raw = self.engine.raw_connection()  # pool checkout (and pre-ping, where set)
+            raw = self._engine.raw_connection()  # pool checkout (and pre-ping, where set)
             cursor = raw.cursor()
             try:
-                self.sink.begin_driver(cursor)
+                self._sink.begin_driver(cursor)
                 for insert, rows in batches:
                     statement, params = insert.sql, insert.params(rows)
                     cursor.executemany(statement, params)
@@ -243,10 +247,10 @@ class AuditLog:
         writes NaN as null and numpy values as JSON): no per-row work on the request path.
         """
         now = datetime.now(timezone.utc).isoformat()
-        if self.pii.columns:
-            cleaned = [self.pii.clean(record) for record in inputs]
+        if self._pii.columns:
+            cleaned = [self._pii.clean(record) for record in inputs]
             inputs = [record for record, _ in cleaned]
-            answers = [self.pii.scrub(answer, secrets)
+            answers = [self._pii.scrub(answer, secrets)
                        for answer, (_, secrets) in zip(answers, cleaned)]
         audit = {"request_id": request_id, "created_at": now, "model": self.model,
                  "model_version": self.model_version, "notebook_sha256": self.notebook_sha256,
