@@ -290,12 +290,24 @@ def test_inputs_and_answers_must_pair_up(db):
         db.open().record(rid(), [{"x": 1}, {"x": 2}], [answer()], latency_ms=1)
 
 
-def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path):
-    log = Db("sqlite", tmp_path).open()
-    with log._engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
-    log.close()
+def test_sqlite_runs_in_wal_mode_with_normal_sync_unless_told_full(tmp_path, monkeypatch):
+    monkeypatch.delenv("NB2PROD_AUDIT_SYNC", raising=False)
+
+    def pragmas(**options: Any) -> tuple[str, int]:
+        log = Db("sqlite", tmp_path).open(**options)
+        with log._engine.connect() as conn:
+            found = (conn.exec_driver_sql("PRAGMA journal_mode").scalar(),
+                     conn.exec_driver_sql("PRAGMA synchronous").scalar())
+        log.close()
+        return found
+
+    assert pragmas() == ("wal", 1)  # NORMAL: NB2PROD_AUDIT_SYNC's default, as served
+    assert pragmas(sqlite_synchronous="FULL") == ("wal", 2)
+    monkeypatch.setenv("NB2PROD_AUDIT_SYNC", "full")
+    assert pragmas() == ("wal", 2)
+    assert pragmas(sqlite_synchronous="NORMAL") == ("wal", 1)  # the argument wins
+    with pytest.raises(AuditError, match="not durable enough"):
+        pragmas(sqlite_synchronous="OFF")
 
 
 def test_sqlite_checkpoints_in_the_background_so_the_wal_stays_bounded(tmp_path, monkeypatch):
@@ -337,6 +349,25 @@ def test_default_location_is_env_then_the_model_names_home(tmp_path, monkeypatch
     assert (tmp_path / "from-env.db").exists()
     AuditLog.open(tmp_path / "plain-path.db", model_version="demo:v1").close()
     assert (tmp_path / "plain-path.db").exists()
+
+
+def test_the_spool_is_where_nb2prod_audit_spool_says(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    db = Db("sqlite", tmp_path)
+    try:
+        monkeypatch.setenv("NB2PROD_AUDIT_SPOOL", str(tmp_path / "from-env.jsonl"))
+        log = db.open(spool_path=None)
+        with db.down():
+            assert log.record(rid(), [{"x": 1}], [answer()], latency_ms=1).stored == "spool"
+        assert len((tmp_path / "from-env.jsonl").read_text().splitlines()) == 1
+        monkeypatch.delenv("NB2PROD_AUDIT_SPOOL")
+        other = db.open(spool_path=None, table_prefix=db.prefix)
+        with db.down():
+            other.record(rid(), [{"x": 2}], [answer()], latency_ms=1)
+        [default] = tmp_path.glob("nb2prod-audit-spool-*.jsonl")  # the working directory
+        assert len(default.read_text().splitlines()) == 1
+    finally:
+        db.close()
 
 
 # -- PII ------------------------------------------------------------------------------------------

@@ -19,16 +19,20 @@ returns; if the spool is full too, ``record()`` raises ``AuditUnavailable`` (503
 than acknowledge a record it cannot keep.
 
 Where: the ``url`` argument, else ``$NB2PROD_AUDIT_URL``, else SQLite
-``$BENTOML_HOME/nb2prod/<model name>/audit.db`` (``home_url``): next to the model's registry,
-so every bento of one name, and ``nb2prod feedback export NAME``, use the same database.
-Any SQLAlchemy URL works; PostgreSQL (``postgresql+psycopg://…``) in production. How each
-database family is opened and written is a ``Sink`` in ``sinks.SINKS``.
+``$BENTOML_HOME/nb2prod/<model name>/audit.db`` (``home_url``): next to the model's
+registry, so every bento of one name, and ``nb2prod feedback export NAME``, use the same
+database. Any SQLAlchemy URL works; PostgreSQL (``postgresql+psycopg://…``) in production.
+How each database family is opened and written is a ``Sink`` in ``sinks.SINKS``. Every
+``NB2PROD_*`` value is read through ``nb2prod.core.settings.current()``.
 
-Durability on SQLite: WAL with ``synchronous=FULL`` by default, so each commit fsyncs the
-WAL and an acknowledged record survives power loss, not only a killed process (``NORMAL``
-defers that fsync to the next checkpoint). The cost is one fsync per *request*, never per
-row. A busy timeout lets threads and worker processes share the file; write transactions
-take the lock up front (``BEGIN IMMEDIATE``) so none fails midway on a stale snapshot.
+Durability on SQLite: WAL with ``synchronous=NORMAL`` unless ``$NB2PROD_AUDIT_SYNC`` (or
+``sqlite_synchronous=``) says ``FULL``. With NORMAL a commit is in the WAL file before
+``record()`` returns, so an acknowledged record survives a killed process; the WAL is
+fsync'd only at checkpoints (``sinks``: every 0.5 s, in the background), so a power cut
+may lose the last commits. FULL fsyncs the WAL at every commit and survives power loss
+too, at one fsync per *request*, never per row. A busy timeout lets threads and worker
+processes share the file; write transactions take the lock up front (``BEGIN
+IMMEDIATE``) so none fails midway on a stale snapshot.
 
 PII: ``pii={"name": "drop", "email": "hash"}`` is applied to every row before it is
 stored or spooled (``pii.PiiPolicy``).
@@ -46,7 +50,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
 
-from nb2prod.core.settings import ENV_AUDIT_URL
+from nb2prod.core import settings
 from nb2prod.runtime import registry
 from nb2prod.runtime.audit.errors import AuditError, AuditUnavailable, describe
 from nb2prod.runtime.audit.failover import Failover
@@ -57,7 +61,6 @@ from nb2prod.runtime.audit.sinks import SINKS, Sink
 from nb2prod.runtime.audit.spool import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Spool
 from nb2prod.runtime.audit.transaction import Transaction
 
-SPOOL_ENV = "NB2PROD_AUDIT_SPOOL"
 HOME_DB = "audit.db"  # in registry.home(name): the default database of model ``name``
 # The database could not be reached or locked in time; anything else is a bug to surface.
 UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
@@ -97,22 +100,28 @@ class AuditLog:
              spool_max_bytes: int = DEFAULT_MAX_BYTES,
              spool_max_records: int = DEFAULT_MAX_ENTRIES, table_prefix: str = "nb2prod_",
              timeout: float = 5.0, flush_interval: float | None = 1.0,
-             sqlite_synchronous: str = "FULL") -> "AuditLog":
+             sqlite_synchronous: str | None = None) -> "AuditLog":
         """Connect, create missing tables, flush a leftover spool; ``AuditError`` if unreachable.
 
-        ``url``: a SQLAlchemy URL or a SQLite file path (default: see the module docstring;
-        the name is ``model_version``'s part before the colon). ``timeout`` bounds connecting
-        (PostgreSQL) and waiting for the write lock (SQLite). The spool defaults to
-        ``$NB2PROD_AUDIT_SPOOL`` or ``nb2prod-audit-spool-<hash of URL+prefix>.jsonl`` in the
-        working directory (next to the database when that is the default one);
-        it is bounded by bytes and by records (one per request). ``flush_interval=None``
-        turns the background flusher off (then call ``flush()``).
+        An argument left unset takes its setting (``settings.current()``): ``url``
+        ``$NB2PROD_AUDIT_URL``, else the model name's own SQLite file (``home_url``; the
+        name is ``model_version``'s part before the colon); ``salt`` ``$NB2PROD_PII_SALT``;
+        ``sqlite_synchronous`` ``$NB2PROD_AUDIT_SYNC`` (``NORMAL`` unless set, or ``FULL``;
+        see the module doc); ``spool_path`` ``$NB2PROD_AUDIT_SPOOL``, else
+        ``nb2prod-audit-spool-<hash of URL+prefix>.jsonl`` next to the default database, or
+        in the working directory for any other. ``url`` is a SQLAlchemy URL or a SQLite
+        file path. ``timeout`` bounds connecting (PostgreSQL) and waiting for the write
+        lock (SQLite). The spool is bounded by bytes and by records (one per request).
+        ``flush_interval=None`` turns the background flusher off (then call ``flush()``).
         """
-        policy = PiiPolicy.build(pii, salt)
-        url, home = _url(url, model_version.split(":", 1)[0])
+        env = settings.current()
+        policy = PiiPolicy.build(pii, env.pii_salt if salt is None else salt)
+        url, home = _url(url if url is not None else env.audit_url,
+                         model_version.split(":", 1)[0])
         shown, sink = mask(url), SINKS.get(url.get_backend_name())
         try:
-            engine = sink.engine(url, timeout=timeout, synchronous=sqlite_synchronous)
+            engine = sink.engine(url, timeout=timeout,
+                                 synchronous=sqlite_synchronous or env.audit_sync)
             tables = make_tables(table_prefix)
             sink.create(engine, tables.metadata)
             check_layout(engine, tables.metadata, shown)
@@ -124,7 +133,7 @@ class AuditLog:
                              where=shown, fix="check the URL's dialect and install its driver "
                              "(PostgreSQL: postgresql+psycopg://…, psycopg[binary])") from None
         tag = hashlib.sha256((shown + table_prefix).encode()).hexdigest()[:8]
-        spool = Spool(spool_path or os.environ.get(SPOOL_ENV) or
+        spool = Spool(spool_path or env.audit_spool or
                       (home or Path()) / f"nb2prod-audit-spool-{tag}.jsonl",
                       max_bytes=spool_max_bytes, max_entries=spool_max_records)
         audit = cls(engine, sink, tables, spool, url=shown, model_version=model_version,
@@ -282,9 +291,9 @@ def home_url(name: str) -> str:
 
 
 def _url(url: str | os.PathLike | None, name: str) -> tuple[sa.URL, Path | None]:
-    """A SQLAlchemy URL from the argument, ``$NB2PROD_AUDIT_URL`` or ``name``'s default;
-    with the default, its folder (created: BentoML creates the home, not our part of it)."""
-    text = os.fspath(url) if url is not None else os.environ.get(ENV_AUDIT_URL)
+    """A SQLAlchemy URL from ``url``, else ``name``'s default database; with the default,
+    its folder (created: BentoML creates the home, not our part of it)."""
+    text = os.fspath(url) if url is not None else None
     if not text:
         home = registry.home(name)
         home.mkdir(parents=True, exist_ok=True)
