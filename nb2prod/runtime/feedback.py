@@ -253,10 +253,11 @@ def export_feedback(url: str | None, name: str, out_path: str | Path, *,
                     table_prefix: str = "nb2prod_", label_column: str = "label") -> ExportResult:
     """Write model ``name``'s labelled inputs (every version) to ``out_path``.
 
-    ``url`` None reads ``$NB2PROD_AUDIT_URL``, else the database ``name``'s services write
-    by default (``audit.home_url``). One row per labelled answer, oldest first: the audited input columns (PII as stored:
-    hashed or absent) plus ``label_column``. The format follows the extension: ``.csv``,
-    or ``.parquet`` when pyarrow (or fastparquet) is installed.
+    ``url`` None: ``$NB2PROD_AUDIT_URL``, else the database ``name``'s services write by
+    default (``audit.home_url``). One row per labelled answer, oldest first: the audited
+    input columns (PII as stored: hashed or absent) plus ``label_column``. The format
+    follows the extension: ``.csv``, or ``.parquet`` when pyarrow (or fastparquet) is
+    installed.
     """
     out = Path(out_path)
     writer = WRITERS.get(out.suffix.lower())

@@ -1,9 +1,8 @@
 """Delivery of audit records: to the database, or to the local ``Spool`` while it is away.
 
-``Failover.write`` tries the database first; an *unreachable* error (the caller says
-which exceptions mean that) sends the entry to the spool and keeps the database untried
-for a while (0.5 s, doubling to 30 s), so an outage costs a request one fsync'd append,
-not a connection timeout. A daemon thread moves spooled entries back once it answers.
+``Failover`` tries the database first; an error the caller calls *unreachable* sends the
+entry to the spool instead, and a daemon thread moves spooled entries back, exactly
+once, when the database answers again.
 """
 
 from __future__ import annotations

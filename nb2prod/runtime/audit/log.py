@@ -14,8 +14,8 @@ and review still address one row, as (request_id, row); SQL reaches a row with t
 database's JSON functions (README, "Audit log").
 
 If the database goes away while serving, records go to a bounded local spool
-(``spool.py``) that a background thread moves back, exactly once, when the database
-returns; if the spool is full too, ``record()`` raises ``AuditUnavailable`` (503) rather
+(``failover``, ``spool``) that a background thread moves back, exactly once, when the
+database returns; if the spool is full too, ``record()`` raises ``AuditUnavailable`` (503) rather
 than acknowledge a record it cannot keep.
 
 Where: the ``url`` argument, else ``$NB2PROD_AUDIT_URL``, else SQLite
@@ -189,7 +189,8 @@ class AuditLog:
                                    where=self.url, fix="restore the audit database") from None
 
     def status(self) -> dict[str, Any]:
-        """``{"url", "spooled", "last_error"}``: for health checks and metrics."""
+        """``{"url", "spooled", "last_error"}``: where the log writes (password masked),
+        requests waiting in the spool, and the last database error (None once it answers)."""
         return {"url": self.url, "spooled": len(self._failover.spool),
                 "last_error": self._failover.last_error}
 
