@@ -23,6 +23,7 @@ Writes bench/results/audit_spool.{json,md}.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -181,18 +182,10 @@ def main() -> None:
                             [(line.decode(),)] * (mb * (1 << 20) // len(line)))
         ta.conn.execute("COMMIT")
         tb = SqliteSpool(db, max_entries=10**7, max_bytes=1 << 40)
-        turn = {"i": 0}
-
-        def jsonl(a: Spool = a, b: Spool = b) -> None:
-            turn["i"] += 1
-            (a if turn["i"] % 2 else b).append(entry[1])
-
-        def table(ta: SqliteSpool = ta, tb: SqliteSpool = tb) -> None:
-            turn["i"] += 1
-            (ta if turn["i"] % 2 else tb).append(entry[1])
-
         len(a), len(b)  # both have counted the prefilled file once
-        shared.update({f"JSONL, {mb} MB spooled": jsonl, f"SQLite table, {mb} MB spooled": table})
+        workers, tables = itertools.cycle((a, b)), itertools.cycle((ta, tb))  # taking turns
+        shared[f"JSONL, {mb} MB spooled"] = lambda w=workers: next(w).append(entry[1])
+        shared[f"SQLite table, {mb} MB spooled"] = lambda w=tables: next(w).append(entry[1])
     result["shared"] = interleaved(shared, max(3, args.rounds // 4))
 
     # flush: 2,000 spooled requests into the database

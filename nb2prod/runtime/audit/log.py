@@ -56,8 +56,15 @@ from nb2prod.core import settings
 from nb2prod.runtime import registry
 from nb2prod.runtime.audit.errors import AuditError, AuditUnavailable, describe
 from nb2prod.runtime.audit.failover import Failover
-from nb2prod.runtime.audit.layout import (KEY, REQUEST_KEY, FastInsert, Tables, check_layout,
-                                          make_tables, table)
+from nb2prod.runtime.audit.layout import (
+    KEY,
+    REQUEST_KEY,
+    FastInsert,
+    Tables,
+    check_layout,
+    make_tables,
+    table,
+)
 from nb2prod.runtime.audit.pii import PiiPolicy
 from nb2prod.runtime.audit.sinks import SINKS, Sink
 from nb2prod.runtime.audit.spool import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Spool
