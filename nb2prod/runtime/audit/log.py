@@ -84,8 +84,6 @@ class RecordResult:
     stored: str
 
 
-# -- the log ----------------------------------------------------------------------------------
-
 class AuditLog:
     """A durable, thread-safe audit log over one SQLAlchemy database; see the module doc."""
 
