@@ -632,3 +632,12 @@ def test_a_torn_spool_line_is_skipped_and_the_rest_kept(db):
         log.record(second, [{"x": 2}], [answer()], latency_ms=1)
     assert log.flush() == 2
     assert sorted(db.request_ids()) == sorted([first, second])
+
+
+def test_opening_the_default_log_while_it_is_off_says_so(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NB2PROD_AUDIT_URL", "off")
+    with pytest.raises(AuditError, match=r"the audit log is off") as caught:
+        AuditLog.open(model_version="m:1", notebook_sha256="0" * 64)
+    assert caught.value.where == "$NB2PROD_AUDIT_URL"
+    assert not (tmp_path / "off").exists()  # it used to open a SQLite file named "off"

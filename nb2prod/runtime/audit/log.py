@@ -302,6 +302,10 @@ def _url(url: str | os.PathLike | None, name: str) -> tuple[sa.URL, Path | None]
     """A SQLAlchemy URL from ``url``, else ``name``'s default database; with the default,
     its folder (created: BentoML creates the home, not our part of it)."""
     text = os.fspath(url) if url is not None else None
+    if text is not None and text.lower() == "off":  # serving checks first; this is the rest
+        raise AuditError("the audit log is off (NB2PROD_AUDIT_URL=off), so there is nothing "
+                         "to open", where="$NB2PROD_AUDIT_URL",
+                         fix="unset it for the model's own database, or pass a database URL")
     if not text:
         home = registry.home(name)
         home.mkdir(parents=True, exist_ok=True)
