@@ -20,7 +20,8 @@ from typing import Any, Iterator
 
 import sqlalchemy as sa
 
-from nb2prod.runtime.audit import AuditLog, make_tables
+from nb2prod.runtime.audit import AuditLog
+from nb2prod.runtime.audit.layout import make_tables
 
 PG_URL = os.environ.get("NB2PROD_TEST_PG_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -20,13 +20,14 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from audit_db import SALT, Db, answer, rid
 
 from nb2prod.runtime.audit import AuditError, AuditLog, AuditUnavailable
-from nb2prod.runtime.layout import records_of, table
+from nb2prod.runtime.audit.layout import records_of, table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,7 +64,7 @@ def test_record_stores_the_request_as_one_row_with_its_context(db):
 def test_a_request_is_one_row_written_in_one_transaction(db):
     log = db.open()
     checkouts: list[int] = []
-    sa.event.listen(log.engine, "checkout", lambda *args: checkouts.append(1))
+    sa.event.listen(log._engine, "checkout", lambda *args: checkouts.append(1))
     log.record(rid(), [{"x": i} for i in range(100)], [answer()] * 100, latency_ms=1)
     assert len(checkouts) == 1  # one connection, one transaction
     [stored] = db.rows()
@@ -121,23 +122,35 @@ def test_inputs_and_answers_must_pair_up(db):
         db.open().record(rid(), [{"x": 1}, {"x": 2}], [answer()], latency_ms=1)
 
 
-def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path):
-    log = Db("sqlite", tmp_path).open()
-    with log.engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
-    log.close()
+def test_sqlite_runs_in_wal_mode_with_normal_sync_unless_told_full(tmp_path, monkeypatch):
+    monkeypatch.delenv("NB2PROD_AUDIT_SYNC", raising=False)
+
+    def pragmas(**options: Any) -> tuple[str, int]:
+        log = Db("sqlite", tmp_path).open(**options)
+        with log._engine.connect() as conn:
+            found = (conn.exec_driver_sql("PRAGMA journal_mode").scalar(),
+                     conn.exec_driver_sql("PRAGMA synchronous").scalar())
+        log.close()
+        return found
+
+    assert pragmas() == ("wal", 1)  # NORMAL: NB2PROD_AUDIT_SYNC's default, as served
+    assert pragmas(sqlite_synchronous="FULL") == ("wal", 2)
+    monkeypatch.setenv("NB2PROD_AUDIT_SYNC", "full")
+    assert pragmas() == ("wal", 2)
+    assert pragmas(sqlite_synchronous="NORMAL") == ("wal", 1)  # the argument wins
+    with pytest.raises(AuditError, match="not durable enough"):
+        pragmas(sqlite_synchronous="OFF")
 
 
 def test_sqlite_checkpoints_in_the_background_so_the_wal_stays_bounded(tmp_path, monkeypatch):
     """Commits never checkpoint (a request crossing 1,000 WAL pages paid ~25 ms); the
     log's own thread does, and the WAL file stops growing."""
-    from nb2prod.runtime import sinks
+    from nb2prod.runtime.audit import sinks
 
     monkeypatch.setattr(sinks, "CHECKPOINT_S", 0.05)
     db = Db("sqlite", tmp_path)
     log = db.open()
-    with log.engine.connect() as conn:
+    with log._engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
     wide = [{f"f{i}": i * 1.25 for i in range(30)}] * 100  # ~20 WAL pages a request
     wal = tmp_path / "audit.db-wal"
@@ -168,6 +181,25 @@ def test_default_location_is_env_then_the_model_names_home(tmp_path, monkeypatch
     assert (tmp_path / "from-env.db").exists()
     AuditLog.open(tmp_path / "plain-path.db", model_version="demo:v1").close()
     assert (tmp_path / "plain-path.db").exists()
+
+
+def test_the_spool_is_where_nb2prod_audit_spool_says(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    db = Db("sqlite", tmp_path)
+    try:
+        monkeypatch.setenv("NB2PROD_AUDIT_SPOOL", str(tmp_path / "from-env.jsonl"))
+        log = db.open(spool_path=None)
+        with db.down():
+            assert log.record(rid(), [{"x": 1}], [answer()], latency_ms=1).stored == "spool"
+        assert len((tmp_path / "from-env.jsonl").read_text().splitlines()) == 1
+        monkeypatch.delenv("NB2PROD_AUDIT_SPOOL")
+        other = db.open(spool_path=None, table_prefix=db.prefix)
+        with db.down():
+            other.record(rid(), [{"x": 2}], [answer()], latency_ms=1)
+        [default] = tmp_path.glob("nb2prod-audit-spool-*.jsonl")  # the working directory
+        assert len(default.read_text().splitlines()) == 1
+    finally:
+        db.close()
 
 
 # -- PII ------------------------------------------------------------------------------------------
@@ -409,7 +441,7 @@ def test_background_flusher_moves_the_spool_when_the_database_returns(db):
     while spooled not in db.request_ids() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert db.request_ids() == [spooled]
-    assert len(log.failover.spool) == 0
+    assert log.status()["spooled"] == 0
 
 
 def test_a_restarted_service_flushes_what_the_last_one_spooled(db):
@@ -434,3 +466,12 @@ def test_a_torn_spool_line_is_skipped_and_the_rest_kept(db):
         log.record(second, [{"x": 2}], [answer()], latency_ms=1)
     assert log.flush() == 2
     assert sorted(db.request_ids()) == sorted([first, second])
+
+
+def test_opening_the_default_log_while_it_is_off_says_so(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NB2PROD_AUDIT_URL", "off")
+    with pytest.raises(AuditError, match=r"the audit log is off") as caught:
+        AuditLog.open(model_version="m:1", notebook_sha256="0" * 64)
+    assert caught.value.where == "$NB2PROD_AUDIT_URL"
+    assert not (tmp_path / "off").exists()  # it used to open a SQLite file named "off"

@@ -19,9 +19,10 @@ from typing import Any, Callable, TypeVar
 from nb2prod.build import execute, extract, notebook, packaging, scan
 from nb2prod.checks import validation
 from nb2prod.core.errors import BuildError, GateError, NotebookError
+from nb2prod.core.settings import ENV_PII_SALT as SALT_ENV
 from nb2prod.runtime import registry
+from nb2prod.runtime.audit import MIN_SALT
 from nb2prod.runtime.loading import CODE, load_version
-from nb2prod.runtime.pii import MIN_SALT, SALT_ENV
 
 T = TypeVar("T")
 

@@ -72,8 +72,8 @@ _SPEC: dict[str, tuple[Variable, Callable[[str], Any], str]] = {
         "(one fsync per request)"), _sync, "NORMAL or FULL"),
     "audit_spool": (Variable(
         "NB2PROD_AUDIT_SPOOL", DEPLOYMENT, "",
-        "file for audit records while the database is unreachable; unset: one per database "
-        "in the temporary directory"), _text, "/var/lib/nb2prod/spool.jsonl"),
+        "file for audit records while the database is unreachable; unset: one per database, "
+        "beside the default database, else in the working directory"), _text, "/var/lib/nb2prod/spool.jsonl"),
     "pii_salt": (Variable(
         "NB2PROD_PII_SALT", DEPLOYMENT, "",
         "secret (16+ characters, the same on every worker) for columns "

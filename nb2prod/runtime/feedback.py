@@ -27,16 +27,13 @@ from __future__ import annotations
 import importlib.util
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
-import sqlalchemy as sa
 
 from nb2prod.core.errors import BadRequest, Nb2prodError, NotFound, UsageError
-from nb2prod.runtime.audit import AuditLog
-from nb2prod.runtime.layout import records_of
+from nb2prod.runtime.audit import AuditLog, Transaction
 
 
 class UnknownRecordError(NotFound, LookupError):
@@ -179,24 +176,20 @@ class FeedbackLog:
         (503) while the database is unreachable.
         """
         try:
-            with self.audit.begin() as conn:
-                return self.record_in(conn, request_id, row, label)
+            with self.audit.transaction() as tx:
+                return self.record_in(tx, request_id, row, label)
         except UnknownRecordError:
             # The record may still wait in the spool (the database was away and came back
             # before the flusher ran): flush, then look once more.
             if not self.audit.flush():
                 raise
-        with self.audit.begin() as conn:
-            return self.record_in(conn, request_id, row, label)
+        with self.audit.transaction() as tx:
+            return self.record_in(tx, request_id, row, label)
 
-    def record_in(self, conn: sa.Connection, request_id: str, row: int,
+    def record_in(self, tx: Transaction, request_id: str, row: int,
                   label: Any) -> FeedbackResult:
         """``record_feedback`` inside the caller's transaction (the review queue's resolve)."""
-        audit, fb = self.audit.tables.audit, self.audit.tables.feedback
-        found = conn.execute(
-            sa.select(audit.c.output, audit.c.model_version)
-            .where(audit.c.request_id == request_id)
-            .with_for_update()).first()  # concurrent labels for one request take turns
+        found = tx.answered(request_id, lock=True)  # concurrent labels for one request take turns
         if found is None or not 0 <= row < len(found.output):
             raise UnknownRecordError(
                 f"no audited answer for request {request_id!r}, row {row}" + (
@@ -210,26 +203,17 @@ class FeedbackLog:
             raise LabelError(problem, where=f"feedback for request {request_id}, row {row}",
                              fix=f"send a label of the type this {self.kind.name} predicts")
         score = self.kind.score(label, predicted)
-        now = datetime.now(timezone.utc)
-        key = (fb.c.request_id == request_id) & (fb.c.row == row)
-        replaced = conn.execute(fb.update().where(key).values(
-            label=label, score=score, kind=self.kind.name, updated_at=now)).rowcount
-        if not replaced:
-            conn.execute(fb.insert().values(
-                request_id=request_id, row=row, model_version=found.model_version,
-                source=answer.get("source"), kind=self.kind.name, label=label, score=score,
-                created_at=now))
-        return FeedbackResult(request_id, row, found.model_version, not replaced, score)
+        new = tx.write_label(request_id, row, model_version=found.model_version,
+                             source=answer.get("source"), kind=self.kind.name, label=label,
+                             score=score)
+        return FeedbackResult(request_id, row, found.model_version, new, score)
 
     def quality(self, model_version: str) -> dict[str, Any]:
         """``{"kind", "metric", "value", "n"}`` over the labelled rows ``model_version``
         answered: accuracy for a classifier, MAE for a regressor; ``value`` is None at n=0."""
-        fb = self.audit.tables.feedback
-        with self.audit.begin(readonly=True) as conn:
-            n, value = conn.execute(sa.select(sa.func.count(), sa.func.avg(fb.c.score)).where(
-                fb.c.model_version == model_version, fb.c.kind == self.kind.name)).one()
-        return {"kind": self.kind.name, "metric": self.kind.metric,
-                "value": float(value) if n else None, "n": int(n)}
+        with self.audit.transaction(readonly=True) as tx:
+            n, value = tx.scores(model_version, self.kind.name)
+        return {"kind": self.kind.name, "metric": self.kind.metric, "value": value, "n": n}
 
 
 # -- export -----------------------------------------------------------------------------------
@@ -269,10 +253,11 @@ def export_feedback(url: str | None, name: str, out_path: str | Path, *,
                     table_prefix: str = "nb2prod_", label_column: str = "label") -> ExportResult:
     """Write model ``name``'s labelled inputs (every version) to ``out_path``.
 
-    ``url`` None reads ``$NB2PROD_AUDIT_URL``, else the database ``name``'s services write
-    by default (``audit.home_url``). One row per labelled answer, oldest first: the audited input columns (PII as stored:
-    hashed or absent) plus ``label_column``. The format follows the extension: ``.csv``,
-    or ``.parquet`` when pyarrow (or fastparquet) is installed.
+    ``url`` None: ``$NB2PROD_AUDIT_URL``, else the database ``name``'s services write by
+    default (``audit.home_url``). One row per labelled answer, oldest first: the audited
+    input columns (PII as stored: hashed or absent) plus ``label_column``. The format
+    follows the extension: ``.csv``, or ``.parquet`` when pyarrow (or fastparquet) is
+    installed.
     """
     out = Path(out_path)
     writer = WRITERS.get(out.suffix.lower())
@@ -283,20 +268,15 @@ def export_feedback(url: str | None, name: str, out_path: str | Path, *,
     audit = AuditLog.open(url, model_version=name, table_prefix=table_prefix,
                           flush_interval=None)
     try:
-        a, fb = audit.tables.audit, audit.tables.feedback
-        with audit.begin(readonly=True) as conn:
-            rows = conn.execute(
-                sa.select(a.c.input, fb.c.row, fb.c.label)
-                .join(fb, fb.c.request_id == a.c.request_id)
-                .where(a.c.model == name).order_by(a.c.created_at, a.c.request_id, fb.c.row)
-            ).all()
+        with audit.transaction(readonly=True) as tx:
+            rows = tx.labelled_inputs(name)
     finally:
         audit.close()
-    frame = pd.DataFrame([records_of(r.input, [r.row])[0] for r in rows])
+    frame = pd.DataFrame([record for record, _ in rows])
     if label_column in frame.columns:
         raise UsageError(f"the inputs already have a column {label_column!r}", where=str(out),
                          fix="pass another label_column")
-    frame[label_column] = [r.label for r in rows]
+    frame[label_column] = [label for _, label in rows]
     out.parent.mkdir(parents=True, exist_ok=True)
     writer.write(frame, out)
     return ExportResult(out, len(rows), out.suffix.lower().lstrip("."))

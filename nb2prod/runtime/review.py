@@ -14,33 +14,15 @@ an invalid label leaves the item pending. Resolving an item twice is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Mapping
 
-import sqlalchemy as sa
-
 from nb2prod.core.errors import Conflict
-from nb2prod.runtime.audit import AuditLog
+from nb2prod.runtime.audit import AuditLog, ReviewItem  # ReviewItem: pending()'s items
 from nb2prod.runtime.feedback import FeedbackLog, FeedbackResult, UnknownRecordError
 
 
 class AlreadyResolvedError(Conflict):
     """The review item has a verdict already: the service answers 409."""
-
-
-@dataclass(frozen=True)
-class ReviewItem:
-    """One queued answer: which row, why, what came in (PII removed) and what went out."""
-
-    id: int
-    request_id: str
-    row: int
-    model_version: str
-    reason: str
-    input: dict[str, Any]
-    output: Any
-    created_at: datetime
 
 
 class ReviewQueue:
@@ -56,25 +38,13 @@ class ReviewQueue:
 
         Queueing the same row again changes nothing and returns the existing id.
         """
-        clean, secrets = self.audit.pii.clean(input)
-        table = self.audit.tables.review
-        with self.audit.begin() as conn:
-            self.audit.sink.insert_new(conn, table, [{
-                "request_id": request_id, "row": row, "reason": reason,
-                "model_version": self.audit.model_version, "input": clean,
-                "output": self.audit.pii.scrub(output, secrets),
-                "created_at": datetime.now(timezone.utc)}])
-            return conn.execute(sa.select(table.c.id).where(
-                table.c.request_id == request_id, table.c.row == row)).scalar_one()
+        with self.audit.transaction() as tx:
+            return tx.queue_review(request_id, row, reason, input, output)
 
     def pending(self, limit: int = 50) -> list[ReviewItem]:
         """Up to ``limit`` unresolved items, oldest first."""
-        table = self.audit.tables.review
-        with self.audit.begin(readonly=True) as conn:
-            found = conn.execute(
-                sa.select(*(table.c[f] for f in ReviewItem.__dataclass_fields__))
-                .where(table.c.resolved_at.is_(None)).order_by(table.c.id).limit(limit))
-            return [ReviewItem(**r._mapping) for r in found]
+        with self.audit.transaction(readonly=True) as tx:
+            return tx.pending_reviews(limit)
 
     def resolve(self, item_id: int, label: Any) -> FeedbackResult:
         """Record a reviewer's ``label`` for item ``item_id`` and mark it resolved.
@@ -83,19 +53,17 @@ class ReviewQueue:
         ``AlreadyResolvedError`` (409) when it was resolved before, ``LabelError`` (400)
         for a label the model's output kind does not accept.
         """
-        table = self.audit.tables.review
-        with self.audit.begin() as conn:
-            item = conn.execute(sa.select(table).where(table.c.id == item_id)
-                                .with_for_update()).first()  # two reviewers: one wins
-            if item is None:
+        with self.audit.transaction() as tx:
+            found = tx.review_item(item_id, lock=True)  # two reviewers: one wins
+            if found is None:
                 raise UnknownRecordError(f"no review item {item_id}", where=self.audit.url,
                                          fix="take item ids from the pending() list")
-            if item.resolved_at is not None:
+            item, verdict = found
+            if verdict is not None:
                 raise AlreadyResolvedError(
-                    f"review item {item_id} was resolved at {item.resolved_at} with label "
-                    f"{item.label!r}", where=f"request {item.request_id}, row {item.row}",
+                    f"review item {item_id} was resolved at {verdict.resolved_at} with label "
+                    f"{verdict.label!r}", where=f"request {item.request_id}, row {item.row}",
                     fix="to change the label, send feedback for that request and row")
-            result = self.feedback.record_in(conn, item.request_id, item.row, label)
-            conn.execute(table.update().where(table.c.id == item_id).values(
-                resolved_at=datetime.now(timezone.utc), label=label))
+            result = self.feedback.record_in(tx, item.request_id, item.row, label)
+            tx.resolve_review(item_id, label)
         return result

@@ -14,21 +14,27 @@ and review still address one row, as (request_id, row); SQL reaches a row with t
 database's JSON functions (README, "Audit log").
 
 If the database goes away while serving, records go to a bounded local spool
-(``spool.py``) that a background thread moves back, exactly once, when the database
-returns; if the spool is full too, ``record()`` raises ``AuditUnavailable`` (503) rather
+(``failover``, ``spool``) that a background thread moves back, exactly once, when the
+database returns; if the spool is full too, ``record()`` raises ``AuditUnavailable`` (503) rather
 than acknowledge a record it cannot keep.
 
 Where: the ``url`` argument, else ``$NB2PROD_AUDIT_URL``, else SQLite
-``$BENTOML_HOME/nb2prod/<model name>/audit.db`` (``home_url``): next to the model's registry,
-so every bento of one name, and ``nb2prod feedback export NAME``, use the same database.
-Any SQLAlchemy URL works; PostgreSQL (``postgresql+psycopg://…``) in production. How each
-database family is opened and written is a ``Sink`` in ``sinks.SINKS``.
+``$BENTOML_HOME/nb2prod/<model name>/audit.db`` (``home_url``): next to the model's
+registry, so every bento of one name, and ``nb2prod feedback export NAME``, use the same
+database. Any SQLAlchemy URL works; PostgreSQL (``postgresql+psycopg://…``) in production.
+How each database family is opened and written is a ``Sink`` in ``sinks.SINKS``. Every
+``NB2PROD_*`` value is read through ``nb2prod.core.settings.current()``.
 
-Durability on SQLite: WAL with ``synchronous=FULL`` by default, so each commit fsyncs the
-WAL and an acknowledged record survives power loss, not only a killed process (``NORMAL``
-defers that fsync to the next checkpoint). The cost is one fsync per *request*, never per
-row. A busy timeout lets threads and worker processes share the file; write transactions
-take the lock up front (``BEGIN IMMEDIATE``) so none fails midway on a stale snapshot.
+Durability on SQLite: WAL with ``synchronous=NORMAL`` unless ``$NB2PROD_AUDIT_SYNC`` (or
+``sqlite_synchronous=``) says ``FULL``. With NORMAL a commit is in the WAL file before
+``record()`` returns, so an acknowledged record survives a killed process; the WAL is
+fsync'd only at checkpoints (``sinks``: every 0.5 s, in the background), so a power cut
+may lose the last commits. FULL fsyncs the WAL at every commit and survives power loss
+too, at one fsync per *request*, never per row: a 1-row request took 0.05 ms p50 with
+NORMAL, 0.28 ms with FULL (p99 0.5 vs. 4.0 ms; bench/results/audit_spool.md, a shared
+machine whose fsync is at times 4 ms at p50). A busy timeout lets threads and worker
+processes share the file; write transactions take the lock up front (``BEGIN
+IMMEDIATE``) so none fails midway on a stale snapshot.
 
 PII: ``pii={"name": "drop", "email": "hash"}`` is applied to every row before it is
 stored or spooled (``pii.PiiPolicy``).
@@ -46,25 +52,24 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
 
+from nb2prod.core import settings
 from nb2prod.runtime import registry
-from nb2prod.runtime.layout import FastInsert, check_layout, table
-from nb2prod.runtime.pii import PiiPolicy
-from nb2prod.runtime.sinks import SINKS, Sink
-from nb2prod.runtime.spool import (
-    DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_ENTRIES,
+from nb2prod.runtime.audit.errors import AuditError, AuditUnavailable, describe
+from nb2prod.runtime.audit.failover import Failover
+from nb2prod.runtime.audit.layout import (
     KEY,
-    URL_ENV,
-    AuditError,
-    AuditUnavailable,
-    Failover,
-    Spool,
-    describe,
+    REQUEST_KEY,
+    FastInsert,
+    Tables,
+    check_layout,
+    make_tables,
+    table,
 )
+from nb2prod.runtime.audit.pii import PiiPolicy
+from nb2prod.runtime.audit.sinks import SINKS, Sink
+from nb2prod.runtime.audit.spool import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Spool
+from nb2prod.runtime.audit.transaction import Transaction
 
-REQUEST_KEY = ("request_id",)  # the audit table's key; feedback and review use KEY
-
-SPOOL_ENV = "NB2PROD_AUDIT_SPOOL"
 HOME_DB = "audit.db"  # in registry.home(name): the default database of model ``name``
 # The database could not be reached or locked in time; anything else is a bug to surface.
 UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
@@ -79,76 +84,19 @@ class RecordResult:
     stored: str
 
 
-# -- tables -------------------------------------------------------------------------------
-
-# JSON, not PostgreSQL's JSONB: JSONB reorders keys, and the first field of a prediction
-# matters (feedback's default label field); text JSON is also cheaper to insert.
-JSON = sa.JSON()
-
-
-@dataclass(frozen=True)
-class Tables:
-    """The audit, feedback and review tables under one name prefix."""
-
-    metadata: sa.MetaData
-    audit: sa.Table
-    feedback: sa.Table
-    review: sa.Table
-
-
-def make_tables(prefix: str = "nb2prod_") -> Tables:
-    """The three tables, named ``<prefix>audit`` (one row per request), ``<prefix>feedback``
-    and ``<prefix>review`` (one row per labelled or queued row of a request)."""
-    md = sa.MetaData()
-
-    def key() -> list[sa.Column]:
-        return [sa.Column("request_id", sa.String(64), primary_key=True),
-                sa.Column("row", sa.Integer, primary_key=True, autoincrement=False)]
-
-    def when(name: str, nullable: bool = False) -> sa.Column:
-        return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)  # always UTC
-
-    audit = sa.Table(
-        f"{prefix}audit", md, sa.Column("request_id", sa.String(64), primary_key=True),
-        when("created_at"),
-        sa.Column("model", sa.String(200), nullable=False, index=True),
-        sa.Column("model_version", sa.String(200), nullable=False, index=True),
-        sa.Column("notebook_sha256", sa.String(64)), sa.Column("rows", sa.Integer, nullable=False),
-        sa.Column("input", JSON, nullable=False), sa.Column("output", JSON, nullable=False),
-        sa.Column("latency_ms", sa.Float))
-    feedback = sa.Table(
-        f"{prefix}feedback", md, *key(),
-        sa.Column("model_version", sa.String(200), nullable=False, index=True),
-        sa.Column("source", sa.String(16)), sa.Column("kind", sa.String(32), nullable=False),
-        sa.Column("label", JSON, nullable=False), sa.Column("score", sa.Float, nullable=False),
-        when("created_at"), when("updated_at", nullable=True))
-    review = sa.Table(
-        f"{prefix}review", md, sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("request_id", sa.String(64), nullable=False),
-        sa.Column("row", sa.Integer, nullable=False),
-        sa.Column("model_version", sa.String(200), nullable=False),
-        sa.Column("reason", sa.String(64), nullable=False), sa.Column("input", JSON),
-        sa.Column("output", JSON), when("created_at"),
-        sa.Column("resolved_at", sa.DateTime(timezone=True), index=True),
-        sa.Column("label", JSON), sa.UniqueConstraint(*KEY))
-    return Tables(md, audit, feedback, review)
-
-
-# -- the log ----------------------------------------------------------------------------------
-
 class AuditLog:
     """A durable, thread-safe audit log over one SQLAlchemy database; see the module doc."""
 
     def __init__(self, engine: sa.Engine, sink: Sink, tables: Tables, spool: Spool, *,
                  url: str, model_version: str, notebook_sha256: str | None,
                  pii: PiiPolicy, flush_interval: float | None):
-        self.engine, self.sink, self.tables, self.pii = engine, sink, tables, pii
         self.url = url  # password masked: safe to show
         self.model_version = model_version
         self.model = model_version.split(":", 1)[0]
         self.notebook_sha256 = notebook_sha256
-        self.failover = Failover(spool, self._store, unreachable=UNREACHABLE, where=url,
-                                 interval=flush_interval)
+        self._engine, self._sink, self._tables, self._pii = engine, sink, tables, pii
+        self._failover = Failover(spool, self._store, unreachable=UNREACHABLE, where=url,
+                                  interval=flush_interval)
         self._inserts: dict[str, FastInsert] = {}
         self._stop_upkeep = sink.maintain(engine)  # SQLite: WAL checkpoints off the request path
 
@@ -159,22 +107,28 @@ class AuditLog:
              spool_max_bytes: int = DEFAULT_MAX_BYTES,
              spool_max_records: int = DEFAULT_MAX_ENTRIES, table_prefix: str = "nb2prod_",
              timeout: float = 5.0, flush_interval: float | None = 1.0,
-             sqlite_synchronous: str = "FULL") -> "AuditLog":
+             sqlite_synchronous: str | None = None) -> "AuditLog":
         """Connect, create missing tables, flush a leftover spool; ``AuditError`` if unreachable.
 
-        ``url``: a SQLAlchemy URL or a SQLite file path (default: see the module docstring;
-        the name is ``model_version``'s part before the colon). ``timeout`` bounds connecting
-        (PostgreSQL) and waiting for the write lock (SQLite). The spool defaults to
-        ``$NB2PROD_AUDIT_SPOOL`` or ``nb2prod-audit-spool-<hash of URL+prefix>.jsonl`` in the
-        working directory (next to the database when that is the default one);
-        it is bounded by bytes and by records (one per request). ``flush_interval=None``
-        turns the background flusher off (then call ``flush()``).
+        An argument left unset takes its setting (``settings.current()``): ``url``
+        ``$NB2PROD_AUDIT_URL``, else the model name's own SQLite file (``home_url``; the
+        name is ``model_version``'s part before the colon); ``salt`` ``$NB2PROD_PII_SALT``;
+        ``sqlite_synchronous`` ``$NB2PROD_AUDIT_SYNC`` (``NORMAL`` unless set, or ``FULL``;
+        see the module doc); ``spool_path`` ``$NB2PROD_AUDIT_SPOOL``, else
+        ``nb2prod-audit-spool-<hash of URL+prefix>.jsonl`` next to the default database, or
+        in the working directory for any other. ``url`` is a SQLAlchemy URL or a SQLite
+        file path. ``timeout`` bounds connecting (PostgreSQL) and waiting for the write
+        lock (SQLite). The spool is bounded by bytes and by records (one per request).
+        ``flush_interval=None`` turns the background flusher off (then call ``flush()``).
         """
-        policy = PiiPolicy.build(pii, salt)
-        url, home = _url(url, model_version.split(":", 1)[0])
+        env = settings.current()
+        policy = PiiPolicy.build(pii, env.pii_salt if salt is None else salt)
+        url, home = _url(url if url is not None else env.audit_url,
+                         model_version.split(":", 1)[0])
         shown, sink = mask(url), SINKS.get(url.get_backend_name())
         try:
-            engine = sink.engine(url, timeout=timeout, synchronous=sqlite_synchronous)
+            engine = sink.engine(url, timeout=timeout,
+                                 synchronous=sqlite_synchronous or env.audit_sync)
             tables = make_tables(table_prefix)
             sink.create(engine, tables.metadata)
             check_layout(engine, tables.metadata, shown)
@@ -186,7 +140,7 @@ class AuditLog:
                              where=shown, fix="check the URL's dialect and install its driver "
                              "(PostgreSQL: postgresql+psycopg://…, psycopg[binary])") from None
         tag = hashlib.sha256((shown + table_prefix).encode()).hexdigest()[:8]
-        spool = Spool(spool_path or os.environ.get(SPOOL_ENV) or
+        spool = Spool(spool_path or env.audit_spool or
                       (home or Path()) / f"nb2prod-audit-spool-{tag}.jsonl",
                       max_bytes=spool_max_bytes, max_entries=spool_max_records)
         audit = cls(engine, sink, tables, spool, url=shown, model_version=model_version,
@@ -211,7 +165,7 @@ class AuditLog:
                              where=f"request {request_id}", fix="pass one answer per input row")
         entry = self._entry(request_id, inputs, answers, latency_ms, review or {})
         try:
-            stored = self.failover.write(entry)
+            stored = self._failover.write(entry)
         except sa.exc.IntegrityError:
             raise AuditError(f"request id {request_id!r} is already in the audit log",
                              where=self.url, fix="give every request a new id") from None
@@ -222,30 +176,34 @@ class AuditLog:
 
         Raises ``AuditUnavailable`` while the database is still unreachable.
         """
-        return self.failover.flush()
+        return self._failover.flush()
 
     @contextmanager
-    def begin(self, *, readonly: bool = False) -> Iterator[sa.Connection]:
-        """A transaction for feedback and review; unreachable → ``AuditUnavailable`` (503)."""
+    def transaction(self, *, readonly: bool = False) -> Iterator[Transaction]:
+        """One transaction for feedback and review (``transaction.Transaction``): committed
+        when the block ends, rolled back if it raises. ``readonly=True`` takes no write lock
+        (SQLite). An unreachable database is ``AuditUnavailable`` (503)."""
         try:
-            with self.engine.connect() as conn:
+            with self._engine.connect() as conn:
                 conn.execution_options(nb2prod_readonly=readonly)
                 with conn.begin():
-                    yield conn
+                    yield Transaction(conn, self._tables, self._sink, self._pii,
+                                      self.model_version)
         except UNREACHABLE as exc:
             raise AuditUnavailable(f"the audit database is unreachable: {describe(exc)}",
                                    where=self.url, fix="restore the audit database") from None
 
     def status(self) -> dict[str, Any]:
-        """``{"url", "spooled", "last_error"}``: for health checks and metrics."""
-        return {"url": self.url, "spooled": len(self.failover.spool),
-                "last_error": self.failover.last_error}
+        """``{"url", "spooled", "last_error"}``: where the log writes (password masked),
+        requests waiting in the spool, and the last database error (None once it answers)."""
+        return {"url": self.url, "spooled": len(self._failover.spool),
+                "last_error": self._failover.last_error}
 
     def close(self) -> None:
         """Stop the flusher, try a last flush (the spool survives if it fails), disconnect."""
-        self.failover.close()
+        self._failover.close()
         self._stop_upkeep()
-        self.engine.dispose()
+        self._engine.dispose()
 
     def _store(self, entries: list[dict[str, Any]], replay: bool) -> None:
         """Insert entries in one transaction; a replay skips requests already stored."""
@@ -253,10 +211,10 @@ class AuditLog:
             self._insert([(name, [r for e in entries for r in e[name]])
                           for name in ("audit", "review")])
             return
-        with self.engine.begin() as conn:
+        with self._engine.begin() as conn:
             for name, key in (("audit", REQUEST_KEY), ("review", KEY)):
                 rows = [r for e in entries for r in e[name]]
-                self.sink.insert_new(conn, getattr(self.tables, name), [
+                self._sink.insert_new(conn, getattr(self._tables, name), [
                     {**r, "created_at": datetime.fromisoformat(r["created_at"])}
                     for r in rows], key=key)
 
@@ -269,16 +227,16 @@ class AuditLog:
         for name, rows in tables:
             if rows:
                 if name not in self._inserts:  # rows of a table always carry the same keys
-                    self._inserts[name] = FastInsert(getattr(self.tables, name),
-                                                     self.engine.dialect, list(rows[0]))
+                    self._inserts[name] = FastInsert(getattr(self._tables, name),
+                                                     self._engine.dialect, list(rows[0]))
                 batches.append((self._inserts[name], rows))
-        dialect, raw = self.engine.dialect, None
+        dialect, raw = self._engine.dialect, None
         statement, params = "BEGIN", None
         try:
-            raw = self.engine.raw_connection()  # pool checkout (and pre-ping, where set)
+            raw = self._engine.raw_connection()  # pool checkout (and pre-ping, where set)
             cursor = raw.cursor()
             try:
-                self.sink.begin_driver(cursor)
+                self._sink.begin_driver(cursor)
                 for insert, rows in batches:
                     statement, params = insert.sql, insert.params(rows)
                     cursor.executemany(statement, params)
@@ -306,10 +264,10 @@ class AuditLog:
         writes NaN as null and numpy values as JSON): no per-row work on the request path.
         """
         now = datetime.now(timezone.utc).isoformat()
-        if self.pii.columns:
-            cleaned = [self.pii.clean(record) for record in inputs]
+        if self._pii.columns:
+            cleaned = [self._pii.clean(record) for record in inputs]
             inputs = [record for record, _ in cleaned]
-            answers = [self.pii.scrub(answer, secrets)
+            answers = [self._pii.scrub(answer, secrets)
                        for answer, (_, secrets) in zip(answers, cleaned)]
         audit = {"request_id": request_id, "created_at": now, "model": self.model,
                  "model_version": self.model_version, "notebook_sha256": self.notebook_sha256,
@@ -341,9 +299,13 @@ def home_url(name: str) -> str:
 
 
 def _url(url: str | os.PathLike | None, name: str) -> tuple[sa.URL, Path | None]:
-    """A SQLAlchemy URL from the argument, ``$NB2PROD_AUDIT_URL`` or ``name``'s default;
-    with the default, its folder (created: BentoML creates the home, not our part of it)."""
-    text = os.fspath(url) if url is not None else os.environ.get(URL_ENV)
+    """A SQLAlchemy URL from ``url``, else ``name``'s default database; with the default,
+    its folder (created: BentoML creates the home, not our part of it)."""
+    text = os.fspath(url) if url is not None else None
+    if text is not None and text.lower() == "off":  # serving checks first; this is the rest
+        raise AuditError("the audit log is off (NB2PROD_AUDIT_URL=off), so there is nothing "
+                         "to open", where="$NB2PROD_AUDIT_URL",
+                         fix="unset it for the model's own database, or pass a database URL")
     if not text:
         home = registry.home(name)
         home.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from nb2prod.core.jsonify import dumps
-from nb2prod.runtime.spool import KEY, URL_ENV, AuditError, describe
+from nb2prod.core.settings import ENV_AUDIT_URL
+from nb2prod.runtime.audit.errors import AuditError, describe
+from nb2prod.runtime.audit.layout import KEY
 
 log = logging.getLogger("nb2prod")
 CHECKPOINT_S = 0.5  # SQLite: how often the audit log's WAL is checkpointed
@@ -64,7 +66,7 @@ class Sink:
     def fix(self, url: sa.URL) -> str:
         """How to make the database reachable, for error messages."""
         return (f"start the database at {url.host}:{url.port or 'its default port'} or "
-                f"correct the URL (argument or ${URL_ENV})")
+                f"correct the URL (argument or ${ENV_AUDIT_URL})")
 
 
 class SQLiteSink(Sink):
@@ -135,7 +137,7 @@ class SQLiteSink(Sink):
         """A missing directory or permissions are what usually go wrong with a file."""
         folder = Path(url.database or ".").resolve().parent
         return (f"make sure the directory {folder} exists and this process can write there, "
-                f"or choose another path (argument or ${URL_ENV})")
+                f"or choose another path (argument or ${ENV_AUDIT_URL})")
 
 
 class PostgresSink(Sink):

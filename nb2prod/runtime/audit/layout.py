@@ -1,17 +1,75 @@
-"""The audit rows' layout and how they are written: the request's records as one table
-(``table`` / ``records_of``), a compiled driver-level ``FastInsert``, and the check that
-existing tables have the columns nb2prod writes (``check_layout``).
+"""The tables and their rows: the audit, feedback and review tables (``make_tables``), a
+request's records as one table (``table`` / ``records_of``), a compiled driver-level
+``FastInsert``, and the check that existing tables have the columns nb2prod writes
+(``check_layout``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
 from typing import Any, Mapping, Sequence
 
 import sqlalchemy as sa
 
-from nb2prod.runtime.spool import AuditError
+from nb2prod.runtime.audit.errors import AuditError
+
+KEY = ("request_id", "row")  # a labelled or queued row: the feedback and review key
+REQUEST_KEY = ("request_id",)  # the audit table's key: one row per request
+
+
+# JSON, not PostgreSQL's JSONB: JSONB reorders keys, and the first field of a prediction
+# matters (feedback's default label field); text JSON is also cheaper to insert.
+JSON = sa.JSON()
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The audit, feedback and review tables under one name prefix."""
+
+    metadata: sa.MetaData
+    audit: sa.Table
+    feedback: sa.Table
+    review: sa.Table
+
+
+def make_tables(prefix: str = "nb2prod_") -> Tables:
+    """The three tables, named ``<prefix>audit`` (one row per request), ``<prefix>feedback``
+    and ``<prefix>review`` (one row per labelled or queued row of a request)."""
+    md = sa.MetaData()
+
+    def key() -> list[sa.Column]:
+        return [sa.Column("request_id", sa.String(64), primary_key=True),
+                sa.Column("row", sa.Integer, primary_key=True, autoincrement=False)]
+
+    def when(name: str, nullable: bool = False) -> sa.Column:
+        return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)  # always UTC
+
+    audit = sa.Table(
+        f"{prefix}audit", md, sa.Column("request_id", sa.String(64), primary_key=True),
+        when("created_at"),
+        sa.Column("model", sa.String(200), nullable=False, index=True),
+        sa.Column("model_version", sa.String(200), nullable=False, index=True),
+        sa.Column("notebook_sha256", sa.String(64)), sa.Column("rows", sa.Integer, nullable=False),
+        sa.Column("input", JSON, nullable=False), sa.Column("output", JSON, nullable=False),
+        sa.Column("latency_ms", sa.Float))
+    feedback = sa.Table(
+        f"{prefix}feedback", md, *key(),
+        sa.Column("model_version", sa.String(200), nullable=False, index=True),
+        sa.Column("source", sa.String(16)), sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("label", JSON, nullable=False), sa.Column("score", sa.Float, nullable=False),
+        when("created_at"), when("updated_at", nullable=True))
+    review = sa.Table(
+        f"{prefix}review", md, sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("request_id", sa.String(64), nullable=False),
+        sa.Column("row", sa.Integer, nullable=False),
+        sa.Column("model_version", sa.String(200), nullable=False),
+        sa.Column("reason", sa.String(64), nullable=False), sa.Column("input", JSON),
+        sa.Column("output", JSON), when("created_at"),
+        sa.Column("resolved_at", sa.DateTime(timezone=True), index=True),
+        sa.Column("label", JSON), sa.UniqueConstraint(*KEY))
+    return Tables(md, audit, feedback, review)
 
 
 def table(records: Sequence[Mapping[str, Any]]) -> dict[str, list]:

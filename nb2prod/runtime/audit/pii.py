@@ -1,8 +1,9 @@
 """Personal data in audited rows: each PII column hashed or dropped before storage.
 
 ``pii={"name": "drop", "email": "hash"}`` removes a column or stores
-``"sha256:" + HMAC-SHA256(salt, value)`` instead; the salt is ``salt=`` or
-``$NB2PROD_PII_SALT`` (a secret of 16+ characters; hashing without one is refused). Raw
+``"sha256:" + HMAC-SHA256(salt, value)`` instead; the salt (a secret of 16+ characters;
+hashing without one is refused) is what ``AuditLog.open`` passes: its ``salt=``, else
+``$NB2PROD_PII_SALT`` (``settings.current().pii_salt``). Raw
 values never reach the database or the spool: they are scrubbed from predictions and check
 warnings too.
 """
@@ -12,14 +13,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from nb2prod.core.jsonify import jsonable
-from nb2prod.runtime.spool import AuditError
+from nb2prod.core.settings import ENV_PII_SALT
+from nb2prod.runtime.audit.errors import AuditError
 
-SALT_ENV = "NB2PROD_PII_SALT"
 MIN_SALT = 16
 
 _DROPPED = object()
@@ -36,20 +36,22 @@ class PiiPolicy:
     salt: bytes = b""
 
     @classmethod
-    def build(cls, pii: Mapping[str, str] | None, salt: str | None = None) -> "PiiPolicy":
-        """Validate ``pii``; the salt is ``salt`` or ``$NB2PROD_PII_SALT``."""
+    def build(cls, pii: Mapping[str, str] | None, salt: str | None) -> "PiiPolicy":
+        """Validate ``pii`` and ``salt`` (None or "": no salt, refused when a column is
+        hashed)."""
         pii = dict(pii or {})
         bad = {c: a for c, a in pii.items() if a not in PII_ACTIONS}
         if bad:
             raise AuditError(f"unknown PII action(s) {bad}", where="AuditLog.open(pii=...)",
                              fix=f"use one of {sorted(PII_ACTIONS)} per column")
-        salt = salt if salt is not None else os.environ.get(SALT_ENV, "")
+        salt = salt or ""
         if "hash" in pii.values() and len(salt) < MIN_SALT:
             raise AuditError(f"PII column(s) {sorted(c for c, a in pii.items() if a == 'hash')}"
                              f" are to be hashed but the salt is "
                              f"{'missing' if not salt else 'shorter than 16 characters'}",
-                             where=f"${SALT_ENV}", fix=f"set {SALT_ENV} to a secret of at "
-                             f"least {MIN_SALT} random characters, the same for every worker")
+                             where=f"${ENV_PII_SALT}", fix=f"set {ENV_PII_SALT} to a secret "
+                             f"of at least {MIN_SALT} random characters, the same for every "
+                             "worker")
         return cls(pii, salt.encode())
 
     def digest(self, value: Any) -> str:

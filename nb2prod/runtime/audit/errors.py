@@ -1,0 +1,23 @@
+"""The audit log's errors, and how a driver error is named in their messages."""
+
+from __future__ import annotations
+
+from nb2prod.core.errors import Nb2prodError, Unavailable
+
+
+class AuditError(Nb2prodError):
+    """The audit log cannot be opened, or is used wrongly: at start-up, refuse to start."""
+
+
+class AuditUnavailable(AuditError, Unavailable):
+    """The audit database is away and the record cannot be kept: the service answers 503."""
+
+
+class SpoolFullError(AuditUnavailable):
+    """The spool holds as much as it may; nothing more can be kept locally."""
+
+
+def describe(exc: BaseException) -> str:
+    """A driver error's class and first line, e.g. ``OperationalError: connection refused``."""
+    orig = getattr(exc, "orig", None) or exc
+    return f"{type(orig).__name__}: {(str(orig).strip().splitlines() or [''])[0]}"
