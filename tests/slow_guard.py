@@ -27,13 +27,21 @@ SITE = Path(__file__).resolve().with_name("slow_guard_site")
 KERNELS = {"ipykernel_launcher", "ipykernel"}
 SERVERS = {"uvicorn", "gunicorn"}
 BENTOML_SLOW = {"serve", "build", "containerize", "start-http-server", "start-runner-server"}
-_ARGUMENT_OPTIONS = {"-X", "-W", "-Q"}  # python options whose value is the next word
+_ARGUMENT_OPTIONS = {"-X", "-W"}  # python options whose value is the next word
 
-_original_init = subprocess.Popen.__init__
+# the real one, also when this process's sitecustomize already installed a guard
+_original_init = getattr(subprocess.Popen.__init__, "__wrapped__", subprocess.Popen.__init__)
 
 
 class SlowInFastRun(RuntimeError):
     """A command only a test marked ``slow`` may start."""
+
+
+def _argv(args) -> list[str]:
+    """``args`` as Popen takes it (a list, or one string or path), as a list of words."""
+    if isinstance(args, (str, bytes, os.PathLike)):
+        return shlex.split(os.fsdecode(args))
+    return [os.fsdecode(a) for a in args]
 
 
 def _program(argv: list[str]) -> tuple[str, list[str]]:
@@ -54,11 +62,7 @@ def _program(argv: list[str]) -> tuple[str, list[str]]:
 
 def refusal(args) -> str | None:
     """Why a fast test may not start the command ``args`` (as Popen takes it), or None."""
-    if isinstance(args, (str, bytes, os.PathLike)):
-        argv = shlex.split(os.fsdecode(args))
-    else:
-        argv = [os.fsdecode(a) for a in args]
-    program, rest = _program(argv)
+    program, rest = _program(_argv(args))
     if program.split(".")[0] in KERNELS:
         return "a Jupyter kernel"
     if program in SERVERS:
@@ -77,13 +81,14 @@ def install(log: str | os.PathLike) -> None:
         reason = refusal(args)
         if reason is None:
             return _original_init(self, args, *more, **kwargs)
-        command = args if isinstance(args, (str, bytes)) else shlex.join(map(os.fsdecode, args))
+        command = shlex.join(_argv(args))
         with open(log, "a", encoding="utf-8") as out:
-            out.write(json.dumps({"pid": os.getpid(), "started": reason,
-                                  "command": os.fsdecode(command)}) + "\n")
+            out.write(json.dumps({"pid": os.getpid(), "started": reason, "command": command})
+                      + "\n")
         self._child_created = False  # Popen.__del__ reads it: nothing to clean up
-        raise SlowInFastRun(f"a fast test started {reason}: {os.fsdecode(command)}")
+        raise SlowInFastRun(f"a fast test started {reason}: {command}")
 
+    guarded_init.__wrapped__ = _original_init
     subprocess.Popen.__init__ = guarded_init
 
 
