@@ -10,16 +10,25 @@
                    checks=checks)
 
 The exported notebook code imports this package in the served process too, so it loads
-only core and checks; ``save_model`` and the magics load the authoring layer when called
+only core (and checks, on first use of ``expect``); ``save_model`` and the magics load the authoring layer when called
 (a bento does not carry it).
 """
 
 from typing import Any
 
-from nb2prod.checks.suite import Suite, expect
 from nb2prod.core.markers import check, fallback, guardrail, model
 from nb2prod.core.spec import at_least, at_most
 from nb2prod.core.version import __version__
+
+
+def __getattr__(name: str) -> Any:
+    """``n2p.expect`` and ``n2p.Suite`` load pandas and the suite module when first used:
+    the CLI and a served process that never draft a suite start faster."""
+    if name in ("expect", "Suite"):
+        from nb2prod.checks import suite
+
+        return getattr(suite, name)
+    raise AttributeError(f"module 'nb2prod' has no attribute {name!r}")
 
 
 def save_model(*args: Any, **kwargs: Any) -> str:
