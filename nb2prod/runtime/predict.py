@@ -166,19 +166,21 @@ class Predictor:
     def _model(self, X: pd.DataFrame, positions: list[int], reasons: list[str | None],
                answers: list[Any]) -> None:
         """Ask the model for ``X`` (the rows at ``positions``); mark rows it cannot answer."""
+        model = self.marked.model
+        assert model is not None  # Predictor refuses a code module without one
         try:
-            result = (self.deadline.call(self.marked.model, self.model, X) if self.deadline
-                      else self.marked.model(self.model, X))
+            result = (self.deadline.call(model, self.model, X) if self.deadline
+                      else model(self.model, X))
             got, nan = rows_and_nan(result, len(X))
         except DeadlineExceeded as exc:
             log.warning("model function %s(): %s; using the fallback for %d row(s)",
-                        self.marked.model.__name__, exc, len(X))
+                        model.__name__, exc, len(X))
             for i in positions:
                 reasons[i] = "timeout"
             return
         except Exception:
             log.exception("model function %s() failed on %d row(s); using the fallback",
-                          self.marked.model.__name__, len(X))
+                          model.__name__, len(X))
             for i in positions:
                 reasons[i] = "error"
             return

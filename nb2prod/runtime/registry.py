@@ -239,15 +239,17 @@ def score_champion(evaluate: Callable[[Any], Mapping[str, float]]) -> dict[str, 
     try:
         contract, path = load_version(tag)
         scored = evaluate(load_model(path, contract.artifact_sha256))  # its own code too
-        metrics: dict[str, float] | None = {k: float(v) for k, v in scored.items()}
-        found: dict[str, Any] = {"version": tag, "metrics": metrics}
+        floats = {k: float(v) for k, v in scored.items()}
+        metrics: dict[str, float] | None = floats
+        found: dict[str, Any] = {"version": tag, "metrics": floats}
         print(f"nb2prod: production {tag} on this holdout: "
-              + ", ".join(f"{k} = {v:.4g}" for k, v in metrics.items()))
+              + ", ".join(f"{k} = {v:.4g}" for k, v in floats.items()))
     except Exception as exc:  # the candidate's run must not fail because of production
         metrics, found = None, {"version": tag, "error": f"{type(exc).__name__}: {exc}"}
         print(f"nb2prod: production {tag} could not be scored on this holdout: {found['error']}")
-    if settings.current().champion_file:
-        Path(settings.current().champion_file).write_text(json.dumps(found))
+    champion_file = settings.current().champion_file
+    if champion_file:
+        Path(champion_file).write_text(json.dumps(found))
     return metrics
 
 

@@ -107,14 +107,16 @@ class FastInsert:
         compiled = table.insert().compile(dialect=dialect, column_keys=keys)
         self.sql = str(compiled)
         self.positional = compiled.positional
-        self.names = list(compiled.positiontup if compiled.positional else compiled.params)
+        # a positional dialect always has its order (positiontup); the others name params
+        self.names = list(compiled.positiontup or () if compiled.positional
+                          else compiled.params)
         self.columns = [compiled.binds[n].key if n in compiled.binds else n for n in self.names]
         self.processors = [table.c[c].type.bind_processor(dialect) for c in self.columns]
 
     def params(self, rows: list[dict[str, Any]]) -> list[Any]:
         """The driver's parameters for ``rows`` (JSON-ready dicts, ``created_at`` in ISO
         text), for ``cursor.executemany(self.sql, ...)``."""
-        stamps: dict[str, Any] = {}  # ISO text -> processed datetime, once per request
+        stamps: dict[Any, Any] = {}  # ISO text -> processed datetime, once per request
         params = []
         for row in rows:
             values = []
@@ -122,7 +124,7 @@ class FastInsert:
                 value = row.get(column)
                 if column == "created_at":
                     if value not in stamps:
-                        when = datetime.fromisoformat(value)
+                        when = datetime.fromisoformat(str(value))
                         stamps[value] = process(when) if process else when
                     values.append(stamps[value])
                 else:

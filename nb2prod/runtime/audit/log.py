@@ -123,20 +123,20 @@ class AuditLog:
         """
         env = settings.current()
         policy = PiiPolicy.build(pii, env.pii_salt if salt is None else salt)
-        url, home = _url(url if url is not None else env.audit_url,
-                         model_version.split(":", 1)[0])
-        shown, sink = mask(url), SINKS.get(url.get_backend_name())
+        db, home = _url(url if url is not None else env.audit_url,
+                        model_version.split(":", 1)[0])
+        shown, sink = mask(db), SINKS.get(db.get_backend_name())
         try:
-            engine = sink.engine(url, timeout=timeout,
+            engine = sink.engine(db, timeout=timeout,
                                  synchronous=sqlite_synchronous or env.audit_sync)
             tables = make_tables(table_prefix)
             sink.create(engine, tables.metadata)
             check_layout(engine, tables.metadata, shown)
         except sa.exc.DBAPIError as exc:
-            raise AuditError(f"cannot open the audit database: {_reason(exc, url)}",
-                             where=shown, fix=sink.fix(url)) from None
+            raise AuditError(f"cannot open the audit database: {_reason(exc, db)}",
+                             where=shown, fix=sink.fix(db)) from None
         except (sa.exc.ArgumentError, ImportError) as exc:
-            raise AuditError(f"cannot open the audit database: {_reason(exc, url)}",
+            raise AuditError(f"cannot open the audit database: {_reason(exc, db)}",
                              where=shown, fix="check the URL's dialect and install its driver "
                              "(PostgreSQL: postgresql+psycopg://…, psycopg[binary])") from None
         tag = hashlib.sha256((shown + table_prefix).encode()).hexdigest()[:8]

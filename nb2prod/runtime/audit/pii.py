@@ -80,7 +80,7 @@ class PiiPolicy:
             else:
                 out[key] = kept
             if isinstance(value, str) and value:
-                secrets[value] = kept if kept is not _DROPPED else f"[{key} dropped]"
+                secrets[value] = str(kept) if kept is not _DROPPED else f"[{key} dropped]"
         return out, secrets
 
     def scrub(self, value: Any, secrets: Mapping[str, str]) -> Any:
