@@ -10,8 +10,8 @@
                    checks=checks)
 
 The exported notebook code imports this package in the served process too, so it loads
-only core (and checks, on first use of ``expect``); ``save_model`` and the magics load the authoring layer when called
-(a bento does not carry it).
+only core (and checks, on first use of ``expect``); ``save_model`` and the magics load
+the authoring layer when called (a bento does not carry it).
 """
 
 from typing import Any
@@ -69,5 +69,16 @@ def unload_ipython_extension(ipython: Any) -> None:
     _unload(ipython)
 
 
-__all__ = ["model", "fallback", "guardrail", "check", "save_model", "at_most", "at_least",
-           "expect", "Suite", "score_champion", "__version__"]
+__all__ = [
+    "model",
+    "fallback",
+    "guardrail",
+    "check",
+    "save_model",
+    "at_most",
+    "at_least",
+    "expect",
+    "Suite",
+    "score_champion",
+    "__version__",
+]

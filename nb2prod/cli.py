@@ -15,8 +15,12 @@ import typer
 from nb2prod.core.errors import Nb2prodError, UsageError
 
 T = TypeVar("T")
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Take a Jupyter notebook to a tested BentoML service.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Take a Jupyter notebook to a tested BentoML service.",
+)
 
 
 def _run(fn: Callable[[], T], debug: bool) -> T:
@@ -33,9 +37,12 @@ def _run(fn: Callable[[], T], debug: bool) -> T:
     except Exception as exc:  # a bug in nb2prod, not the user's fault
         if debug:
             raise
-        typer.secho(f"internal error: {type(exc).__name__}: {exc}\n  this is a bug in nb2prod; "
-                    "rerun with --debug for the traceback and report it", fg=typer.colors.RED,
-                    err=True)
+        typer.secho(
+            f"internal error: {type(exc).__name__}: {exc}\n  this is a bug in nb2prod; "
+            "rerun with --debug for the traceback and report it",
+            fg=typer.colors.RED,
+            err=True,
+        )
         raise typer.Exit(70) from exc
 
 
@@ -47,8 +54,10 @@ def _parameters(args: List[str]) -> dict:
     while rest:
         flag = rest.pop(0)
         if flag not in ("-p", "--parameter") or len(rest) < 2:
-            raise UsageError(f"unexpected argument(s): {' '.join([flag] + rest)}",
-                             fix="override parameters as -p NAME VALUE, e.g. -p C 0.5")
+            raise UsageError(
+                f"unexpected argument(s): {' '.join([flag] + rest)}",
+                fix="override parameters as -p NAME VALUE, e.g. -p C 0.5",
+            )
         name, value = rest.pop(0), rest.pop(0)
         parameters[name] = parse_value(value)
     return parameters
@@ -57,10 +66,12 @@ def _parameters(args: List[str]) -> dict:
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def build(
     ctx: typer.Context,
-    notebook: Path = typer.Argument(..., help="The notebook to build, e.g. "
-                                    "notebooks/breast_cancer.ipynb"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Build directory (default: "
-                                       "build/<notebook name>)"),
+    notebook: Path = typer.Argument(
+        ..., help="The notebook to build, e.g. notebooks/breast_cancer.ipynb"
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Build directory (default: build/<notebook name>)"
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks"),
 ) -> None:
     """Run the notebook fresh, extract the marked code, test it and build a bento.
@@ -69,19 +80,26 @@ def build(
     """
     from nb2prod.build import pipeline as build_module
 
-    _run(lambda: build_module.build(notebook, out, _parameters(ctx.args), echo=typer.echo),
-         debug)
+    _run(lambda: build_module.build(notebook, out, _parameters(ctx.args), echo=typer.echo), debug)
 
 
-_COLOURS = {"ok": typer.colors.GREEN, "missing": typer.colors.RED,
-            "advice": typer.colors.YELLOW, "unchecked": None}
+_COLOURS = {
+    "ok": typer.colors.GREEN,
+    "missing": typer.colors.RED,
+    "advice": typer.colors.YELLOW,
+    "unchecked": None,
+}
 
 
 @app.command()
 def doctor(
     notebook: Path = typer.Argument(..., help="The notebook to check"),
-    run: bool = typer.Option(False, "--run", help="Also run the notebook (papermill, in a "
-                             "temporary directory) and report what save_model recorded"),
+    run: bool = typer.Option(
+        False,
+        "--run",
+        help="Also run the notebook (papermill, in a "
+        "temporary directory) and report what save_model recorded",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the checklist as JSON"),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks"),
 ) -> None:
@@ -95,14 +113,18 @@ def doctor(
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=1))
     else:
-        typer.echo(f"{notebook.name}: production readiness"
-                   + (" (static: add --run to execute it)" if not run else ""))
+        typer.echo(
+            f"{notebook.name}: production readiness"
+            + (" (static: add --run to execute it)" if not run else "")
+        )
         for item in report.items:
             colour = _COLOURS[doctor_module.status_of(item)]
             for n, line in enumerate(doctor_module.format_item(item)):
                 typer.secho(line, fg=colour if n == 0 else None)
-        typer.secho(doctor_module.summary(report.items),
-                    fg=typer.colors.GREEN if report.ready else typer.colors.RED)
+        typer.secho(
+            doctor_module.summary(report.items),
+            fg=typer.colors.GREEN if report.ready else typer.colors.RED,
+        )
     if not report.ready:
         raise typer.Exit(1)
 
@@ -115,9 +137,13 @@ app.add_typer(feedback_app, name="feedback")
 def feedback_export(
     name: str = typer.Argument(..., help="The model name, e.g. breast_cancer"),
     out: Path = typer.Option(..., "--out", help="Where to write: file.csv or file.parquet"),
-    db: Optional[str] = typer.Option(None, "--db", help="The audit database URL (default: "
-                                     "$NB2PROD_AUDIT_URL, else the one the service of NAME "
-                                     "writes: $BENTOML_HOME/nb2prod/NAME/audit.db)"),
+    db: Optional[str] = typer.Option(
+        None,
+        "--db",
+        help="The audit database URL (default: "
+        "$NB2PROD_AUDIT_URL, else the one the service of NAME "
+        "writes: $BENTOML_HOME/nb2prod/NAME/audit.db)",
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks"),
 ) -> None:
     """Write every labelled input of NAME (all versions) as a data set retraining can use."""
@@ -130,8 +156,9 @@ def feedback_export(
 @app.command()
 def init(
     name: str = typer.Argument(..., help="The model's name, e.g. churn: lowercase, digits, _"),
-    directory: Optional[Path] = typer.Option(None, "--dir", help="Where to write "
-                                             "(default: ./NAME)"),
+    directory: Optional[Path] = typer.Option(
+        None, "--dir", help="Where to write (default: ./NAME)"
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks"),
 ) -> None:
     """Scaffold NAME.ipynb, a complete annotated notebook that builds, and a README."""
@@ -147,8 +174,11 @@ def init(
 @app.command("test")
 def notebook_tests(
     notebook: Path = typer.Argument(..., help="The notebook to test"),
-    build_dir: Optional[Path] = typer.Option(None, "--build", help="The build directory whose "
-                                             "tests to run (default: build/<notebook name>)"),
+    build_dir: Optional[Path] = typer.Option(
+        None,
+        "--build",
+        help="The build directory whose tests to run (default: build/<notebook name>)",
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks"),
 ) -> None:
     """Run the notebook with nbval (--nbval-lax) and the built service's tests.
@@ -160,8 +190,10 @@ def notebook_tests(
     report = _run(lambda: testing.run(notebook, build_dir, echo=typer.echo), debug)
     for part in report.parts:
         if not part.ok:
-            typer.echo(f"--- {part.name}: the end of pytest's output\n"
-                       f"{testing.failure_output(part)}", err=True)
+            typer.echo(
+                f"--- {part.name}: the end of pytest's output\n{testing.failure_output(part)}",
+                err=True,
+            )
     typer.secho(report.summary(), fg=typer.colors.GREEN if report.ok else typer.colors.RED)
     if not report.ok:
         raise typer.Exit(1)
@@ -176,13 +208,18 @@ def _say(as_json: bool) -> Callable[[str], None]:
 def retrain(
     ctx: typer.Context,
     notebook: Path = typer.Argument(..., help="The notebook that trains the model"),
-    data: Optional[Path] = typer.Option(None, "--data", help="New training data: sets the "
-                                        "parameter marked '# n2p: data' (else data_path)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: "
-                                       "runs/<name>/<UTC time>)"),
+    data: Optional[Path] = typer.Option(
+        None,
+        "--data",
+        help="New training data: sets the parameter marked '# n2p: data' (else data_path)",
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Run directory (default: runs/<name>/<UTC time>)"
+    ),
     reason: Optional[str] = typer.Option(None, "--reason", help="Why: kept in the history"),
-    tolerance: float = typer.Option(0.0, "--tolerance", help="How much worse than production "
-                                    "a gate metric may be (absolute)"),
+    tolerance: float = typer.Option(
+        0.0, "--tolerance", help="How much worse than production a gate metric may be (absolute)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the run's report as JSON"),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks"),
 ) -> None:
@@ -194,9 +231,19 @@ def retrain(
     from nb2prod.lifecycle import retrain as retrain_module
 
     show = (lambda report: typer.echo(json.dumps(report.to_json(), indent=1))) if as_json else None
-    _run(lambda: retrain_module.retrain(notebook, _parameters(ctx.args), data=data, out=out,
-                                        reason=reason, tolerance=tolerance,
-                                        echo=_say(as_json), on_report=show), debug)
+    _run(
+        lambda: retrain_module.retrain(
+            notebook,
+            _parameters(ctx.args),
+            data=data,
+            out=out,
+            reason=reason,
+            tolerance=tolerance,
+            echo=_say(as_json),
+            on_report=show,
+        ),
+        debug,
+    )
 
 
 @app.command()
@@ -234,8 +281,12 @@ def promote(
 
     from nb2prod.lifecycle import promotion
 
-    move = _run(lambda: promotion.promote(name, version, force=force, reason=reason,
-                                          tolerance=tolerance, echo=_say(as_json)), debug)
+    move = _run(
+        lambda: promotion.promote(
+            name, version, force=force, reason=reason, tolerance=tolerance, echo=_say(as_json)
+        ),
+        debug,
+    )
     if as_json:
         typer.echo(json.dumps(asdict(move), indent=1))
 

@@ -29,19 +29,39 @@ def free_port() -> int:
 class Server:
     """One ``bentoml serve TARGET`` process group on 127.0.0.1."""
 
-    def __init__(self, target: str, cwd: str | Path | None = None,
-                 env: dict[str, str] | None = None, port: int | None = None,
-                 log: str | Path | None = None):
+    def __init__(
+        self,
+        target: str,
+        cwd: str | Path | None = None,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        log: str | Path | None = None,
+    ):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = Path(log) if log else Path(tempfile.mkstemp(prefix="bentoml-serve-",
-                                                               suffix=".log")[1])
+        self.log = (
+            Path(log) if log else Path(tempfile.mkstemp(prefix="bentoml-serve-", suffix=".log")[1])
+        )
         env = {**(env or os.environ), "BENTOML_DO_NOT_TRACK": "true"}
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1",
-                 "--port", str(self.port)], cwd=cwd, env=env, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "bentoml",
+                    "serve",
+                    target,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                cwd=cwd,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def output(self) -> str:
         """Everything the server has printed so far."""
@@ -87,8 +107,9 @@ class Server:
 
 
 @contextmanager
-def serving(target: str, cwd: str | Path | None = None,
-            env: dict[str, str] | None = None) -> Iterator[str]:
+def serving(
+    target: str, cwd: str | Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[str]:
     """Serve ``target`` (a bento tag or ``module:Service``) for the ``with`` block.
 
     Yields the server's URL; the server is stopped and its log removed on exit.

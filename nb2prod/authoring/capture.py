@@ -42,8 +42,11 @@ _NOT_VALUES: tuple[tuple[tuple[type, ...], str, str], ...] = (
     ((io.IOBase,), "an open file", "read the file into a value (a DataFrame, a dict) and use that"),
     ((types.GeneratorType,), "a generator", "make a list of it: list(...)"),
     (_LOCKS, "a lock", "create it inside the function that needs it"),
-    ((socket.socket, sqlite3.Connection, sqlite3.Cursor), "a connection",
-     "query what you need into a value, or connect inside the function"),
+    (
+        (socket.socket, sqlite3.Connection, sqlite3.Cursor),
+        "a connection",
+        "query what you need into a value, or connect inside the function",
+    ),
 )
 _CONNECTION_MODULES = ("sqlalchemy", "psycopg", "psycopg2", "pymysql", "redis", "pymongo")
 
@@ -138,8 +141,12 @@ def kernel_notebook() -> tuple[Notebook | None, Notebook | None]:
 def discover(namespace: dict[str, Any]) -> Path | None:
     """The notebook's path when the kernel can know it: ``NB2PROD_NOTEBOOK``, VS Code's
     ``__vsc_ipynb_file__``, or the Jupyter server's session path (``__session__``)."""
-    for value in (settings.current().notebook, namespace.get("__vsc_ipynb_file__"),
-                  namespace.get("__session__"), os.environ.get("JPY_SESSION_NAME")):
+    for value in (
+        settings.current().notebook,
+        namespace.get("__vsc_ipynb_file__"),
+        namespace.get("__session__"),
+        os.environ.get("JPY_SESSION_NAME"),
+    ):
         if not isinstance(value, str) or not value.endswith(".ipynb"):
             continue
         path = Path(value).expanduser()
@@ -156,8 +163,10 @@ def _refusal(value: Any) -> tuple[str, str] | None:
         if isinstance(value, kinds):
             return what, fix
     if type(value).__module__.split(".")[0] in _CONNECTION_MODULES:
-        return f"a {type(value).__name__} (a connection)", \
-            "query what you need into a value, or connect inside the function"
+        return (
+            f"a {type(value).__name__} (a connection)",
+            "query what you need into a value, or connect inside the function",
+        )
     return None
 
 
@@ -165,8 +174,13 @@ def _size(n: int) -> str:
     return f"{n / 1024 / 1024:.1f} MiB" if n >= 1024 * 1024 else f"{n / 1024:.1f} KiB"
 
 
-def pack(nb: Notebook, origin: Notebook, namespace: dict[str, Any], model: Any,
-         max_bytes: int = MAX_CAPTURED_BYTES) -> Packed:
+def pack(
+    nb: Notebook,
+    origin: Notebook,
+    namespace: dict[str, Any],
+    model: Any,
+    max_bytes: int = MAX_CAPTURED_BYTES,
+) -> Packed:
     """The exported code and captured values for ``model``; ``ExportError`` lists every
     value that cannot go, located to the cell that computes it."""
     found, modules = _model_refs(model, nb)
@@ -179,8 +193,7 @@ def pack(nb: Notebook, origin: Notebook, namespace: dict[str, Any], model: Any,
         elif problems:
             raise ExportError(problems)
         else:
-            packed.modules = local_files(imported(packed.source) | modules | packed.met,
-                                         Path.cwd())
+            packed.modules = local_files(imported(packed.source) | modules | packed.met, Path.cwd())
             return packed
 
 
@@ -188,64 +201,101 @@ def _model_refs(model: Any, nb: Notebook) -> tuple[set[str], set[str]]:
     try:
         return refers_to(model)
     except Exception as exc:  # joblib.dump would fail the same way
-        raise ExportError([Nb2prodError(
-            f"the model cannot be pickled: {type(exc).__name__}: {exc}", where=nb.path.name,
-            fix="a lambda or a function defined inside another function cannot be pickled: "
-                "define it with def at the top level of a cell")]) from None
+        raise ExportError(
+            [
+                Nb2prodError(
+                    f"the model cannot be pickled: {type(exc).__name__}: {exc}",
+                    where=nb.path.name,
+                    fix="a lambda or a function defined inside another function cannot be pickled: "
+                    "define it with def at the top level of a cell",
+                )
+            ]
+        ) from None
 
 
-def _capture(nb: Notebook, exported: Exported, namespace: dict[str, Any],
-             max_bytes: int) -> tuple[Packed, set[str], list[Nb2prodError]]:
+def _capture(
+    nb: Notebook, exported: Exported, namespace: dict[str, Any], max_bytes: int
+) -> tuple[Packed, set[str], list[Nb2prodError]]:
     packed, problems, refs = Packed(exported), list(exported.problems), set()
     for name, label in exported.captured.items():
         at = f"{nb.path.name}: {label}"
         if name not in namespace:
-            problems.append(Nb2prodError(
-                f"the service needs {name}, which {label} computes, but it does not exist "
-                "when save_model runs", where=at,
-                fix=f"compute {name} before the save_model call"))
+            problems.append(
+                Nb2prodError(
+                    f"the service needs {name}, which {label} computes, but it does not exist "
+                    "when save_model runs",
+                    where=at,
+                    fix=f"compute {name} before the save_model call",
+                )
+            )
             continue
         value = namespace[name]
         if isinstance(value, types.ModuleType):  # imported in a try/if block: import it too
             packed.met.add(value.__name__.split(".")[0])
-            packed.imports.append(f"import {value.__name__}" if value.__name__ == name
-                                  else f"import {value.__name__} as {name}")
+            packed.imports.append(
+                f"import {value.__name__}"
+                if value.__name__ == name
+                else f"import {value.__name__} as {name}"
+            )
             continue
         refused = _refusal(value)
         if refused:
-            problems.append(Nb2prodError(
-                f"the service needs {name}, which is {refused[0]}: it cannot be saved with "
-                "the model", where=at, fix=refused[1]))
+            problems.append(
+                Nb2prodError(
+                    f"the service needs {name}, which is {refused[0]}: it cannot be saved with "
+                    "the model",
+                    where=at,
+                    fix=refused[1],
+                )
+            )
             continue
         finder = _Finder(buffer := io.BytesIO())
         try:
             finder.dump(value)
         except Exception as exc:  # any pickling failure is the user's value
-            problems.append(Nb2prodError(
-                f"the service needs {name} ({type(value).__name__}), which cannot be pickled: "
-                f"{type(exc).__name__}: {exc}", where=at,
-                fix=f"compute {name} from plain values (numbers, strings, lists, dicts, "
-                    "DataFrames), or move it inside the function that uses it"))
+            problems.append(
+                Nb2prodError(
+                    f"the service needs {name} ({type(value).__name__}), which cannot be pickled: "
+                    f"{type(exc).__name__}: {exc}",
+                    where=at,
+                    fix=f"compute {name} from plain values (numbers, strings, lists, dicts, "
+                    "DataFrames), or move it inside the function that uses it",
+                )
+            )
             continue
         packed.values[name] = buffer.getvalue()
         packed.met |= finder.modules
         if finder.found:
             packed.needs_code.add(name)
             refs |= finder.found
-        packed.facts.append({"name": name, "type": _type_name(value),
-                             "bytes": len(packed.values[name]), "cell": label})
+        packed.facts.append(
+            {
+                "name": name,
+                "type": _type_name(value),
+                "bytes": len(packed.values[name]),
+                "cell": label,
+            }
+        )
     total = sum(len(v) for v in packed.values.values())
     if total > max_bytes:
-        biggest = [f for f in sorted(packed.facts, key=lambda f: -f["bytes"])[:3]
-                   if f["bytes"] * 20 >= total]  # the ones that matter
-        problems.append(Nb2prodError(
-            f"the values the service needs take {_size(total)}, more than the "
-            f"{_size(max_bytes)} cap: " + ", ".join(
-                f"{f['name']} ({f['type']}, {_size(f['bytes'])}, {f['cell']})" for f in biggest),
-            where=nb.path.name,
-            fix="use a smaller value (aggregate the data you need, e.g. medians rather than "
+        biggest = [
+            f
+            for f in sorted(packed.facts, key=lambda f: -f["bytes"])[:3]
+            if f["bytes"] * 20 >= total
+        ]  # the ones that matter
+        problems.append(
+            Nb2prodError(
+                f"the values the service needs take {_size(total)}, more than the "
+                f"{_size(max_bytes)} cap: "
+                + ", ".join(
+                    f"{f['name']} ({f['type']}, {_size(f['bytes'])}, {f['cell']})" for f in biggest
+                ),
+                where=nb.path.name,
+                fix="use a smaller value (aggregate the data you need, e.g. medians rather than "
                 "the training frame), put it inside the saved model, or raise the cap with "
-                "save_model(..., max_captured_bytes=...)"))
+                "save_model(..., max_captured_bytes=...)",
+            )
+        )
     return packed, refs, problems
 
 
@@ -254,6 +304,9 @@ def _type_name(value: Any) -> str:
     if kind.__module__ == "__main__":
         return f"{kind.__name__} (a notebook class)"
     shape = getattr(value, "shape", None)
-    text = kind.__name__ if kind.__module__ == "builtins" else \
-        f"{kind.__module__.split('.')[0]}.{kind.__name__}"
+    text = (
+        kind.__name__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__.split('.')[0]}.{kind.__name__}"
+    )
     return f"{text} {tuple(shape)}" if isinstance(shape, tuple) else text

@@ -84,6 +84,7 @@ def _keyword(name: str) -> Callable[[Facts], str | None]:
         if facts.open_kwargs:
             return f"perhaps: save_model ({facts.save_model_at}) passes **kwargs, not checked"
         return None
+
     return probe
 
 
@@ -110,40 +111,86 @@ def _accepted(keyword: str, fix: str) -> str:
 
 SAVE = "in n2p.save_model(...)"
 REQUIREMENTS: list[Requirement] = [
-    Requirement("model marker", True, "no @n2p.model function: the service has nothing to "
-                "serve", "@n2p.model\ndef predict(model, X):\n    return model.predict(X)",
-                _marked("model")),
-    Requirement("save_model call", True, "no n2p.save_model(...) call: no model version is "
-                "written for the service", 'n2p.save_model("my_model", model, reference=X_train)',
-                _saves),
-    Requirement("input checks", True, "no @n2p.check function and no checks= in save_model: "
-                "any input reaches the model", f"checks=n2p.expect(X_train)  {SAVE}\n"
-                "or a row-wise check:\n@n2p.check\ndef complete_rows(X):\n"
-                "    return X.notna().all(axis=1)", _checks),
-    Requirement("fallback", True, "no @n2p.fallback function: when the model fails, the "
-                "request fails", "@n2p.fallback\ndef rules(X):\n    ...  # a non-AI answer "
-                "with the model's output columns", _marked("fallback")),
-    Requirement("guardrail", True, "no @n2p.guardrail function: any model output is served",
-                "@n2p.guardrail\ndef plausible(X, result):\n    return result.notna()"
-                ".all(axis=1)", _marked("guardrail")),
-    Requirement("gate", True, "no gate= in save_model: a model is saved however bad its "
-                "metrics", f'gate={{"<metric>": <minimum>}}  {SAVE}; n2p.at_most(x) where '
-                "lower is better", keyword="gate"),
-    Requirement("examples", True, "no examples= in save_model: the build has no golden "
-                "answers to test the service against", f"examples=X_test.head(5)  {SAVE}",
-                keyword="examples"),
-    Requirement("drift reference", True, "no reference= in save_model: no input schema and "
-                "nothing to measure drift against", f"reference=X_train  {SAVE}",
-                keyword="reference"),
-    Requirement("PII columns marked", False, "no pii= in save_model: personal data columns "
-                "are not declared", f'pii={{"<column>": "hash"}}  {SAVE}  ("hash" or "drop")',
-                keyword="pii"),
-    Requirement("timeout set", False, "no timeout_s= in save_model: the model's deadline "
-                "is not chosen for this model", f"timeout_s=1.0  {SAVE}", keyword="timeout_s"),
-    Requirement("parameters cell tagged", False, "no cell tagged 'parameters': retrain "
-                "cannot override the notebook's settings", "tag the cell that sets C, "
-                "thresholds... 'parameters' (Jupyter: View > Cell toolbar > Tags)",
-                lambda facts: facts.parameters_cell),
+    Requirement(
+        "model marker",
+        True,
+        "no @n2p.model function: the service has nothing to serve",
+        "@n2p.model\ndef predict(model, X):\n    return model.predict(X)",
+        _marked("model"),
+    ),
+    Requirement(
+        "save_model call",
+        True,
+        "no n2p.save_model(...) call: no model version is written for the service",
+        'n2p.save_model("my_model", model, reference=X_train)',
+        _saves,
+    ),
+    Requirement(
+        "input checks",
+        True,
+        "no @n2p.check function and no checks= in save_model: any input reaches the model",
+        f"checks=n2p.expect(X_train)  {SAVE}\n"
+        "or a row-wise check:\n@n2p.check\ndef complete_rows(X):\n"
+        "    return X.notna().all(axis=1)",
+        _checks,
+    ),
+    Requirement(
+        "fallback",
+        True,
+        "no @n2p.fallback function: when the model fails, the request fails",
+        "@n2p.fallback\ndef rules(X):\n    ...  # a non-AI answer with the model's output columns",
+        _marked("fallback"),
+    ),
+    Requirement(
+        "guardrail",
+        True,
+        "no @n2p.guardrail function: any model output is served",
+        "@n2p.guardrail\ndef plausible(X, result):\n    return result.notna().all(axis=1)",
+        _marked("guardrail"),
+    ),
+    Requirement(
+        "gate",
+        True,
+        "no gate= in save_model: a model is saved however bad its metrics",
+        f'gate={{"<metric>": <minimum>}}  {SAVE}; n2p.at_most(x) where lower is better',
+        keyword="gate",
+    ),
+    Requirement(
+        "examples",
+        True,
+        "no examples= in save_model: the build has no golden answers to test the service against",
+        f"examples=X_test.head(5)  {SAVE}",
+        keyword="examples",
+    ),
+    Requirement(
+        "drift reference",
+        True,
+        "no reference= in save_model: no input schema and nothing to measure drift against",
+        f"reference=X_train  {SAVE}",
+        keyword="reference",
+    ),
+    Requirement(
+        "PII columns marked",
+        False,
+        "no pii= in save_model: personal data columns are not declared",
+        f'pii={{"<column>": "hash"}}  {SAVE}  ("hash" or "drop")',
+        keyword="pii",
+    ),
+    Requirement(
+        "timeout set",
+        False,
+        "no timeout_s= in save_model: the model's deadline is not chosen for this model",
+        f"timeout_s=1.0  {SAVE}",
+        keyword="timeout_s",
+    ),
+    Requirement(
+        "parameters cell tagged",
+        False,
+        "no cell tagged 'parameters': retrain cannot override the notebook's settings",
+        "tag the cell that sets C, "
+        "thresholds... 'parameters' (Jupyter: View > Cell toolbar > Tags)",
+        lambda facts: facts.parameters_cell,
+    ),
 ]
 
 
@@ -153,10 +200,10 @@ def evaluate(requirement: Requirement, facts: Facts) -> Item:
     found = probe(facts)
     if found:
         return Item(requirement.name, requirement.required, True, found=found)
-    fix = _accepted(requirement.keyword, requirement.fix) if requirement.keyword \
-        else requirement.fix
-    return Item(requirement.name, requirement.required, False, missing=requirement.missing,
-                fix=fix)
+    fix = (
+        _accepted(requirement.keyword, requirement.fix) if requirement.keyword else requirement.fix
+    )
+    return Item(requirement.name, requirement.required, False, missing=requirement.missing, fix=fix)
 
 
 def facts_of(nb: Notebook) -> Facts:
@@ -180,17 +227,28 @@ def export_item(nb: Notebook, facts: Facts) -> Item:
     marker and the save_model call, since the export needs both."""
     name = "code exports cleanly"
     if "model" not in facts.marked or facts.save_model is None:
-        return Item(name, True, None, missing="not checked: needs the model marker and the "
-                    "save_model call first")
+        return Item(
+            name,
+            True,
+            None,
+            missing="not checked: needs the model marker and the save_model call first",
+        )
     try:
         exported = extract.extract(nb)
     except (ExportError, NotebookError) as exc:
-        return Item(name, True, False, missing=exc.what,
-                    fix=exc.fix or "")
-    captured = "; captured by value from the run: " + ", ".join(
-        f"{n} ({cell})" for n, cell in exported.captured.items()) if exported.captured else ""
-    return Item(name, True, True, found=f"{len(exported.names)} names exported: "
-                f"{', '.join(exported.names)}{captured}")
+        return Item(name, True, False, missing=exc.what, fix=exc.fix or "")
+    captured = (
+        "; captured by value from the run: "
+        + ", ".join(f"{n} ({cell})" for n, cell in exported.captured.items())
+        if exported.captured
+        else ""
+    )
+    return Item(
+        name,
+        True,
+        True,
+        found=f"{len(exported.names)} names exported: {', '.join(exported.names)}{captured}",
+    )
 
 
 def checklist(nb: Notebook) -> list[Item]:
@@ -212,49 +270,94 @@ def run_checklist(nb: Notebook) -> list[Item]:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nb2prod-doctor-") as tmp:
         try:
-            _, saved = execute.run(nb, Path(tmp) / "executed.ipynb", {},
-                                   Path(tmp) / ".saved_models.jsonl")
+            _, saved = execute.run(
+                nb, Path(tmp) / "executed.ipynb", {}, Path(tmp) / ".saved_models.jsonl"
+            )
         except ExecutionError as exc:
-            return [Item("runs in a fresh kernel", True, False, missing=f"{exc.where}: {exc.what}",
-                         fix="fix the cell, then Restart & Run All in Jupyter")]
+            return [
+                Item(
+                    "runs in a fresh kernel",
+                    True,
+                    False,
+                    missing=f"{exc.where}: {exc.what}",
+                    fix="fix the cell, then Restart & Run All in Jupyter",
+                )
+            ]
     seconds = time.perf_counter() - started
     if not saved:
-        return [Item("runs in a fresh kernel", True, False,
-                     missing=f"ran in {seconds:.1f}s but never called n2p.save_model(...)",
-                     fix="call n2p.save_model(...) at the top level of a cell that runs")]
+        return [
+            Item(
+                "runs in a fresh kernel",
+                True,
+                False,
+                missing=f"ran in {seconds:.1f}s but never called n2p.save_model(...)",
+                fix="call n2p.save_model(...) at the top level of a cell that runs",
+            )
+        ]
     tag = saved[-1]["tag"]
     contract, _ = load_version(tag)
     _forget(tag)
-    return [Item("runs in a fresh kernel", True, True,
-                 found=f"ran in {seconds:.1f}s; save_model recorded {tag}"),
-            _gate_item(contract), _examples_item(contract)]
+    return [
+        Item(
+            "runs in a fresh kernel",
+            True,
+            True,
+            found=f"ran in {seconds:.1f}s; save_model recorded {tag}",
+        ),
+        _gate_item(contract),
+        _examples_item(contract),
+    ]
 
 
 def _gate_item(contract: Any) -> Item:
     name = "gate passes"
     if not contract.gate:
-        return Item(name, True, False, missing="no gate, so nothing was evaluated",
-                    fix=f'gate={{"<metric>": <minimum>}}  {SAVE}')
+        return Item(
+            name,
+            True,
+            False,
+            missing="no gate, so nothing was evaluated",
+            fix=f'gate={{"<metric>": <minimum>}}  {SAVE}',
+        )
     failed = [g.describe() for g in contract.gate if not g.passed]
     if failed:
-        return Item(name, True, False, missing=f"gate failed: {'; '.join(failed)}",
-                    fix="improve the model, or change gate= in save_model if the threshold "
-                        "is wrong")
-    return Item(name, True, True,
-                found="; ".join(g.describe() for g in contract.gate) + ": passed")
+        return Item(
+            name,
+            True,
+            False,
+            missing=f"gate failed: {'; '.join(failed)}",
+            fix="improve the model, or change gate= in save_model if the threshold is wrong",
+        )
+    return Item(name, True, True, found="; ".join(g.describe() for g in contract.gate) + ": passed")
 
 
 def _examples_item(contract: Any) -> Item:
     name = "examples answered"
     if not contract.examples:
-        return Item(name, True, False, missing="save_model recorded no examples",
-                    fix=f"examples=X_test.head(5)  {SAVE}")
-    captured = "; values captured from the run: " + ", ".join(
-        f"{v['name']} ({v['type']}, {v['bytes']:,} bytes, {v['cell']})"
-        for v in contract.captured) if contract.captured else ""
-    return Item(name, True, True, found=f"{len(contract.examples)} examples answered away "
-                f"from the kernel as in it; the built service must give the same "
-                f"answers{captured}")
+        return Item(
+            name,
+            True,
+            False,
+            missing="save_model recorded no examples",
+            fix=f"examples=X_test.head(5)  {SAVE}",
+        )
+    captured = (
+        "; values captured from the run: "
+        + ", ".join(
+            f"{v['name']} ({v['type']}, {v['bytes']:,} bytes, {v['cell']})"
+            for v in contract.captured
+        )
+        if contract.captured
+        else ""
+    )
+    return Item(
+        name,
+        True,
+        True,
+        found=f"{len(contract.examples)} examples answered away "
+        f"from the kernel as in it; the built service must give the same "
+        f"answers{captured}",
+    )
 
 
 def _forget(tag: str) -> None:
@@ -278,8 +381,12 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict: notebook, ready, ran and the items."""
-        return {"notebook": self.notebook, "ready": self.ready, "ran": self.ran,
-                "items": [item.to_json() for item in self.items]}
+        return {
+            "notebook": self.notebook,
+            "ready": self.ready,
+            "ran": self.ran,
+            "items": [item.to_json() for item in self.items],
+        }
 
 
 def diagnose(path: str | Path, run: bool = False) -> Report:
@@ -317,11 +424,11 @@ def summary(items: list[Item]) -> str:
     unchecked = [i.name for i in items if i.ok is None]
     if missing:
         return f"{len(missing)} required item(s) missing: {', '.join(missing)}" + (
-            f" (not checked yet: {', '.join(unchecked)})" if unchecked else "")
+            f" (not checked yet: {', '.join(unchecked)})" if unchecked else ""
+        )
     return "every required item is in place"
 
 
 def as_text(items: list[Item], title: str) -> str:
     """A checklist as plain text."""
-    return "\n".join([title, *(ln for item in items for ln in format_item(item)),
-                      summary(items)])
+    return "\n".join([title, *(ln for item in items for ln in format_item(item)), summary(items)])

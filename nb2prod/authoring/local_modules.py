@@ -44,8 +44,13 @@ def local_files(names: set[str], root: Path) -> dict[str, Path]:
             continue
         if path.name == "__init__.py":  # a package: all of it
             top = path.parent
-            files.update({str(f.relative_to(top.parent)): f for f in sorted(top.rglob("*.py"))
-                          if "__pycache__" not in f.parts})
+            files.update(
+                {
+                    str(f.relative_to(top.parent)): f
+                    for f in sorted(top.rglob("*.py"))
+                    if "__pycache__" not in f.parts
+                }
+            )
         else:
             files[path.name] = path
     return files

@@ -85,12 +85,19 @@ class N2pMagics(Magics):
             return
         action = LINE_WORDS.get(words[0])
         if action is None:
-            hint = (f"{words[0]} is a cell word: write %%n2p {words[0]} as the first line "
-                    "of the cell" if words[0] in directives.WORDS
-                    else f"use %n2p {' or %n2p '.join(LINE_WORDS)}, or a cell word "
-                         f"({directives.valid_words()}) as %%n2p WORD")
-            raise _short(MarkerError(f"%n2p {words[0]}: unknown line word; valid line "
-                                     f"words: {', '.join(LINE_WORDS)}", fix=hint))
+            hint = (
+                f"{words[0]} is a cell word: write %%n2p {words[0]} as the first line of the cell"
+                if words[0] in directives.WORDS
+                else f"use %n2p {' or %n2p '.join(LINE_WORDS)}, or a cell word "
+                f"({directives.valid_words()}) as %%n2p WORD"
+            )
+            raise _short(
+                MarkerError(
+                    f"%n2p {words[0]}: unknown line word; valid line "
+                    f"words: {', '.join(LINE_WORDS)}",
+                    fix=hint,
+                )
+            )
         try:
             action(self._shell.user_ns, words[1:])
         except Nb2prodError as exc:
@@ -133,9 +140,11 @@ class N2pMagics(Magics):
         fn = self._shell.user_ns.get(name)
         held = markers.spec_of(fn)
         if held is not None and held.kind != word.marks:
-            raise MarkerError(f"%%n2p {word.name} marks {name}(), which is already "
-                              f"@n2p.{held.kind}; a function takes one marker",
-                              fix=f"keep either %%n2p {word.name} or @n2p.{held.kind}")
+            raise MarkerError(
+                f"%%n2p {word.name} marks {name}(), which is already "
+                f"@n2p.{held.kind}; a function takes one marker",
+                fix=f"keep either %%n2p {word.name} or @n2p.{held.kind}",
+            )
         self._shell.user_ns[name] = getattr(markers, word.marks)(fn)
 
 
@@ -145,9 +154,10 @@ def status(namespace: dict[str, Any], args: list[str]) -> None:
     from nb2prod.authoring import panel
 
     if len(args) > 1:
-        raise UsageError(f"%n2p status takes one notebook path at most, got {len(args)} "
-                         f"words: {' '.join(args)}",
-                         fix='quote a path with spaces: %n2p status "my notebook.ipynb"')
+        raise UsageError(
+            f"%n2p status takes one notebook path at most, got {len(args)} words: {' '.join(args)}",
+            fix='quote a path with spaces: %n2p status "my notebook.ipynb"',
+        )
     panel.show(namespace, args[0] if args else None)
 
 
@@ -158,11 +168,13 @@ LINE_WORDS: dict[str, Callable[[dict[str, Any], list[str]], None]] = {"status": 
 def usage() -> str:
     """What ``%n2p`` with no word prints."""
     cells = "\n".join(f"  %%n2p {w.name:<10} {w.help}" for w in directives.WORDS.values())
-    return (f"usage: %%n2p WORD as a cell's first line, one of:\n{cells}\n"
-            f"       %n2p status [NOTEBOOK]  the readiness panel: markers, checks, gate, "
-            f"checklist, Build\n"
-            f"The same words work as a first-line comment (#| n2p: export) and as cell "
-            f"tags (n2p-export); tags apply at build time only.")
+    return (
+        f"usage: %%n2p WORD as a cell's first line, one of:\n{cells}\n"
+        f"       %n2p status [NOTEBOOK]  the readiness panel: markers, checks, gate, "
+        f"checklist, Build\n"
+        f"The same words work as a first-line comment (#| n2p: export) and as cell "
+        f"tags (n2p-export); tags apply at build time only."
+    )
 
 
 def load_ipython_extension(ipython: Any) -> None:

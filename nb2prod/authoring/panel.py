@@ -45,8 +45,10 @@ from nb2prod.core.errors import Nb2prodError
 
 FILE_ONLY = ("parameters cell tagged", "code exports cleanly")
 PATH_HINT = "%n2p status path/to/notebook.ipynb, or nb2prod doctor NOTEBOOK in a terminal"
-BUILD_HINT = ("this notebook's path is unknown: pass it, %n2p status path/to/notebook.ipynb, "
-              "or set NB2PROD_NOTEBOOK=path/to/notebook.ipynb before starting Jupyter")
+BUILD_HINT = (
+    "this notebook's path is unknown: pass it, %n2p status path/to/notebook.ipynb, "
+    "or set NB2PROD_NOTEBOOK=path/to/notebook.ipynb before starting Jupyter"
+)
 _last_tag: str | None = None  # the tag the last save_model in this process returned
 
 
@@ -112,8 +114,11 @@ def _markers(namespace: dict[str, Any]) -> tuple[tuple[Marker, ...], str]:
     except Nb2prodError as exc:  # two @n2p.model functions: show the problem, not a crash
         return (), str(exc)
     fns = [found.model, found.fallback, *found.guardrails, *found.checks]
-    return tuple(Marker(spec.kind, fn.__name__, _cell_of(fn)) for fn in fns
-                 if fn is not None and (spec := markers.spec_of(fn)) is not None), ""
+    return tuple(
+        Marker(spec.kind, fn.__name__, _cell_of(fn))
+        for fn in fns
+        if fn is not None and (spec := markers.spec_of(fn)) is not None
+    ), ""
 
 
 def _cell_of(fn: Any) -> str:
@@ -137,16 +142,26 @@ def _saved(tag: str | None) -> tuple[Saved | None, Any]:
         return Saved(tag, problem=exc.what), None
     report = validation.read(path) or {"results": [], "rows": 0}
     failed = Counter(r["severity"] for r in report["results"] if not r["success"])
-    lines = tuple(f"{severity}: {line}" for severity in failed
-                  for line in validation.failures(report, severity))
+    lines = tuple(
+        f"{severity}: {line}"
+        for severity in failed
+        for line in validation.failures(report, severity)
+    )
     page = path / validation.REPORT_HTML
-    return Saved(tag, len(report["results"]) - sum(failed.values()), dict(failed), lines,
-                 contract.gate, page if page.exists() else None,
-                 captured=contract.captured), contract
+    return Saved(
+        tag,
+        len(report["results"]) - sum(failed.values()),
+        dict(failed),
+        lines,
+        contract.gate,
+        page if page.exists() else None,
+        captured=contract.captured,
+    ), contract
 
 
-def _live_checklist(found: tuple[Marker, ...], contract: Any, tag: str | None,
-                    path: Path | None) -> list[Item]:
+def _live_checklist(
+    found: tuple[Marker, ...], contract: Any, tag: str | None, path: Path | None
+) -> list[Item]:
     facts = doctor.Facts()
     for m in found:
         facts.marked.setdefault(m.kind, []).append(m.label())
@@ -164,9 +179,14 @@ def _keywords(contract: Any) -> frozenset[str]:
     from nb2prod.authoring.save import save_model
 
     default = inspect.signature(save_model).parameters["timeout_s"].default
-    given = {"reference": True, "gate": bool(contract.gate),
-             "examples": bool(contract.examples), "checks": contract.checks > 0,
-             "pii": bool(contract.pii), "timeout_s": contract.timeout_s != default}
+    given = {
+        "reference": True,
+        "gate": bool(contract.gate),
+        "examples": bool(contract.examples),
+        "checks": contract.checks > 0,
+        "pii": bool(contract.pii),
+        "timeout_s": contract.timeout_s != default,
+    }
     return frozenset(k for k, v in given.items() if v)
 
 
@@ -179,13 +199,16 @@ def _file_items(path: Path | None) -> dict[str, Item]:
             nb = read(path)
             facts = doctor.facts_of(nb)
             tagged = next(r for r in doctor.REQUIREMENTS if r.name == FILE_ONLY[0])
-            return {FILE_ONLY[0]: doctor.evaluate(tagged, facts),
-                    FILE_ONLY[1]: doctor.export_item(nb, facts)}
+            return {
+                FILE_ONLY[0]: doctor.evaluate(tagged, facts),
+                FILE_ONLY[1]: doctor.export_item(nb, facts),
+            }
         except Nb2prodError as exc:
             ok, missing, fix = False, str(exc), "fix the notebook file, then %n2p status again"
     # the parameters tag is advice, exporting is required (as in doctor's checklist)
-    return {name: Item(name, name != FILE_ONLY[0], ok, missing=missing, fix=fix)
-            for name in FILE_ONLY}
+    return {
+        name: Item(name, name != FILE_ONLY[0], ok, missing=missing, fix=fix) for name in FILE_ONLY
+    }
 
 
 def as_text(status: Status) -> str:
@@ -193,39 +216,56 @@ def as_text(status: Status) -> str:
     lines = [f"nb2prod readiness (checklist from {status.source})", "markers:"]
     lines += [f"  {m.kind:<10} {m.label()}" for m in status.markers] or [
         "  none yet: mark the serving code with @n2p.model, @n2p.fallback, @n2p.guardrail, "
-        "@n2p.check"]
+        "@n2p.check"
+    ]
     if status.marker_problem:
         lines.append(f"  problem: {status.marker_problem}")
     lines += ["model:", *(f"  {line}" for line in _model_lines(status.saved)), "checklist:"]
     lines += [ln for item in status.items for ln in doctor.format_item(item)]
     lines.append(doctor.summary(list(status.items)))
-    lines.append(f"build: nb2prod build {status.notebook}" if status.notebook
-                 else f"build: {BUILD_HINT}")
+    lines.append(
+        f"build: nb2prod build {status.notebook}" if status.notebook else f"build: {BUILD_HINT}"
+    )
     return "\n".join(lines)
 
 
 def _model_lines(saved: Saved | None) -> list[str]:
     """The last saved version: its checks on the reference data, then its gate."""
     if saved is None or saved.problem:
-        return [f"{saved.tag}: {saved.problem}" if saved else
-                "none saved in this kernel yet: run the n2p.save_model(...) cell"]
+        return [
+            f"{saved.tag}: {saved.problem}"
+            if saved
+            else "none saved in this kernel yet: run the n2p.save_model(...) cell"
+        ]
     by = ", ".join(f"{n} {severity}" for severity, n in saved.failed.items())
     gates = "; ".join(f"{g.describe()}: {'passed' if g.passed else 'FAILED'}" for g in saved.gate)
-    return [f"{saved.tag}: checks on the reference data: {saved.passed} passed, "
-            f"{sum(saved.failed.values())} failed" + (f" ({by})" if by else ""),
-            *(f"  {line}" for line in saved.failures),
-            *(f"captured for the service: {v['name']} ({v['type']}, {v['bytes']:,} bytes, "
-              f"{v['cell']})" for v in saved.captured),
-            f"gate: {gates or 'none (no gate= in save_model)'}"]
+    return [
+        f"{saved.tag}: checks on the reference data: {saved.passed} passed, "
+        f"{sum(saved.failed.values())} failed" + (f" ({by})" if by else ""),
+        *(f"  {line}" for line in saved.failures),
+        *(
+            f"captured for the service: {v['name']} ({v['type']}, {v['bytes']:,} bytes, "
+            f"{v['cell']})"
+            for v in saved.captured
+        ),
+        f"gate: {gates or 'none (no gate= in save_model)'}",
+    ]
 
 
-_COLOURS = {"ok": "--jp-success-color1, #1a7f37", "missing": "--jp-error-color1, #cf222e",
-            "advice": "--jp-warn-color1, #9a6700", "unchecked": "--jp-ui-font-color2, #6e7781"}
+_COLOURS = {
+    "ok": "--jp-success-color1, #1a7f37",
+    "missing": "--jp-error-color1, #cf222e",
+    "advice": "--jp-warn-color1, #9a6700",
+    "unchecked": "--jp-ui-font-color2, #6e7781",
+}
 _SIGNS = {"ok": "✓", "missing": "✗", "advice": "!", "unchecked": "?"}
-_STYLE = ("<style>.n2p{font-size:13px;line-height:1.5} .n2p td{padding:0 10px 0 0;"
-          "vertical-align:top} .n2p td:nth-child(-n+2){white-space:nowrap} "
-          ".n2p h4{margin:6px 0 0;font-size:13px} .n2p code{white-space:pre}"
-          + "".join(f" .n2p .{k}{{color:var({v})}}" for k, v in _COLOURS.items()) + "</style>")
+_STYLE = (
+    "<style>.n2p{font-size:13px;line-height:1.5} .n2p td{padding:0 10px 0 0;"
+    "vertical-align:top} .n2p td:nth-child(-n+2){white-space:nowrap} "
+    ".n2p h4{margin:6px 0 0;font-size:13px} .n2p code{white-space:pre}"
+    + "".join(f" .n2p .{k}{{color:var({v})}}" for k, v in _COLOURS.items())
+    + "</style>"
+)
 
 
 def _e(text: Any) -> str:
@@ -235,11 +275,16 @@ def _e(text: Any) -> str:
 def as_html(status: Status) -> str:
     """The panel's content (all but the Build row) as HTML for an ``ipywidgets.HTML``."""
     verdict = "missing" if any(i.required and i.ok is False for i in status.items) else "ok"
-    parts = [f"<b>nb2prod · production readiness</b> &nbsp;<span class={verdict}>"
-             f"{_e(doctor.summary(list(status.items)))}</span><br><span class=unchecked>"
-             f"checklist from {_e(status.source)}</span>", "<h4>Markers</h4>"]
-    rows = [(m.kind, f"<code>{_e(m.name)}()</code>", _e(m.where or "cell unknown"))
-            for m in status.markers]
+    parts = [
+        f"<b>nb2prod · production readiness</b> &nbsp;<span class={verdict}>"
+        f"{_e(doctor.summary(list(status.items)))}</span><br><span class=unchecked>"
+        f"checklist from {_e(status.source)}</span>",
+        "<h4>Markers</h4>",
+    ]
+    rows = [
+        (m.kind, f"<code>{_e(m.name)}()</code>", _e(m.where or "cell unknown"))
+        for m in status.markers
+    ]
     parts.append(_table(rows) if rows else "<span class=unchecked>none yet</span>")
     if status.marker_problem:
         parts.append(f"<pre class=missing>{_e(status.marker_problem)}</pre>")
@@ -255,8 +300,11 @@ def as_html(status: Status) -> str:
 
 
 def _table(rows: Sequence[tuple[str, ...]]) -> str:
-    return "<table>" + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>"
-                               for row in rows) + "</table>"
+    return (
+        "<table>"
+        + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+        + "</table>"
+    )
 
 
 def _item_row(item: Item) -> tuple[str, str, str]:
@@ -264,8 +312,11 @@ def _item_row(item: Item) -> tuple[str, str, str]:
     sign = f"<span class={state}>{_SIGNS[state]} {state}</span>"
     if item.ok:
         return sign, _e(item.name), _e(item.found)
-    return sign, _e(item.name), _e(item.missing) + (
-        f"<br><code>{_e(item.fix)}</code>" if item.fix else "")
+    return (
+        sign,
+        _e(item.name),
+        _e(item.missing) + (f"<br><code>{_e(item.fix)}</code>" if item.fix else ""),
+    )
 
 
 class Panel:
@@ -340,5 +391,7 @@ def after_save(tag: str) -> None:
     try:
         show()
     except Exception as exc:  # the model is saved: a panel problem must not fail the cell
-        print(f"nb2prod: the readiness panel failed ({type(exc).__name__}: {exc}); model "
-              f"{tag} is saved; %n2p status shows the panel")
+        print(
+            f"nb2prod: the readiness panel failed ({type(exc).__name__}: {exc}); model "
+            f"{tag} is saved; %n2p status shows the panel"
+        )

@@ -37,9 +37,13 @@ class BuildRow:
         import ipywidgets as w
 
         self.notebook, self.hint = notebook, hint
-        self.button = w.Button(description="Build", icon="cogs", button_style="primary",
-                               tooltip="nb2prod build: the saved notebook file, in a fresh "
-                                       "kernel, into a tested bento")
+        self.button = w.Button(
+            description="Build",
+            icon="cogs",
+            button_style="primary",
+            tooltip="nb2prod build: the saved notebook file, in a fresh "
+            "kernel, into a tested bento",
+        )
         self.progress = w.IntProgress(value=0, min=0, max=8, layout=w.Layout(width="200px"))
         self.label = w.Label(value=f"notebook: {notebook.name if notebook else 'path unknown'}")
         self.result = w.HTML(value="")
@@ -64,8 +68,9 @@ class BuildRow:
             return None
         self.button.disabled, self.progress.value, self.progress.bar_style = True, 0, ""
         self.result.value, self.outcome = "", None
-        self._thread = threading.Thread(target=self._run, args=(self.notebook,),
-                                        name="nb2prod-build", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(self.notebook,), name="nb2prod-build", daemon=True
+        )
         self._thread.start()
         return self._thread
 
@@ -92,17 +97,23 @@ class BuildRow:
         except Exception as exc:  # a bug in nb2prod: say so here, the kernel lives on
             self.outcome = {"returncode": None, "error": repr(exc)}
             self.progress.bar_style = "danger"
-            self.result.value = f"<pre style='{_ERROR}'>internal error (a bug in nb2prod): " \
-                                f"{html.escape(repr(exc))}</pre>"
+            self.result.value = (
+                f"<pre style='{_ERROR}'>internal error (a bug in nb2prod): "
+                f"{html.escape(repr(exc))}</pre>"
+            )
         finally:
             self.button.disabled = False
 
     def _child(self, notebook: Path, out: Path) -> tuple[int, str]:
         with tempfile.TemporaryFile("w+") as errors:  # a file: a full pipe would stall it
             proc = subprocess.Popen(
-                [sys.executable, "-m", "nb2prod.cli", "build", str(notebook),
-                 "--out", str(out)], cwd=notebook.parent, stdout=subprocess.PIPE,
-                stderr=errors, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                [sys.executable, "-m", "nb2prod.cli", "build", str(notebook), "--out", str(out)],
+                cwd=notebook.parent,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
             assert proc.stdout is not None  # stdout=PIPE: Popen always opens it
             for line in proc.stdout:
                 self.echo(line.rstrip("\n"))
@@ -119,14 +130,15 @@ class BuildRow:
             return
         built = json.loads(manifest.read_text())
         bento, model = built["bento_tag"], built["model_tag"]
-        self.outcome = {"returncode": 0, "bento_tag": bento, "model_tag": model,
-                        "out": str(out)}
+        self.outcome = {"returncode": 0, "bento_tag": bento, "model_tag": model, "out": str(out)}
         self.progress.value, self.progress.bar_style = self.progress.max, "success"
         self.label.value = f"built {bento}"
-        self.result.value = (f"built <code>{html.escape(bento)}</code> (model <code>"
-                             f"{html.escape(model)}</code>) in {html.escape(str(out))}<br>"
-                             f"serve it with: <code>bentoml serve {html.escape(bento)} "
-                             "--host 127.0.0.1</code>")
+        self.result.value = (
+            f"built <code>{html.escape(bento)}</code> (model <code>"
+            f"{html.escape(model)}</code>) in {html.escape(str(out))}<br>"
+            f"serve it with: <code>bentoml serve {html.escape(bento)} "
+            "--host 127.0.0.1</code>"
+        )
 
 
 def build_dir(notebook: Path) -> Path:

@@ -83,16 +83,25 @@ def profile(df: pd.DataFrame, *, bins: int = 10, top_k: int = 50) -> dict[str, A
             features[str(name)] = _categorical(column, top_k)
         else:
             skipped[str(name)] = str(column.dtype)
-    return {"format": FORMAT, "rows": len(df), "bins": bins, "top_k": top_k,
-            "features": features, "skipped": skipped}
+    return {
+        "format": FORMAT,
+        "rows": len(df),
+        "bins": bins,
+        "top_k": top_k,
+        "features": features,
+        "skipped": skipped,
+    }
 
 
 def _kind(dtype: Any) -> str:
     """``numeric``, ``categorical`` or ``skipped`` for a column's dtype."""
     if isinstance(dtype, pd.CategoricalDtype) or types.is_bool_dtype(dtype):
         return "categorical"
-    if (types.is_datetime64_any_dtype(dtype) or types.is_timedelta64_dtype(dtype)
-            or types.is_complex_dtype(dtype)):
+    if (
+        types.is_datetime64_any_dtype(dtype)
+        or types.is_timedelta64_dtype(dtype)
+        or types.is_complex_dtype(dtype)
+    ):
         return "skipped"
     return "numeric" if types.is_numeric_dtype(dtype) else "categorical"
 
@@ -110,18 +119,21 @@ def _numeric(column: pd.Series, bins: int) -> dict[str, Any]:
     if finite.size:
         # inverted_cdf takes observed values, so an atom's cut point is the atom itself.
         cuts = np.unique(np.quantile(finite, np.arange(1, bins) / bins, method="inverted_cdf"))
-        mass = (np.searchsorted(finite, cuts, side="right")
-                - np.searchsorted(finite, cuts, side="left")) / len(x)
+        mass = (
+            np.searchsorted(finite, cuts, side="right") - np.searchsorted(finite, cuts, side="left")
+        ) / len(x)
         for cut, share in zip(cuts.tolist(), mass.tolist()):
             edges.append(cut)
             if share >= 1 / (2 * bins):
                 edges.append(float(np.nextafter(cut, np.inf)))
         edges = sorted(set(edges))  # nextafter(v) can meet the next cut point
-    counts = np.bincount(np.searchsorted(edges, x[~nulls], side="right"),
-                         minlength=len(edges) + 1)
-    return {"kind": "numeric", "edges": edges,
-            "proportions": [_share(c, len(x)) for c in counts],
-            "null": _share(nulls.sum(), len(x))}
+    counts = np.bincount(np.searchsorted(edges, x[~nulls], side="right"), minlength=len(edges) + 1)
+    return {
+        "kind": "numeric",
+        "edges": edges,
+        "proportions": [_share(c, len(x)) for c in counts],
+        "null": _share(nulls.sum(), len(x)),
+    }
 
 
 def _categorical(column: pd.Series, top_k: int) -> dict[str, Any]:
@@ -134,7 +146,10 @@ def _categorical(column: pd.Series, top_k: int) -> dict[str, Any]:
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], type(kv[0]).__name__, str(kv[0])))
     top, rest = ranked[:top_k], ranked[top_k:]
     rows = len(column)
-    return {"kind": "categorical", "categories": [k for k, _ in top],
-            "proportions": [_share(c, rows) for _, c in top],
-            "other": _share(sum(c for _, c in rest), rows),
-            "null": _share(column.isna().sum(), rows)}
+    return {
+        "kind": "categorical",
+        "categories": [k for k, _ in top],
+        "proportions": [_share(c, rows) for _, c in top],
+        "other": _share(sum(c for _, c in rest), rows),
+        "null": _share(column.isna().sum(), rows),
+    }

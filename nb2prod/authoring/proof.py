@@ -39,16 +39,22 @@ def same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def start(folder: Path, *, columns: list[dict], suite: dict | None,
-          examples: list[dict]) -> subprocess.Popen:
+def start(
+    folder: Path, *, columns: list[dict], suite: dict | None, examples: list[dict]
+) -> subprocess.Popen:
     """Start answering ``examples`` in a fresh interpreter from ``folder`` (code.py,
     captured.pkl, model.joblib); ``finish`` reads the verdict. In between the kernel can
     do other work: the proof takes about a second, most of it imports."""
-    (folder / PROOF).write_text(json.dumps({"columns": columns, "suite": suite,
-                                            "examples": examples}, default=str))
-    return subprocess.Popen([sys.executable, "-m", "nb2prod.authoring.proof", str(folder)],
-                            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    (folder / PROOF).write_text(
+        json.dumps({"columns": columns, "suite": suite, "examples": examples}, default=str)
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "nb2prod.authoring.proof", str(folder)],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen, folder: Path, expected: list[dict], where: str) -> None:
@@ -57,40 +63,60 @@ def finish(proc: subprocess.Popen, folder: Path, expected: list[dict], where: st
     out = folder / ANSWERS
     if not out.exists():
         tail = "\n".join((output or "").strip().splitlines()[-5:])
-        raise NotebookError(f"the exported code could not be tried in a fresh interpreter:\n"
-                            f"{tail}", where=where, fix="see the message above")
+        raise NotebookError(
+            f"the exported code could not be tried in a fresh interpreter:\n{tail}",
+            where=where,
+            fix="see the message above",
+        )
     result = json.loads(out.read_text())
     if "error" in result:
         raise NotebookError(
             f"the model does not work away from this kernel: {result['stage']} failed with "
-            f"{result['error']}", where=where, fix=_advice(result["error"]))
+            f"{result['error']}",
+            where=where,
+            fix=_advice(result["error"]),
+        )
     for i, (want, got) in enumerate(zip(expected, result["answers"])):
         if not same(want, got):
             raise NotebookError(
                 f"away from this kernel, example {i} gets another answer: here "
                 f"{json.dumps(want, default=str)}, there {json.dumps(got, default=str)}",
-                where=where, fix="the code depends on something the kernel has and the "
+                where=where,
+                fix="the code depends on something the kernel has and the "
                 "service would not (global state changed after it was defined, random "
-                "numbers); make the answer depend only on the model and the input")
+                "numbers); make the answer depend only on the model and the input",
+            )
 
 
-def prove(folder: Path, *, columns: list[dict], suite: dict | None, examples: list[dict],
-          expected: list[dict], where: str) -> None:
+def prove(
+    folder: Path,
+    *,
+    columns: list[dict],
+    suite: dict | None,
+    examples: list[dict],
+    expected: list[dict],
+    where: str,
+) -> None:
     """``start`` then ``finish``: the proof, waited for."""
-    finish(start(folder, columns=columns, suite=suite, examples=examples), folder, expected,
-           where)
+    finish(start(folder, columns=columns, suite=suite, examples=examples), folder, expected, where)
 
 
 def _advice(error: str) -> str:
     if error.startswith("NameError"):
-        return ("define that name in a cell the build runs, at the top level (not only "
-                "inside an if or a loop), or pass it through the model")
+        return (
+            "define that name in a cell the build runs, at the top level (not only "
+            "inside an if or a loop), or pass it through the model"
+        )
     if error.startswith(("ModuleNotFoundError", "ImportError")):
-        return ("the service has the installed packages and the modules beside the notebook "
-                "only: install the missing one as a package, or move it beside the notebook")
+        return (
+            "the service has the installed packages and the modules beside the notebook "
+            "only: install the missing one as a package, or move it beside the notebook"
+        )
     if error.startswith(("FileNotFoundError", "OSError")):
-        return ("the service has no files beside the notebook: read the file in a cell and "
-                "use the value (it is captured), not the path")
+        return (
+            "the service has no files beside the notebook: read the file in a cell and "
+            "use the value (it is captured), not the path"
+        )
     return "make the marked code and what it uses depend only on the model and its input"
 
 
@@ -116,8 +142,12 @@ def _run(folder: Path) -> dict[str, Any]:
         add_modules(folder / MODULES)
     try:
         captured = folder / CAPTURED
-        module = code_module((folder / CODE).read_text(), "nb2prod_notebook", str(folder / CODE),
-                             captured.read_bytes() if captured.exists() else None)
+        module = code_module(
+            (folder / CODE).read_text(),
+            "nb2prod_notebook",
+            str(folder / CODE),
+            captured.read_bytes() if captured.exists() else None,
+        )
         stage = "loading the model file"
         model = load_artifact(folder / ARTIFACT, module)
         stage = "answering the examples"
@@ -128,8 +158,11 @@ def _run(folder: Path) -> dict[str, Any]:
         return {"answers": answers}
     except Exception as exc:  # reported to the notebook, located there
         last = traceback.extract_tb(exc.__traceback__)[-1]
-        at = f" (at {Path(last.filename).name}, line {last.lineno}: {last.line})" \
-            if last.filename.endswith(CODE) else ""
+        at = (
+            f" (at {Path(last.filename).name}, line {last.lineno}: {last.line})"
+            if last.filename.endswith(CODE)
+            else ""
+        )
         return {"stage": stage, "error": f"{type(exc).__name__}: {exc}{at}"}
 
 

@@ -32,21 +32,27 @@ def init(name: str, directory: str | Path | None = None) -> list[Path]:
     """Write ``NAME.ipynb`` and ``README.md`` into ``directory`` (default ``./NAME``);
     return their paths. Refuses an unusable name and never overwrites a file."""
     if not _NAME.match(name):
-        raise UsageError(f"{name!r} cannot name a model and its service: use lowercase "
-                         "letters, digits and '_', starting with a letter",
-                         fix=f"e.g. nb2prod init {_suggest(name)}")
+        raise UsageError(
+            f"{name!r} cannot name a model and its service: use lowercase "
+            "letters, digits and '_', starting with a letter",
+            fix=f"e.g. nb2prod init {_suggest(name)}",
+        )
     folder = Path(directory) if directory is not None else Path(name)
     if folder.exists() and not folder.is_dir():
-        raise UsageError(f"{folder} exists and is not a directory",
-                         fix="pass another --dir, or another name")
-    texts = {folder / f"{name}.ipynb": notebook_text(name),
-             folder / "README.md": _fill((TEMPLATES / "README.md.tmpl").read_text(), name)}
+        raise UsageError(
+            f"{folder} exists and is not a directory", fix="pass another --dir, or another name"
+        )
+    texts = {
+        folder / f"{name}.ipynb": notebook_text(name),
+        folder / "README.md": _fill((TEMPLATES / "README.md.tmpl").read_text(), name),
+    }
     existing = [str(p) for p in texts if p.exists()]
     if existing:
         verb = "exists" if len(existing) == 1 else "exist"
-        raise UsageError(f"{' and '.join(existing)} already {verb}; nb2prod init never "
-                         "overwrites a file",
-                         fix="choose another name, or another directory with --dir DIR")
+        raise UsageError(
+            f"{' and '.join(existing)} already {verb}; nb2prod init never overwrites a file",
+            fix="choose another name, or another directory with --dir DIR",
+        )
     folder.mkdir(parents=True, exist_ok=True)
     for path, text in texts.items():
         with open(path, "x") as fh:  # "x": fail rather than overwrite, even in a race
@@ -56,11 +62,16 @@ def init(name: str, directory: str | Path | None = None) -> list[Path]:
 
 def notebook_text(name: str) -> str:
     """The scaffold notebook for ``name``, as .ipynb JSON."""
-    cells = [_cell(chunk) for chunk in _chunks(_fill(
-        (TEMPLATES / "notebook.py.tmpl").read_text(), name))]
-    nb = new_notebook(cells=cells, metadata={
-        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-        "language_info": {"name": "python"}})
+    cells = [
+        _cell(chunk) for chunk in _chunks(_fill((TEMPLATES / "notebook.py.tmpl").read_text(), name))
+    ]
+    nb = new_notebook(
+        cells=cells,
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"},
+        },
+    )
     return nbformat.writes(nb) + "\n"
 
 
@@ -83,8 +94,9 @@ def _cell(chunk: tuple[str, list[str]]) -> nbformat.NotebookNode:
     header, lines = chunk
     body = "\n".join(lines).strip("\n")
     if "[markdown]" in header:
-        return new_markdown_cell("\n".join(ln[2:] if ln.startswith("# ") else ln.lstrip("#")
-                                           for ln in body.splitlines()))
+        return new_markdown_cell(
+            "\n".join(ln[2:] if ln.startswith("# ") else ln.lstrip("#") for ln in body.splitlines())
+        )
     cell = new_code_cell(body)
     tags = _TAGS.search(header)
     if tags:

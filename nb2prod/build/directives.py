@@ -56,13 +56,20 @@ class Word:
     runs_at_build: bool = True
 
 
-WORDS: dict[str, Word] = {w.name: w for w in (
-    Word("export", "the cell's definitions go to the exported module, used or not",
-         exports=True),
-    Word("skip", "the cell does not run in build or retrain (plots, exploration)",
-         runs_at_build=False),
-    *(Word(kind, f"the cell's one function gets @n2p.{kind}", marks=kind) for kind in KINDS),
-)}
+WORDS: dict[str, Word] = {
+    w.name: w
+    for w in (
+        Word(
+            "export", "the cell's definitions go to the exported module, used or not", exports=True
+        ),
+        Word(
+            "skip",
+            "the cell does not run in build or retrain (plots, exploration)",
+            runs_at_build=False,
+        ),
+        *(Word(kind, f"the cell's one function gets @n2p.{kind}", marks=kind) for kind in KINDS),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -92,11 +99,15 @@ def word_named(text: str, spelled: str) -> Word:
     words = text.split("#", 1)[0].split()
     if len(words) != 1:
         found = "no word" if not words else f"{len(words)} words ({' '.join(words)})"
-        raise MarkerError(f"{spelled} needs exactly one word, found {found}; valid words: "
-                          f"{valid_words()}", fix="write one word, e.g. %%n2p export")
+        raise MarkerError(
+            f"{spelled} needs exactly one word, found {found}; valid words: {valid_words()}",
+            fix="write one word, e.g. %%n2p export",
+        )
     if words[0] not in WORDS:
-        raise MarkerError(f"{spelled}: unknown word {words[0]!r}; valid words: {valid_words()}",
-                          fix=f"use one of: {valid_words()}")
+        raise MarkerError(
+            f"{spelled}: unknown word {words[0]!r}; valid words: {valid_words()}",
+            fix=f"use one of: {valid_words()}",
+        )
     return WORDS[words[0]]
 
 
@@ -124,16 +135,21 @@ def _from_comment(lines: Sequence[str], tags: Iterable[str]) -> list[tuple[Word,
         if not match:
             continue
         if index != first_index:  # a directive further down would be silently ignored
-            raise MarkerError(f"{line.strip()!r} is not the cell's first line, and a "
-                              "directive only counts there", where=f"line {index + 1}",
-                              fix="move it to the first line of the cell")
+            raise MarkerError(
+                f"{line.strip()!r} is not the cell's first line, and a directive only counts there",
+                where=f"line {index + 1}",
+                fix="move it to the first line of the cell",
+            )
         found.append((word_named(match.group(1), line.strip()), line.strip()))
     return found
 
 
 def _from_tags(lines: Sequence[str], tags: Iterable[str]) -> list[tuple[Word, str]]:
-    return [(word_named(m.group(1), f"tag {tag}"), f"tag {tag}")
-            for tag in tags if (m := _TAG.match(tag))]
+    return [
+        (word_named(m.group(1), f"tag {tag}"), f"tag {tag}")
+        for tag in tags
+        if (m := _TAG.match(tag))
+    ]
 
 
 # Every way a cell can say a word; ``resolve`` asks each in turn.
@@ -153,8 +169,10 @@ def resolve(source: str, tags: Iterable[str] = ()) -> Directive | None:
         return None
     if len({word.name for word, _ in found}) > 1:
         said = ", ".join(f"{spelled!r} says {word.name}" for word, spelled in found)
-        raise MarkerError(f"conflicting nb2prod directives: {said}; a cell takes one word",
-                          fix="keep one of them (the same word in two spellings is fine)")
+        raise MarkerError(
+            f"conflicting nb2prod directives: {said}; a cell takes one word",
+            fix="keep one of them (the same word in two spellings is fine)",
+        )
     return Directive(found[0][0], tuple(spelled for _, spelled in found))
 
 
@@ -185,7 +203,7 @@ def comment_as_magic(lines: list[str]) -> list[str]:
     match = _COMMENT.match(first)
     if not match:
         return lines
-    return [*lines[:index], f"%%n2p {match.group(1).strip()}\n", *lines[index + 1:]]
+    return [*lines[:index], f"%%n2p {match.group(1).strip()}\n", *lines[index + 1 :]]
 
 
 def functions_of(tree: ast.Module | None) -> list[str]:
@@ -204,5 +222,7 @@ def one_function(spelled: str, names: list[str]) -> str | None:
 
 def one_function_fix(word: Word) -> str:
     """How to fix a marking word's cell that has zero or several functions."""
-    return (f"put the {word.marks} function in a cell of its own, or mark it in place "
-            f"with @n2p.{word.marks}")
+    return (
+        f"put the {word.marks} function in a cell of its own, or mark it in place "
+        f"with @n2p.{word.marks}"
+    )

@@ -38,8 +38,11 @@ from nb2prod.core.settings import (
 
 PREPARED = ".prepared.ipynb"
 # What nb2prod raises in the kernel (save_model, markers): shown as it is, not wrapped
-_OWN_ERRORS = {name for name, value in vars(errors).items()
-               if isinstance(value, type) and issubclass(value, errors.Nb2prodError)}
+_OWN_ERRORS = {
+    name
+    for name, value in vars(errors).items()
+    if isinstance(value, type) and issubclass(value, errors.Nb2prodError)
+}
 _LOADS_EXTENSION = re.compile(r"^\s*%(?:re)?load_ext\s+(?:.*\s)?nb2prod(?:\s|$)", re.MULTILINE)
 _ANY = object()  # a parameter whose default is not a literal: any value goes
 
@@ -86,24 +89,32 @@ def check_parameters(nb: Notebook, parameters: dict[str, Any]) -> None:
         return
     cell = nb.parameters_cell
     if cell is None:
-        raise UsageError(f"{nb.path.name} has no cell tagged 'parameters', so -p "
-                         f"{', '.join(parameters)} would be overwritten by the notebook",
-                         fix="in Jupyter, add the tag 'parameters' to the cell that sets "
-                             "them (View > Cell toolbar > Tags)")
+        raise UsageError(
+            f"{nb.path.name} has no cell tagged 'parameters', so -p "
+            f"{', '.join(parameters)} would be overwritten by the notebook",
+            fix="in Jupyter, add the tag 'parameters' to the cell that sets "
+            "them (View > Cell toolbar > Tags)",
+        )
     known = parameters_of(nb)
     unknown = [n for n in parameters if n not in known]
     if unknown:
-        raise UsageError(f"unknown parameter(s) {', '.join(unknown)}; the parameters cell sets "
-                         f"{', '.join(known) or 'nothing'}", where=nb.where(cell),
-                         fix="use one of those names, or add NAME = <default> to that cell")
+        raise UsageError(
+            f"unknown parameter(s) {', '.join(unknown)}; the parameters cell sets "
+            f"{', '.join(known) or 'nothing'}",
+            where=nb.where(cell),
+            fix="use one of those names, or add NAME = <default> to that cell",
+        )
     for name, value in parameters.items():
         default, line = known[name]
         if not _same_kind(default, value):
             kind = type(default).__name__
-            raise UsageError(f"-p {name} {value!r} is a {type(value).__name__}, but the notebook "
-                             f"sets {name} = {default!r}, a {kind}", where=nb.where(cell, line),
-                             fix=f"pass a {kind}, e.g. -p {name} {default!r}"
-                                 + (" (quote text: -p NAME \"'text'\")" if kind == "str" else ""))
+            raise UsageError(
+                f"-p {name} {value!r} is a {type(value).__name__}, but the notebook "
+                f"sets {name} = {default!r}, a {kind}",
+                where=nb.where(cell, line),
+                fix=f"pass a {kind}, e.g. -p {name} {default!r}"
+                + (" (quote text: -p NAME \"'text'\")" if kind == "str" else ""),
+            )
 
 
 def _same_kind(default: Any, value: Any) -> bool:
@@ -155,38 +166,50 @@ def prepare(nb: Notebook, directory: Path) -> tuple[Path, list[str]]:
     return prepared, [] if loads else ["--IPKernelApp.extra_extensions=nb2prod"]
 
 
-def run(nb: Notebook, output: Path, parameters: dict[str, Any],
-        run_file: Path) -> tuple[Notebook, list[dict[str, Any]]]:
+def run(
+    nb: Notebook, output: Path, parameters: dict[str, Any], run_file: Path
+) -> tuple[Notebook, list[dict[str, Any]]]:
     """Execute ``nb`` into ``output``; return the executed notebook and save_model reports."""
     check_parameters(nb, parameters)
     source, kernel_arguments = prepare(nb, output.parent)
     run_file.write_text("")
-    env = {ENV_RUN_FILE: str(run_file), ENV_NOTEBOOK_SHA: nb.sha256,
-           ENV_PARAMETERS: json.dumps(parameters, default=str),
-           # save_model slices the code from the notebook papermill writes as it runs
-           ENV_EXECUTED: str(output), ENV_NOTEBOOK: str(nb.path),
-           # the "python3" kernelspec runs `python` from PATH: make that this interpreter
-           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    env = {
+        ENV_RUN_FILE: str(run_file),
+        ENV_NOTEBOOK_SHA: nb.sha256,
+        ENV_PARAMETERS: json.dumps(parameters, default=str),
+        # save_model slices the code from the notebook papermill writes as it runs
+        ENV_EXECUTED: str(output),
+        ENV_NOTEBOOK: str(nb.path),
+        # the "python3" kernelspec runs `python` from PATH: make that this interpreter
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
     try:
         with _environment(env):
             papermill.execute_notebook(
-                str(source), str(output), parameters=parameters, kernel_name="python3",
-                cwd=str(nb.path.parent), progress_bar=False, log_output=False,
+                str(source),
+                str(output),
+                parameters=parameters,
+                kernel_name="python3",
+                cwd=str(nb.path.parent),
+                progress_bar=False,
+                log_output=False,
                 # the kernel's "running over TCP" notice is noise for a local build
-                extra_arguments=["--IPKernelApp.log_level=ERROR", *kernel_arguments])
+                extra_arguments=["--IPKernelApp.log_level=ERROR", *kernel_arguments],
+            )
     except PapermillExecutionError as exc:
         executed = read(output)
         cell = next((c for c in executed.cells if c.index == exc.cell_index), None)
         where = executed.where(cell) if cell else f"{nb.path.name}: cell {exc.cell_index + 1}"
         if exc.ename in _OWN_ERRORS:  # save_model's own refusal: already located, with its fix
             raise ExecutionError(exc.evalue) from None
-        raise ExecutionError(f"the notebook raised {exc.ename}: {exc.evalue}",
-                             where=where.replace(executed.path.name, nb.path.name),
-                             fix="fix the cell and run it top to bottom in Jupyter (Restart "
-                                 f"& Run All); the executed notebook is {output}") from None
+        raise ExecutionError(
+            f"the notebook raised {exc.ename}: {exc.evalue}",
+            where=where.replace(executed.path.name, nb.path.name),
+            fix="fix the cell and run it top to bottom in Jupyter (Restart "
+            f"& Run All); the executed notebook is {output}",
+        ) from None
     reports = [json.loads(line) for line in run_file.read_text().splitlines() if line]
     return read(output), reports
 
 
-__all__ = ["run", "prepare", "parse_value", "check_parameters", "parameters_of",
-           "INJECTED_TAG"]
+__all__ = ["run", "prepare", "parse_value", "check_parameters", "parameters_of", "INJECTED_TAG"]

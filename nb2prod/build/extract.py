@@ -27,8 +27,18 @@ from nb2prod.build.notebook import Cell, Notebook
 from nb2prod.build.scan import check_ready, marked_kinds, nb2prod_aliases
 from nb2prod.core.errors import ExportError, Nb2prodError
 
-_STATIC_CALLS = {"dict", "list", "set", "frozenset", "tuple", "range", "float", "int",
-                 "str", "bool"}
+_STATIC_CALLS = {
+    "dict",
+    "list",
+    "set",
+    "frozenset",
+    "tuple",
+    "range",
+    "float",
+    "int",
+    "str",
+    "bool",
+}
 
 
 @dataclass
@@ -67,9 +77,11 @@ def _binds(node: ast.stmt) -> Iterator[tuple[str, str, ast.stmt]]:
         for alias in node.names:
             if alias.name == "*":
                 continue
-            single: ast.stmt = (ast.ImportFrom(names=[alias], module=node.module,
-                                               level=node.level)
-                                if isinstance(node, ast.ImportFrom) else ast.Import(names=[alias]))
+            single: ast.stmt = (
+                ast.ImportFrom(names=[alias], module=node.module, level=node.level)
+                if isinstance(node, ast.ImportFrom)
+                else ast.Import(names=[alias])
+            )
             ast.copy_location(single, node)
             yield (alias.asname or alias.name.split(".")[0]), "import", single
     elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -93,8 +105,9 @@ def _binds(node: ast.stmt) -> Iterator[tuple[str, str, ast.stmt]]:
 
 
 def _stored(target: ast.AST) -> list[str]:
-    return [n.id for n in ast.walk(target)
-            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
+    return [
+        n.id for n in ast.walk(target) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+    ]
 
 
 def _only_names(target: ast.AST) -> bool:
@@ -106,11 +119,31 @@ def _only_names(target: ast.AST) -> bool:
 
 # What a literal constant may be made of: literals, containers of them, operators, names
 # of other literal constants, and calls of a few builtins (``frozenset({"a", "b"})``).
-_LITERAL_NODES = (ast.Constant, ast.Tuple, ast.List, ast.Set, ast.Dict, ast.UnaryOp,
-                  ast.BinOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.Name, ast.Call,
-                  ast.Subscript, ast.Slice, ast.JoinedStr, ast.FormattedValue, ast.keyword,
-                  ast.Starred, ast.expr_context, ast.operator, ast.unaryop, ast.boolop,
-                  ast.cmpop)
+_LITERAL_NODES = (
+    ast.Constant,
+    ast.Tuple,
+    ast.List,
+    ast.Set,
+    ast.Dict,
+    ast.UnaryOp,
+    ast.BinOp,
+    ast.BoolOp,
+    ast.Compare,
+    ast.IfExp,
+    ast.Name,
+    ast.Call,
+    ast.Subscript,
+    ast.Slice,
+    ast.JoinedStr,
+    ast.FormattedValue,
+    ast.keyword,
+    ast.Starred,
+    ast.expr_context,
+    ast.operator,
+    ast.unaryop,
+    ast.boolop,
+    ast.cmpop,
+)
 
 
 def _static_value(node: ast.AST) -> tuple[bool, set[str]]:
@@ -131,8 +164,11 @@ def _static_value(node: ast.AST) -> tuple[bool, set[str]]:
 def _referenced_globals(source: str) -> set[str]:
     """Global names a top-level def/class uses, including decorators and defaults."""
     table = symtable.symtable(source, "<cell>", "exec")
-    names = {s.get_name() for s in table.get_symbols()
-             if s.is_referenced() and not s.is_assigned() and not s.is_imported()}
+    names = {
+        s.get_name()
+        for s in table.get_symbols()
+        if s.is_referenced() and not s.is_assigned() and not s.is_imported()
+    }
     stack = list(table.get_children())
     while stack:
         child = stack.pop()
@@ -140,8 +176,11 @@ def _referenced_globals(source: str) -> set[str]:
         if isinstance(child, symtable.Function):
             names.update(child.get_globals())
         else:  # class body: a referenced name it does not bind is looked up globally
-            names.update(s.get_name() for s in child.get_symbols()
-                         if s.is_referenced() and not s.is_assigned() and s.is_global())
+            names.update(
+                s.get_name()
+                for s in child.get_symbols()
+                if s.is_referenced() and not s.is_assigned() and s.is_global()
+            )
     return names
 
 
@@ -154,7 +193,7 @@ def _first_use(node: ast.stmt, name: str) -> int:
 
 def _segment(cell: Cell, node: ast.stmt) -> str:
     start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-    return "\n".join(cell.lines[start - 1:node.end_lineno])
+    return "\n".join(cell.lines[start - 1 : node.end_lineno])
 
 
 def _assigned(binding: Binding) -> ast.expr:
@@ -173,9 +212,10 @@ def _literal(binding: Binding, bindings: dict[str, Binding], seen: frozenset = f
     static, names = _static_value(_assigned(binding))
     seen = seen | {binding.name}
     return static and all(  # a name seen on the way is a cycle (``x = x + 1``): run time
-        dep not in seen and (_literal(bindings[dep], bindings, seen) if dep in bindings
-                             else hasattr(builtins, dep))
-        for dep in names)
+        dep not in seen
+        and (_literal(bindings[dep], bindings, seen) if dep in bindings else hasattr(builtins, dep))
+        for dep in names
+    )
 
 
 def _export_roots(nb: Notebook) -> list[Binding]:
@@ -196,8 +236,9 @@ def _marker_import(nb: Notebook, bindings: dict[str, Binding]) -> tuple[str, Bin
     return ("n2p" if "n2p" not in bindings else "nb2prod"), None
 
 
-def _referred_roots(nb: Notebook, names: list[str], bindings: dict[str, Binding],
-                    problems: list[Nb2prodError]) -> list[Binding]:
+def _referred_roots(
+    nb: Notebook, names: list[str], bindings: dict[str, Binding], problems: list[Nb2prodError]
+) -> list[Binding]:
     """The definitions of the classes and functions the saved model (or a captured value)
     refers to by name: they go as source, like marked code."""
     found = []
@@ -206,15 +247,21 @@ def _referred_roots(nb: Notebook, names: list[str], bindings: dict[str, Binding]
         if target is not None and target.kind == "def":
             found.append(target)
             continue
-        made = f", but {target.cell.label} makes it at run time" if target else \
-            ", but no cell a build runs defines it with def or class (made by exec, or " \
+        made = (
+            f", but {target.cell.label} makes it at run time"
+            if target
+            else ", but no cell a build runs defines it with def or class (made by exec, or "
             "imported from a module that is not importable?)"
-        problems.append(Nb2prodError(
-            f"the saved model (or a value it needs) refers to {name} from the "
-            f"notebook{made}, so the service could not load it",
-            where=nb.where(target.cell, target.node.lineno) if target else nb.path.name,
-            fix=f"define {name} with def/class at the top level of a cell, or put it in an "
-                "installed package the service imports"))
+        )
+        problems.append(
+            Nb2prodError(
+                f"the saved model (or a value it needs) refers to {name} from the "
+                f"notebook{made}, so the service could not load it",
+                where=nb.where(target.cell, target.node.lineno) if target else nb.path.name,
+                fix=f"define {name} with def/class at the top level of a cell, or put it in an "
+                "installed package the service imports",
+            )
+        )
     return found
 
 
@@ -230,16 +277,24 @@ def _shadowed(nb: Notebook, chosen: dict[str, Binding]) -> list[Nb2prodError]:
                     imported.setdefault(name, cell)
                 else:
                     defined.setdefault(name, (cell, stmt))
-    return [Nb2prodError(
-        f"{name} is imported in {imported[name].label} and defined in "
-        f"{defined[name][0].label}: the exported code cannot have both",
-        where=nb.where(defined[name][0], defined[name][1].lineno),
-        fix=f"rename one of them (e.g. def my_{name} ...), and use that name")
-        for name in sorted(chosen) if name in imported and name in defined]
+    return [
+        Nb2prodError(
+            f"{name} is imported in {imported[name].label} and defined in "
+            f"{defined[name][0].label}: the exported code cannot have both",
+            where=nb.where(defined[name][0], defined[name][1].lineno),
+            fix=f"rename one of them (e.g. def my_{name} ...), and use that name",
+        )
+        for name in sorted(chosen)
+        if name in imported and name in defined
+    ]
 
 
-def extract(nb: Notebook, origin: Notebook | None = None,
-            refers_to: list[str] | tuple[str, ...] = (), strict: bool = True) -> Exported:
+def extract(
+    nb: Notebook,
+    origin: Notebook | None = None,
+    refers_to: list[str] | tuple[str, ...] = (),
+    strict: bool = True,
+) -> Exported:
     """Slice the notebook into a standalone module; raise ``ExportError`` listing problems.
 
     ``origin`` is the notebook ``nb`` was executed from, named in the module's header: the
@@ -257,8 +312,10 @@ def extract(nb: Notebook, origin: Notebook | None = None,
     roots = _export_roots(nb) + _referred_roots(nb, list(refers_to), bindings, problems)
     if alias_import and any(m.decorate for m in marked):
         roots.append(alias_import)
-    roots += [Binding(m.node.name, m.cell, m.node, "def",
-                      f"@{alias}.{m.kind}" if m.decorate else "") for m in marked]
+    roots += [
+        Binding(m.node.name, m.cell, m.node, "def", f"@{alias}.{m.kind}" if m.decorate else "")
+        for m in marked
+    ]
     # A root is chosen as given (a marked one with its decorator line), even if another
     # root uses it; marked roots come last so they win over an export cell's plain def.
     chosen = {b.name: b for b in roots if b.kind in ("def", "import") or _literal(b, bindings)}
@@ -278,18 +335,25 @@ def extract(nb: Notebook, origin: Notebook | None = None,
             line = _first_use(binding.node, dep)
             if target is None and dep in skipped:
                 cell = skipped[dep].cell
-                problems.append(Nb2prodError(
-                    f"{name} uses {dep}, which no cell a build runs defines: only "
-                    f"{cell.label} does, and it is marked {cell.directive}",
-                    where=nb.where(binding.cell, line),
-                    fix=f"define {dep} in a cell that runs, or remove the skip from {cell.label}"))
+                problems.append(
+                    Nb2prodError(
+                        f"{name} uses {dep}, which no cell a build runs defines: only "
+                        f"{cell.label} does, and it is marked {cell.directive}",
+                        where=nb.where(binding.cell, line),
+                        fix=f"define {dep} in a cell that runs, or remove the skip from "
+                        f"{cell.label}",
+                    )
+                )
             elif target is None:
                 if not hasattr(builtins, dep):
-                    problems.append(Nb2prodError(
-                        f"{name} uses {dep}, which no cell defines (it may exist only in "
-                        "your interactive session: a build starts from a fresh kernel)",
-                        where=nb.where(binding.cell, line),
-                        fix=f"define or import {dep} in the notebook"))
+                    problems.append(
+                        Nb2prodError(
+                            f"{name} uses {dep}, which no cell defines (it may exist only in "
+                            "your interactive session: a build starts from a fresh kernel)",
+                            where=nb.where(binding.cell, line),
+                            fix=f"define or import {dep} in the notebook",
+                        )
+                    )
             elif target.kind not in ("def", "import") and not _literal(target, bindings):
                 captured.setdefault(dep, target)  # its value comes from the run, pickled
             elif dep not in chosen:
@@ -299,15 +363,23 @@ def extract(nb: Notebook, origin: Notebook | None = None,
     if problems and strict:
         raise ExportError(problems)
     needs_import = alias_import is None and any(m.decorate for m in marked)
-    extra = [f"import nb2prod as {alias}" if alias != "nb2prod" else "import nb2prod"] \
-        if needs_import else []
-    return Exported(_render(nb, chosen, extra, origin or nb), marked_kinds(nb, marked),
-                    sorted(chosen), {n: b.cell.label for n, b in sorted(captured.items())},
-                    problems)
+    extra = (
+        [f"import nb2prod as {alias}" if alias != "nb2prod" else "import nb2prod"]
+        if needs_import
+        else []
+    )
+    return Exported(
+        _render(nb, chosen, extra, origin or nb),
+        marked_kinds(nb, marked),
+        sorted(chosen),
+        {n: b.cell.label for n, b in sorted(captured.items())},
+        problems,
+    )
 
 
-def _render(nb: Notebook, chosen: dict[str, Binding], extra_imports: list[str],
-            origin: Notebook) -> str:
+def _render(
+    nb: Notebook, chosen: dict[str, Binding], extra_imports: list[str], origin: Notebook
+) -> str:
     order = sorted(chosen.values(), key=lambda b: (b.kind != "import", b.cell.index, b.node.lineno))
     imports, body, last_cell = list(extra_imports), [], None
     for b in order:
@@ -322,6 +394,8 @@ def _render(nb: Notebook, chosen: dict[str, Binding], extra_imports: list[str],
         if b.cell.label != last_cell:  # say where each run of code came from
             text, last_cell = f"# from {b.cell.label}\n{text}", b.cell.label
         body.append(text)
-    header = (f'"""Exported by nb2prod from {origin.path.name} '
-              f'(sha256 {origin.sha256[:12]}). Do not edit: rebuild."""\n')
+    header = (
+        f'"""Exported by nb2prod from {origin.path.name} '
+        f'(sha256 {origin.sha256[:12]}). Do not edit: rebuild."""\n'
+    )
     return header + "\n".join(imports) + "\n\n\n" + "\n\n\n".join(body) + "\n"

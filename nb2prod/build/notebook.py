@@ -92,15 +92,18 @@ def read(path: str | Path) -> Notebook:
     if not path.exists():
         raise UsageError(f"no such file: {path}", fix="check the path to the notebook")
     if path.is_dir() or path.suffix != ".ipynb":
-        raise UsageError(f"{path} is not a notebook (.ipynb file)",
-                         fix="pass a Jupyter notebook, e.g. notebooks/breast_cancer.ipynb")
+        raise UsageError(
+            f"{path} is not a notebook (.ipynb file)",
+            fix="pass a Jupyter notebook, e.g. notebooks/breast_cancer.ipynb",
+        )
     raw = path.read_bytes()
     try:
         nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
     except (ValueError, UnicodeDecodeError, json.JSONDecodeError, KeyError) as exc:
-        raise UsageError(f"{path} is not valid notebook JSON ({str(exc).splitlines()[0]})",
-                         fix="open it in Jupyter and save it again, or restore it "
-                             "from git") from None
+        raise UsageError(
+            f"{path} is not valid notebook JSON ({str(exc).splitlines()[0]})",
+            fix="open it in Jupyter and save it again, or restore it from git",
+        ) from None
     notebook = Notebook(path=path, sha256=hashlib.sha256(raw).hexdigest())
     number = 0
     for index, cell in enumerate(nb.cells):
@@ -132,8 +135,10 @@ def code_cell(name: str, index: int, label: str, source: str, tags: tuple[str, .
 
 def from_sources(path: Path, sources: list[tuple[str, str]]) -> Notebook:
     """A notebook made of ``(label, source)`` pairs, e.g. a kernel's input history."""
-    notebook = Notebook(path=path, sha256=hashlib.sha256(
-        "\n".join(s for _, s in sources).encode()).hexdigest())
-    notebook.cells = [code_cell(path.name, i, label, source)
-                      for i, (label, source) in enumerate(sources)]
+    notebook = Notebook(
+        path=path, sha256=hashlib.sha256("\n".join(s for _, s in sources).encode()).hexdigest()
+    )
+    notebook.cells = [
+        code_cell(path.name, i, label, source) for i, (label, source) in enumerate(sources)
+    ]
     return notebook

@@ -26,8 +26,9 @@ from nb2prod.core.version import __version__
 from nb2prod.runtime.loading import load_version, sha256_of
 
 
-def render(out: Path, model_tag: str, exported: extract.Exported, notebook: Path,
-           imports: list[str]) -> None:
+def render(
+    out: Path, model_tag: str, exported: extract.Exported, notebook: Path, imports: list[str]
+) -> None:
     """Stage: write the build directory for ``model_tag`` (service, code, bentofile,
     tests, a copy of nb2prod's runtime) and its manifest ``nb2prod.json``.
 
@@ -37,25 +38,44 @@ def render(out: Path, model_tag: str, exported: extract.Exported, notebook: Path
     contract, _ = load_version(model_tag)
     name = contract.name
     context = {
-        "name": name, "class_name": class_name(name), "notebook": notebook.name,
-        "notebook_sha256": contract.notebook_sha256, "model_tag": model_tag,
-        "model_sha256": contract.artifact_sha256, "version": __version__,
+        "name": name,
+        "class_name": class_name(name),
+        "notebook": notebook.name,
+        "notebook_sha256": contract.notebook_sha256,
+        "model_tag": model_tag,
+        "model_sha256": contract.artifact_sha256,
+        "version": __version__,
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "packages": pinned_packages(sorted(set(imported_modules(exported.source) + imports))),
     }
     render_templates(out, context, exported.source)
     manifest = {
-        "name": name, "class_name": context["class_name"], "model_tag": model_tag,
-        "model_sha256": contract.artifact_sha256, "notebook": str(notebook),
-        "notebook_sha256": contract.notebook_sha256, "parameters": contract.parameters,
+        "name": name,
+        "class_name": context["class_name"],
+        "model_tag": model_tag,
+        "model_sha256": contract.artifact_sha256,
+        "notebook": str(notebook),
+        "notebook_sha256": contract.notebook_sha256,
+        "parameters": contract.parameters,
         "imports": sorted(set(imports)),
-        "marked": exported.marked, "captured": list(contract.captured),
+        "marked": exported.marked,
+        "captured": list(contract.captured),
         "modules": sorted(contract.modules),
-        "metrics": contract.metrics, "checks": contract.checks,
+        "metrics": contract.metrics,
+        "checks": contract.checks,
         "unsupported_checks": list(contract.unsupported),
-        "gate": [{"metric": g.metric, "value": g.value, "threshold": g.threshold.describe(),
-                  "passed": g.passed} for g in contract.gate],
-        "built_at": context["built_at"], "nb2prod_version": __version__, "bento_tag": None,
+        "gate": [
+            {
+                "metric": g.metric,
+                "value": g.value,
+                "threshold": g.threshold.describe(),
+                "passed": g.passed,
+            }
+            for g in contract.gate
+        ],
+        "built_at": context["built_at"],
+        "nb2prod_version": __version__,
+        "bento_tag": None,
     }
     (out / "nb2prod.json").write_text(json.dumps(manifest, indent=1))
 
@@ -72,8 +92,11 @@ def imported_modules(source: str | ast.Module) -> list[str]:
 
 
 def _env() -> dict[str, str]:  # bentoml and pytest of this environment, found on PATH
-    return {**os.environ, "BENTOML_DO_NOT_TRACK": "true",
-            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    return {
+        **os.environ,
+        "BENTOML_DO_NOT_TRACK": "true",
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
 
 
 Runner = Callable[[list[str], Path], subprocess.CompletedProcess]
@@ -86,9 +109,16 @@ BENTO_ENV = {"NB2PROD_AUDIT_URL": "off"}
 
 def python_m(extra_env: dict[str, str]) -> Runner:
     """``python -m ARGV`` in a new interpreter of this environment, in directory ``cwd``."""
+
     def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", *argv], cwd=cwd,
-                              env={**_env(), **extra_env}, capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-m", *argv],
+            cwd=cwd,
+            env={**_env(), **extra_env},
+            capture_output=True,
+            text=True,
+        )
+
     return run
 
 
@@ -97,21 +127,29 @@ def verify(out: Path, run: Runner | None = None) -> None:
     proc = (run or python_m(TEST_ENV))(["pytest", "-q", "-p", "no:cacheprovider", "tests"], out)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
-        raise BuildError(f"the generated tests failed:\n{tail}", where=str(out / "tests"),
-                         fix=f"run `pytest {out / 'tests'}` to see every failure")
+        raise BuildError(
+            f"the generated tests failed:\n{tail}",
+            where=str(out / "tests"),
+            fix=f"run `pytest {out / 'tests'}` to see every failure",
+        )
 
 
 def bentoml_build(out: Path, run: Runner | None = None) -> str:
     """Stage: ``bentoml build`` the directory; the bento's tag."""
     out = out.resolve()  # the runner works in ``out``: a relative path would not be found
-    proc = (run or python_m(BENTO_ENV))(["bentoml", "build", str(out), "-f",
-                                         str(out / "bentofile.yaml"), "--output", "tag"], out)
-    tags = [ln.split("__tag__:", 1)[1].strip() for ln in proc.stdout.splitlines()
-            if "__tag__:" in ln]
+    proc = (run or python_m(BENTO_ENV))(
+        ["bentoml", "build", str(out), "-f", str(out / "bentofile.yaml"), "--output", "tag"], out
+    )
+    tags = [
+        ln.split("__tag__:", 1)[1].strip() for ln in proc.stdout.splitlines() if "__tag__:" in ln
+    ]
     if proc.returncode != 0 or not tags:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise BuildError(f"bentoml build failed:\n{tail}", where=str(out / "bentofile.yaml"),
-                         fix="read the message above; the build directory is left for inspection")
+        raise BuildError(
+            f"bentoml build failed:\n{tail}",
+            where=str(out / "bentofile.yaml"),
+            fix="read the message above; the build directory is left for inspection",
+        )
     return tags[-1]
 
 
@@ -121,8 +159,6 @@ def finish_manifest(out: Path, bento_tag: str) -> None:
     manifest = json.loads(path.read_text())
     manifest["bento_tag"] = bento_tag
     path.write_text(json.dumps(manifest, indent=1))
-
-
 
 
 _WARM = """\
@@ -144,9 +180,14 @@ class _Warm:
     ``python -m ARGV`` then costs only the work. Runs one command."""
 
     def __init__(self, modules: tuple[str, ...], extra_env: dict[str, str]):
-        self.proc = subprocess.Popen([sys.executable, "-c", _WARM, *modules],
-                                     env={**_env(), **extra_env}, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _WARM, *modules],
+            env={**_env(), **extra_env},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
     def __call__(self, argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
         out, _ = self.proc.communicate(json.dumps({"argv": argv, "cwd": str(cwd)}) + "\n")
@@ -167,9 +208,16 @@ class Packager:
     def __init__(self, like: Path | None = None) -> None:
         """``like``: a model file like the one to be packaged (production's, in retrain):
         the tests' interpreter loads it early, importing its libraries (scikit-learn...)."""
-        self.tests = _Warm(("pytest", "starlette.testclient", "_bentoml_impl.server.app",
-                            "nb2prod.runtime.service", *([f"joblib:{like}"] if like else [])),
-                           TEST_ENV)
+        self.tests = _Warm(
+            (
+                "pytest",
+                "starlette.testclient",
+                "_bentoml_impl.server.app",
+                "nb2prod.runtime.service",
+                *([f"joblib:{like}"] if like else []),
+            ),
+            TEST_ENV,
+        )
         self.bento = _Warm(("bentoml_cli.cli", "nb2prod.runtime.service"), BENTO_ENV)
 
     def package(self, out: Path) -> str:
@@ -218,8 +266,13 @@ def rebuild(name: str, version: str, noted: str | None = None) -> tuple[str, str
     with tempfile.TemporaryDirectory(prefix=f"nb2prod-{name}-") as tmp:
         out = Path(tmp)
         # Builds before the manifest kept "imports" pinned the exported code's imports only.
-        render(out, version, extract.Exported(code, manifest.get("marked", {})),
-               Path(manifest["notebook"]), manifest.get("imports", []))
+        render(
+            out,
+            version,
+            extract.Exported(code, manifest.get("marked", {})),
+            Path(manifest["notebook"]),
+            manifest.get("imports", []),
+        )
         return package(out), code_sha256(out)
 
 
@@ -237,9 +290,10 @@ def _build_source(name: str, version: str, noted: str | None) -> Path:
         manifest = place / "nb2prod.json"
         if manifest.exists() and json.loads(manifest.read_text()).get("model_tag") == version:
             return place
-    raise ModelStoreError(f"found no build of {version}: neither a retrain run's build/ nor "
-                          "a bento pinned to it", fix="make one with `nb2prod build NOTEBOOK`, "
-                                                      "then promote the version it saves")
+    raise ModelStoreError(
+        f"found no build of {version}: neither a retrain run's build/ nor a bento pinned to it",
+        fix="make one with `nb2prod build NOTEBOOK`, then promote the version it saves",
+    )
 
 
 def delete_bento(tag: str) -> None:

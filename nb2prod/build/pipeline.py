@@ -60,9 +60,12 @@ class Progress:
         return time.perf_counter() - self.started
 
 
-def build(path: str | Path, out: str | Path | None = None,
-          parameters: dict[str, Any] | None = None,
-          echo: Callable[[str], None] = print) -> BuildResult:
+def build(
+    path: str | Path,
+    out: str | Path | None = None,
+    parameters: dict[str, Any] | None = None,
+    echo: Callable[[str], None] = print,
+) -> BuildResult:
     """Build ``path`` into a tested bento; raise an ``Nb2prodError`` saying what failed."""
     parameters = parameters or {}
     progress = Progress(7, echo)
@@ -70,18 +73,42 @@ def build(path: str | Path, out: str | Path | None = None,
     progress.stage("checking markers and exported code", _check, nb, parameters)
     out = Path(out) if out else Path("build") / nb.path.stem
     out.mkdir(parents=True, exist_ok=True)
-    executed, saved = progress.stage("running the notebook in a fresh kernel (papermill)",
-                                     execute.run, nb, out.resolve() / "executed.ipynb",
-                                     parameters, out.resolve() / ".saved_models.jsonl")
+    executed, saved = progress.stage(
+        "running the notebook in a fresh kernel (papermill)",
+        execute.run,
+        nb,
+        out.resolve() / "executed.ipynb",
+        parameters,
+        out.resolve() / ".saved_models.jsonl",
+    )
     model_tag = _model_from(nb, saved)
-    progress.stage("checking the reference data against the input contract",
-                   _check_reference, nb, model_tag, out, echo)
-    exported = progress.stage("collecting the code and values save_model exported",
-                              exported_code, executed, model_tag, echo)
-    progress.stage("rendering the service", packaging.render, out, model_tag, exported,
-                   nb.path, notebook_imports(nb))
-    bento_tag = progress.stage("testing and building the bento (bentoml build)",
-                               packaging.package, out)
+    progress.stage(
+        "checking the reference data against the input contract",
+        _check_reference,
+        nb,
+        model_tag,
+        out,
+        echo,
+    )
+    exported = progress.stage(
+        "collecting the code and values save_model exported",
+        exported_code,
+        executed,
+        model_tag,
+        echo,
+    )
+    progress.stage(
+        "rendering the service",
+        packaging.render,
+        out,
+        model_tag,
+        exported,
+        nb.path,
+        notebook_imports(nb),
+    )
+    bento_tag = progress.stage(
+        "testing and building the bento (bentoml build)", packaging.package, out
+    )
     production = _register(out, model_tag, bento_tag)
     for line in _closing(model_tag, bento_tag, production, progress.elapsed):
         echo(line)
@@ -91,8 +118,9 @@ def build(path: str | Path, out: str | Path | None = None,
 def notebook_imports(nb: notebook.Notebook) -> list[str]:
     """The top-level modules every cell that runs imports: the bento pins them all, so
     its image can run ``nb2prod retrain`` on the notebook too (README: scheduling)."""
-    return sorted({m for cell in nb.run_cells if cell.tree
-                   for m in packaging.imported_modules(cell.tree)})
+    return sorted(
+        {m for cell in nb.run_cells if cell.tree for m in packaging.imported_modules(cell.tree)}
+    )
 
 
 def _check(nb: notebook.Notebook, parameters: dict[str, Any]) -> None:
@@ -102,22 +130,27 @@ def _check(nb: notebook.Notebook, parameters: dict[str, Any]) -> None:
 
 def _model_from(nb: notebook.Notebook, saved: list[dict[str, Any]]) -> str:
     if not saved:
-        raise NotebookError("the notebook ran but n2p.save_model(...) was never called "
-                            "(is the call inside an if, or in a skipped cell?)",
-                            where=nb.path.name, fix="call n2p.save_model(...) at the top level")
+        raise NotebookError(
+            "the notebook ran but n2p.save_model(...) was never called "
+            "(is the call inside an if, or in a skipped cell?)",
+            where=nb.path.name,
+            fix="call n2p.save_model(...) at the top level",
+        )
     tag = saved[-1]["tag"]
     contract, _ = load_version(tag)
     failed = [g.describe() for g in contract.gate if not g.passed]
     if failed:
-        raise GateError(f"model {tag} does not meet its gate: {'; '.join(failed)}",
-                        where=nb.path.name,
-                        fix="improve the model, or change gate=... in save_model if the "
-                            "threshold is wrong")
+        raise GateError(
+            f"model {tag} does not meet its gate: {'; '.join(failed)}",
+            where=nb.path.name,
+            fix="improve the model, or change gate=... in save_model if the threshold is wrong",
+        )
     return tag
 
 
-def _check_reference(nb: notebook.Notebook, model_tag: str, out: Path,
-                     echo: Callable[[str], None]) -> None:
+def _check_reference(
+    nb: notebook.Notebook, model_tag: str, out: Path, echo: Callable[[str], None]
+) -> None:
     """save_model validated the reference data (real GE, in the kernel): enforce its verdict."""
     contract, path = load_version(model_tag)
     report = validation.read(path)
@@ -128,33 +161,45 @@ def _check_reference(nb: notebook.Notebook, model_tag: str, out: Path,
         for line in validation.failures(report, severity):
             echo(f"      {severity}: {line}")
     if contract.unsupported:
-        echo(f"      warning: {', '.join(contract.unsupported)} cannot be compiled for "
-             "requests; they run only when whole data sets are validated")
+        echo(
+            f"      warning: {', '.join(contract.unsupported)} cannot be compiled for "
+            "requests; they run only when whole data sets are validated"
+        )
     rejected = validation.failures(report, "reject")
     if rejected:
-        raise BuildError("the reference data fails reject-level checks:\n"
-                         + "\n".join(f"  - {line}" for line in rejected),
-                         where=f"{nb.path.name}: save_model(reference=...)",
-                         fix=f"fix the data or the check; the full report is "
-                             f"{out / validation.REPORT_HTML}")
+        raise BuildError(
+            "the reference data fails reject-level checks:\n"
+            + "\n".join(f"  - {line}" for line in rejected),
+            where=f"{nb.path.name}: save_model(reference=...)",
+            fix=f"fix the data or the check; the full report is {out / validation.REPORT_HTML}",
+        )
 
 
-def exported_code(executed: notebook.Notebook, model_tag: str,
-                  echo: Callable[[str], None] = print) -> extract.Exported:
+def exported_code(
+    executed: notebook.Notebook, model_tag: str, echo: Callable[[str], None] = print
+) -> extract.Exported:
     """The code ``save_model`` sliced from the run and stored with the version, and the
     values it captured, each named with its type, size and cell."""
     contract, path = load_version(model_tag)
     if not (path / CODE).exists():
-        raise BuildError(f"model {model_tag} was saved without its notebook code",
-                         where=executed.path.name, fix="save it from the notebook with "
-                         "n2p.save_model(...), not from a script or another module")
+        raise BuildError(
+            f"model {model_tag} was saved without its notebook code",
+            where=executed.path.name,
+            fix="save it from the notebook with "
+            "n2p.save_model(...), not from a script or another module",
+        )
     for value in contract.captured:
-        echo(f"      captured {value['name']} ({value['type']}, {value['bytes']:,} bytes, "
-             f"from {value['cell']})")
+        echo(
+            f"      captured {value['name']} ({value['type']}, {value['bytes']:,} bytes, "
+            f"from {value['cell']})"
+        )
     for module in contract.modules:
         echo(f"      with {module} (beside the notebook)")
-    return extract.Exported((path / CODE).read_text(), scan.marked_kinds(executed),
-                            captured={v["name"]: v["cell"] for v in contract.captured})
+    return extract.Exported(
+        (path / CODE).read_text(),
+        scan.marked_kinds(executed),
+        captured={v["name"]: v["cell"] for v in contract.captured},
+    )
 
 
 FIRST_BUILD = "first build"  # the history's reason for a production no promotion made
@@ -168,11 +213,18 @@ def _register(out: Path, model_tag: str, bento_tag: str) -> str:
     if current is not None:
         return current
     move = registry.Promotion(
-        version=model_tag, action="promote", reason=FIRST_BUILD, user=getpass.getuser(),
-        at=datetime.now(timezone.utc).isoformat(timespec="seconds"), bento=bento_tag,
-        code_sha256=packaging.code_sha256(out), artifact_sha256=contract.artifact_sha256,
-        metrics=contract.metrics, notebook_sha256=contract.notebook_sha256,
-        parameters=contract.parameters)
+        version=model_tag,
+        action="promote",
+        reason=FIRST_BUILD,
+        user=getpass.getuser(),
+        at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        bento=bento_tag,
+        code_sha256=packaging.code_sha256(out),
+        artifact_sha256=contract.artifact_sha256,
+        metrics=contract.metrics,
+        notebook_sha256=contract.notebook_sha256,
+        parameters=contract.parameters,
+    )
     try:
         registry.promote(contract.name, move, expected=None)
     except registry.ProductionMoved:  # another build or a retrain got there first
@@ -190,12 +242,22 @@ def _closing(model_tag: str, bento_tag: str, production: str, seconds: float) ->
     if production == model_tag:
         lines.append(f"{model_tag} is production of {name} ({FIRST_BUILD})")
     else:
-        lines += [f"{model_tag} is a candidate; production of {name} stays {production}",
-                  f"promote it with:  nb2prod promote {name} {model_tag.split(':', 1)[1]}"]
+        lines += [
+            f"{model_tag} is a candidate; production of {name} stays {production}",
+            f"promote it with:  nb2prod promote {name} {model_tag.split(':', 1)[1]}",
+        ]
     hashed = sorted(c for c, how in contract.pii.items() if how == "hash")
-    lines.append("serving needs: " + (
-        f"{SALT_ENV} ({MIN_SALT}+ characters, the same on every worker; pii hashing of "
-        f"{', '.join(hashed)})" if hashed else "no secret"))
-    lines.append("optional: NB2PROD_ADMIN_TOKEN (admin endpoints such as /admin/reload; off "
-                 f"without it), NB2PROD_AUDIT_URL (default {home_url(name)})")
+    lines.append(
+        "serving needs: "
+        + (
+            f"{SALT_ENV} ({MIN_SALT}+ characters, the same on every worker; pii hashing of "
+            f"{', '.join(hashed)})"
+            if hashed
+            else "no secret"
+        )
+    )
+    lines.append(
+        "optional: NB2PROD_ADMIN_TOKEN (admin endpoints such as /admin/reload; off "
+        f"without it), NB2PROD_AUDIT_URL (default {home_url(name)})"
+    )
     return lines + [f"serve it with:  bentoml serve {bento_tag}"]

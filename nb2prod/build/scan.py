@@ -49,8 +49,9 @@ def nb2prod_aliases(nb: Notebook) -> dict[str, str]:
     for cell in nb.run_cells:
         for node in ast.walk(cell.tree) if cell.tree else []:
             if isinstance(node, ast.Import):
-                aliases.update({a.asname or a.name: "nb2prod" for a in node.names
-                                if a.name == "nb2prod"})
+                aliases.update(
+                    {a.asname or a.name: "nb2prod" for a in node.names if a.name == "nb2prod"}
+                )
             elif isinstance(node, ast.ImportFrom) and node.module == "nb2prod":
                 aliases.update({a.asname or a.name: f"nb2prod.{a.name}" for a in node.names})
     return aliases
@@ -87,10 +88,12 @@ def find_marked(nb: Notebook) -> list[MarkedDef]:
             if node.name != name or marks in kinds:
                 continue
             if kinds:
-                raise NotebookError(f"{cell.directive} marks {node.name}(), which is already "
-                                    f"@n2p.{kinds[0]}; a function takes one marker",
-                                    where=nb.where(cell, node.lineno),
-                                    fix=f"keep either {cell.directive} or @n2p.{kinds[0]}")
+                raise NotebookError(
+                    f"{cell.directive} marks {node.name}(), which is already "
+                    f"@n2p.{kinds[0]}; a function takes one marker",
+                    where=nb.where(cell, node.lineno),
+                    fix=f"keep either {cell.directive} or @n2p.{kinds[0]}",
+                )
             found.append(MarkedDef(marks, cell, node, decorate=True))
     return found
 
@@ -103,8 +106,12 @@ def save_model_calls(nb: Notebook) -> list[tuple[Cell, ast.Call]]:
         for node in ast.walk(cell.tree) if cell.tree else []:
             if isinstance(node, ast.Call):
                 f = node.func
-                if isinstance(f, ast.Attribute) and f.attr == "save_model" \
-                        and isinstance(f.value, ast.Name) and aliases.get(f.value.id) == "nb2prod":
+                if (
+                    isinstance(f, ast.Attribute)
+                    and f.attr == "save_model"
+                    and isinstance(f.value, ast.Name)
+                    and aliases.get(f.value.id) == "nb2prod"
+                ):
                     calls.append((cell, node))
                 elif isinstance(f, ast.Name) and aliases.get(f.id) == "nb2prod.save_model":
                     calls.append((cell, node))
@@ -121,8 +128,11 @@ def check_syntax(nb: Notebook) -> None:
     for cell in nb.run_cells:
         if cell.syntax_error is not None:
             err = cell.syntax_error
-            raise NotebookError(f"syntax error: {err.msg}", where=nb.where(cell, err.lineno),
-                                fix="fix the line (it would fail in Jupyter too)")
+            raise NotebookError(
+                f"syntax error: {err.msg}",
+                where=nb.where(cell, err.lineno),
+                fix="fix the line (it would fail in Jupyter too)",
+            )
 
 
 def check_ready(nb: Notebook) -> list[MarkedDef]:
@@ -131,18 +141,25 @@ def check_ready(nb: Notebook) -> list[MarkedDef]:
     marked = find_marked(nb)
     kinds = [m.kind for m in marked]
     if not marked:
-        raise NotebookError("the notebook has no nb2prod markers; a build needs at least an "
-                            "@n2p.model function and a call to n2p.save_model",
-                            where=nb.path.name,
-                            fix=f"add, after training:\n{MINIMAL_EXAMPLE}")
+        raise NotebookError(
+            "the notebook has no nb2prod markers; a build needs at least an "
+            "@n2p.model function and a call to n2p.save_model",
+            where=nb.path.name,
+            fix=f"add, after training:\n{MINIMAL_EXAMPLE}",
+        )
     if "model" not in kinds:
-        raise NotebookError("the notebook has no @n2p.model function", where=nb.path.name,
-                            fix=f"mark the serving function:\n{MINIMAL_EXAMPLE}")
+        raise NotebookError(
+            "the notebook has no @n2p.model function",
+            where=nb.path.name,
+            fix=f"mark the serving function:\n{MINIMAL_EXAMPLE}",
+        )
     if not calls_save_model(nb):
-        raise NotebookError("the notebook never calls n2p.save_model(...), so no model "
-                            "version is written for the service", where=nb.path.name,
-                            fix='after training, add: n2p.save_model("my_model", model, '
-                                'reference=X_train)')
+        raise NotebookError(
+            "the notebook never calls n2p.save_model(...), so no model "
+            "version is written for the service",
+            where=nb.path.name,
+            fix='after training, add: n2p.save_model("my_model", model, reference=X_train)',
+        )
     return marked
 
 

@@ -56,7 +56,8 @@ class Part:
             counts = f"not run: {self.note}"
         else:
             counts = f"{self.passed} passed, {self.failed} failed" + (
-                f", {self.skipped} skipped" if self.skipped else "")
+                f", {self.skipped} skipped" if self.skipped else ""
+            )
             if not self.ok and not self.failed:
                 counts += f" (pytest exited {self.returncode})"
         return f"  {self.name:<18}{self.target}: {counts}"
@@ -76,21 +77,31 @@ class Report:
 
     def summary(self) -> str:
         """One line per part, then the verdict."""
-        verdict = "all parts passed" if self.ok else \
-            "FAILED: " + ", ".join(p.name for p in self.parts if not p.ok)
-        return "\n".join([f"nb2prod test {self.notebook}", *(p.line() for p in self.parts),
-                          verdict])
+        verdict = (
+            "all parts passed"
+            if self.ok
+            else "FAILED: " + ", ".join(p.name for p in self.parts if not p.ok)
+        )
+        return "\n".join(
+            [f"nb2prod test {self.notebook}", *(p.line() for p in self.parts), verdict]
+        )
 
 
-def run(notebook: str | Path, build: str | Path | None = None,
-        echo: Callable[[str], None] = print) -> Report:
+def run(
+    notebook: str | Path, build: str | Path | None = None, echo: Callable[[str], None] = print
+) -> Report:
     """Test ``notebook`` and its build; see the module docstring."""
     nb = read(notebook)
     service_dir = find_build(nb.path, build)
     parts = [run_notebook(nb.path, echo)]
     if service_dir is None:
-        parts.append(Part("service tests", f"build/{nb.path.stem}/tests",
-                          note=f"no build yet: run nb2prod build {notebook}, or pass --build DIR"))
+        parts.append(
+            Part(
+                "service tests",
+                f"build/{nb.path.stem}/tests",
+                note=f"no build yet: run nb2prod build {notebook}, or pass --build DIR",
+            )
+        )
     else:
         parts.append(run_service_tests(service_dir, echo))
     return Report(str(notebook), parts)
@@ -102,9 +113,10 @@ def find_build(notebook: Path, build: str | Path | None) -> Path | None:
     if build is not None:
         build = Path(build)
         if not (build / "tests").is_dir():
-            raise UsageError(f"{build} is not an nb2prod build directory (it has no tests/)",
-                             fix=f"pass the directory nb2prod build wrote, e.g. "
-                                 f"--build build/{notebook.stem}")
+            raise UsageError(
+                f"{build} is not an nb2prod build directory (it has no tests/)",
+                fix=f"pass the directory nb2prod build wrote, e.g. --build build/{notebook.stem}",
+            )
         return build
     for folder in (Path("build") / notebook.stem, notebook.parent / "build" / notebook.stem):
         if (folder / "tests").is_dir():
@@ -121,12 +133,23 @@ def run_notebook(path: Path, echo: Callable[[str], None]) -> Part:
         run_file = Path(tmp) / "saved.jsonl"
         run_file.write_text("")
         # -c devnull: the user's pytest settings (addopts, testpaths) are not nbval's
-        part = _pytest("notebook (nbval)", str(path),
-                       ["--nbval-lax", "--nbval-current-env", "-c", os.devnull, "--rootdir",
-                        str(path.parent), str(path)], Path.cwd(),
-                       # nbval keeps no input history: save_model reads the file instead
-                       {ENV_RUN_FILE: str(run_file), ENV_NOTEBOOK: str(path.resolve())},
-                       Path(tmp) / "junit.xml")
+        part = _pytest(
+            "notebook (nbval)",
+            str(path),
+            [
+                "--nbval-lax",
+                "--nbval-current-env",
+                "-c",
+                os.devnull,
+                "--rootdir",
+                str(path.parent),
+                str(path),
+            ],
+            Path.cwd(),
+            # nbval keeps no input history: save_model reads the file instead
+            {ENV_RUN_FILE: str(run_file), ENV_NOTEBOOK: str(path.resolve())},
+            Path(tmp) / "junit.xml",
+        )
         saved = [json.loads(ln)["tag"] for ln in run_file.read_text().splitlines() if ln]
     _forget(saved, echo)
     return part
@@ -136,17 +159,32 @@ def run_service_tests(folder: Path, echo: Callable[[str], None]) -> Part:
     """Part 2: the build's generated tests, run as ``nb2prod build`` runs them."""
     echo(f"running the service tests in {folder / 'tests'} …")
     with tempfile.TemporaryDirectory(prefix="nb2prod-test-") as tmp:
-        return _pytest("service tests", str(folder / "tests"), ["tests"], folder, {},
-                       Path(tmp) / "junit.xml")
+        return _pytest(
+            "service tests", str(folder / "tests"), ["tests"], folder, {}, Path(tmp) / "junit.xml"
+        )
 
 
-def _pytest(name: str, target: str, args: list[str], cwd: Path, env: dict[str, str],
-            junit: Path) -> Part:
+def _pytest(
+    name: str, target: str, args: list[str], cwd: Path, env: dict[str, str], junit: Path
+) -> Part:
     # the kernelspec "python3" and the generated tests run `python` from PATH: this one
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           f"--junitxml={junit}", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "BENTOML_DO_NOT_TRACK": "true", "PATH": path, **env})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={junit}",
+            *args,
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BENTOML_DO_NOT_TRACK": "true", "PATH": path, **env},
+    )
     part = Part(name, target, returncode=proc.returncode, output=proc.stdout + proc.stderr)
     if junit.exists():
         suites = ET.parse(junit).getroot()

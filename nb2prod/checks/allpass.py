@@ -54,8 +54,11 @@ class AllPass:
             kind = fast[0]
             if kind in ("layout", "type"):
                 j = frame.positions.get(check.column) if check.column is not None else None
-                if kind == "type" and (j is None or fast[1] and getattr(
-                        frame.dtype(j).type, "__name__", "") == "object_"):
+                if kind == "type" and (
+                    j is None
+                    or fast[1]
+                    and getattr(frame.dtype(j).type, "__name__", "") == "object_"
+                ):
                     return None  # an object column is checked value by value
                 ok, rows = check.evaluate(frame)
                 if not ok or len(rows):

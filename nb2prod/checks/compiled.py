@@ -42,8 +42,7 @@ from nb2prod.checks.frame import (
 from nb2prod.checks.results import SEVERITIES, ExpectationResult, ValidationResult
 from nb2prod.checks.suite import SuiteError
 
-__all__ = ["CompiledSuite", "CHECKS", "CheckCompilers", "MAX_VALUES", "SuiteError",
-           "expected_text"]
+__all__ = ["CompiledSuite", "CHECKS", "CheckCompilers", "MAX_VALUES", "SuiteError", "expected_text"]
 
 
 class _Check:
@@ -51,8 +50,9 @@ class _Check:
 
     __slots__ = ("index", "type", "column", "severity", "expected", "evaluate", "_passed")
 
-    def __init__(self, index: int, type_: str, column: Any, severity: str, expected: str,
-                 evaluate: Evaluate):
+    def __init__(
+        self, index: int, type_: str, column: Any, severity: str, expected: str, evaluate: Evaluate
+    ):
         self.index, self.type, self.column, self.severity = index, type_, column, severity
         self.expected, self.evaluate = expected, evaluate
         self._passed: ExpectationResult | None = None
@@ -63,8 +63,14 @@ class _Check:
         passed = self._passed
         if passed is None or passed.element_count != n:
             passed = self._passed = ExpectationResult(
-                self.index, self.type, self.column, self.severity, True,
-                expected=self.expected, element_count=n)
+                self.index,
+                self.type,
+                self.column,
+                self.severity,
+                True,
+                expected=self.expected,
+                element_count=n,
+            )
         return passed
 
     def run(self, frame: _Frame) -> ExpectationResult:
@@ -77,10 +83,20 @@ class _Check:
         if j is not None:
             col = frame.column(j)
             shown = rows[:MAX_VALUES]
-            values = tuple(col.values[shown].tolist() if col.plain
-                           else col.series().iloc[shown].tolist())
-        return ExpectationResult(self.index, self.type, self.column, self.severity, bool(ok),
-                                 tuple(rows.tolist()), values, self.expected, frame.n)
+            values = tuple(
+                col.values[shown].tolist() if col.plain else col.series().iloc[shown].tolist()
+            )
+        return ExpectationResult(
+            self.index,
+            self.type,
+            self.column,
+            self.severity,
+            bool(ok),
+            tuple(rows.tolist()),
+            values,
+            self.expected,
+            frame.n,
+        )
 
 
 def _mostly(value: Any) -> float:
@@ -92,11 +108,14 @@ def _mostly(value: Any) -> float:
 
 def _compile(index: int, expectation: Any) -> _Check | str:
     """One expectation compiled, or the reason it can only run in batch validation."""
-    if not isinstance(expectation, dict) or not isinstance(expectation.get("type"), str) \
-            or not isinstance(expectation.get("kwargs", {}), dict):
+    if (
+        not isinstance(expectation, dict)
+        or not isinstance(expectation.get("type"), str)
+        or not isinstance(expectation.get("kwargs", {}), dict)
+    ):
         raise ValueError("an expectation needs a 'type' string and a 'kwargs' object")
     type_, kwargs = expectation["type"], expectation.get("kwargs", {})
-    ours = ((expectation.get("meta") or {}).get("nb2prod") or {})
+    ours = (expectation.get("meta") or {}).get("nb2prod") or {}
     severity = ours.get("severity", "reject")
     if severity not in SEVERITIES:
         raise ValueError(f"meta.nb2prod.severity {severity!r} is not one of {SEVERITIES}")
@@ -110,8 +129,7 @@ def _compile(index: int, expectation: Any) -> _Check | str:
     kw = {k: v for k, v in kwargs.items() if k not in _IGNORED and k not in _BATCH_ONLY}
     unknown = sorted(set(kw) - compiler.kwargs)
     if unknown:
-        raise ValueError(f"unknown argument(s) {unknown}; {type_} takes "
-                         f"{sorted(compiler.kwargs)}")
+        raise ValueError(f"unknown argument(s) {unknown}; {type_} takes {sorted(compiler.kwargs)}")
     missing = [k for k in compiler.required if kw.get(k) is None]
     if missing:
         raise ValueError(f"missing argument(s) {missing}")
@@ -132,8 +150,9 @@ def expected_text(expectation: dict) -> str:
         compiled = None
     if isinstance(compiled, _Check):
         return compiled.expected
-    args = ", ".join(f"{k}={v!r}" for k, v in expectation.get("kwargs", {}).items()
-                     if k != "column")
+    args = ", ".join(
+        f"{k}={v!r}" for k, v in expectation.get("kwargs", {}).items() if k != "column"
+    )
     return expectation["type"].removeprefix("expect_").replace("_", " ") + f" ({args})"
 
 
@@ -151,8 +170,11 @@ class CompiledSuite:
         name = suite.get("name", "suite") if isinstance(suite, dict) else "suite"
         expectations = suite.get("expectations") if isinstance(suite, dict) else None
         if not isinstance(expectations, list):
-            raise SuiteError("an expectation suite needs an 'expectations' list",
-                             where=f"suite {name!r}", fix="pass GE suite JSON as a dict")
+            raise SuiteError(
+                "an expectation suite needs an 'expectations' list",
+                where=f"suite {name!r}",
+                fix="pass GE suite JSON as a dict",
+            )
         self.name = name
         self.unsupported: list[tuple[int, str]] = []
         self.unsupported_reasons: dict[int, str] = {}
@@ -162,10 +184,16 @@ class CompiledSuite:
             try:
                 compiled = _compile(i, expectation)
             except (ValueError, TypeError) as e:
-                what = (expectation.get("type"), (expectation.get("kwargs") or {}).get("column")) \
-                    if isinstance(expectation, dict) else (None, None)
-                problems.append(f"expectation {i} ({what[0]}"
-                                + (f", column {what[1]!r}" if what[1] else "") + f"): {e}")
+                what = (
+                    (expectation.get("type"), (expectation.get("kwargs") or {}).get("column"))
+                    if isinstance(expectation, dict)
+                    else (None, None)
+                )
+                problems.append(
+                    f"expectation {i} ({what[0]}"
+                    + (f", column {what[1]!r}" if what[1] else "")
+                    + f"): {e}"
+                )
                 continue
             if isinstance(compiled, str):
                 self.unsupported.append((i, expectation["type"]))
@@ -173,9 +201,11 @@ class CompiledSuite:
             else:
                 self._checks.append(compiled)
         if problems:
-            raise SuiteError(f"{len(problems)} problem(s) in the expectation suite:\n- "
-                             + "\n- ".join(problems), where=f"suite {name!r}",
-                             fix="correct these expectations where the notebook declares them")
+            raise SuiteError(
+                f"{len(problems)} problem(s) in the expectation suite:\n- " + "\n- ".join(problems),
+                where=f"suite {name!r}",
+                fix="correct these expectations where the notebook declares them",
+            )
         self._skipped = tuple(t for _, t in self.unsupported)
         self._labels: tuple = (None, [], {})
         self._layout: tuple = (None, None, None)  # columns, dtypes, AllPass for them

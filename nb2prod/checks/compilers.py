@@ -26,8 +26,12 @@ from nb2prod.checks.frame import (
 )
 
 
-def _column_map(kw: dict, unexpected: Callable[[_Column], np.ndarray],
-                over_all_rows: bool = False, quick: Callable | None = None) -> Evaluate:
+def _column_map(
+    kw: dict,
+    unexpected: Callable[[_Column], np.ndarray],
+    over_all_rows: bool = False,
+    quick: Callable | None = None,
+) -> Evaluate:
     """GE's column-map verdict around ``unexpected(col) -> rows`` (``mostly`` applied).
 
     ``quick(any_null, low, high)``, when given, may vouch for a pass from the column's
@@ -51,6 +55,7 @@ def _column_map(kw: dict, unexpected: Callable[[_Column], np.ndarray],
             return True, rows
         considered = float(frame.n if over_all_rows else frame.n - col.null_count())
         return (considered - len(rows)) / considered >= mostly, rows
+
     return evaluate
 
 
@@ -120,15 +125,16 @@ def _range(lo: Any, hi: Any, strict_lo: bool, strict_hi: bool) -> str:
     """Human text for a range: "between 0 and 60", "greater than 0 and at most 60"."""
     if lo is not None and hi is not None and not (strict_lo or strict_hi):
         return f"between {_num(lo)} and {_num(hi)}"
-    parts = ([f"{'greater than' if strict_lo else 'at least'} {_num(lo)}"] if lo is not None
-             else []) + ([f"{'less than' if strict_hi else 'at most'} {_num(hi)}"]
-                         if hi is not None else [])
+    parts = (
+        [f"{'greater than' if strict_lo else 'at least'} {_num(lo)}"] if lo is not None else []
+    ) + ([f"{'less than' if strict_hi else 'at most'} {_num(hi)}"] if hi is not None else [])
     return " and ".join(parts)
 
 
 def _bound(value: Any) -> Any:
     """A between bound as GE's pydantic model coerces it: a float, a date, a datetime."""
     import datetime as dt
+
     if value is None or isinstance(value, (dt.date, dt.datetime)):
         return value
     try:
@@ -159,13 +165,17 @@ def _exist(kw: dict) -> tuple[Evaluate, str]:
                 return bool(frame.labels[at] == name), _NO_ROWS
             except IndexError:
                 return False, _NO_ROWS
+
         return _fast(at_position, "layout"), f"column {name!r} at position {at}"
-    return (_fast(lambda frame: (name in frame.positions, _NO_ROWS), "layout"),
-            f"column {name!r} present")
+    return (
+        _fast(lambda frame: (name in frame.positions, _NO_ROWS), "layout"),
+        f"column {name!r} present",
+    )
 
 
-@CHECKS.register("expect_table_columns_to_match_set", required=(),
-                 optional=("column_set", "exact_match"))
+@CHECKS.register(
+    "expect_table_columns_to_match_set", required=(), optional=("column_set", "exact_match")
+)
 def _match_set(kw: dict) -> tuple[Evaluate, str]:
     wanted = frozenset(kw.get("column_set") or ())
     exact = bool(kw.get("exact_match", True))  # None counts as False, as in GE
@@ -173,6 +183,7 @@ def _match_set(kw: dict) -> tuple[Evaluate, str]:
     def evaluate(frame: _Frame) -> tuple[bool, np.ndarray]:
         have = set(frame.positions)
         return (have == wanted if exact else wanted <= have), _NO_ROWS
+
     shown = "{" + ", ".join(repr(c) for c in sorted(wanted, key=str)) + "}"
     return _fast(evaluate, "layout"), f"columns {shown}" if exact else f"columns including {shown}"
 
@@ -181,8 +192,13 @@ def _match_set(kw: dict) -> tuple[Evaluate, str]:
 def _not_null(kw: dict) -> tuple[Evaluate, str]:
     def unexpected(col: _Column) -> np.ndarray:
         return _NO_ROWS if col.null is None else _masked(None, col.null)
-    return (_fast(_column_map(kw, unexpected, True, quick=lambda null, low, high: not null),
-                  "not_null"), "not null")
+
+    return (
+        _fast(
+            _column_map(kw, unexpected, True, quick=lambda null, low, high: not null), "not_null"
+        ),
+        "not null",
+    )
 
 
 @CHECKS.register("expect_column_values_to_be_null")
@@ -190,11 +206,14 @@ def _null(kw: dict) -> tuple[Evaluate, str]:
     def unexpected(col: _Column) -> np.ndarray:
         keep, _ = col.nonnull()
         return np.arange(len(col.values), dtype=np.intp) if keep is None else keep
+
     return _column_map(kw, unexpected, over_all_rows=True), "null"
 
 
-@CHECKS.register("expect_column_values_to_be_between",
-                 optional=("mostly", "min_value", "max_value", "strict_min", "strict_max"))
+@CHECKS.register(
+    "expect_column_values_to_be_between",
+    optional=("mostly", "min_value", "max_value", "strict_min", "strict_max"),
+)
 def _between(kw: dict) -> tuple[Evaluate, str]:
     lo, hi = _bound(kw.get("min_value")), _bound(kw.get("max_value"))
     strict_lo, strict_hi = bool(kw.get("strict_min")), bool(kw.get("strict_max"))
@@ -233,10 +252,16 @@ def _between(kw: dict) -> tuple[Evaluate, str]:
 
     def quick(null: bool, low: float, high: float) -> bool:  # NaN extremes vouch for nothing
         return (lo is None or (low > lo if strict_lo else low >= lo)) and (
-            hi is None or (high < hi if strict_hi else high <= hi))
+            hi is None or (high < hi if strict_hi else high <= hi)
+        )
+
     if numeric and not nan_bound:
-        return (_fast(_column_map(kw, unexpected, quick=quick), "between", lo, hi, strict_lo,
-                      strict_hi), _range(lo, hi, strict_lo, strict_hi))
+        return (
+            _fast(
+                _column_map(kw, unexpected, quick=quick), "between", lo, hi, strict_lo, strict_hi
+            ),
+            _range(lo, hi, strict_lo, strict_hi),
+        )
     return _column_map(kw, unexpected), _range(lo, hi, strict_lo, strict_hi)
 
 
@@ -252,10 +277,16 @@ def _membership(negate: bool) -> Callable[[dict], tuple[Evaluate, str]]:
             lookup = None
         # numpy's isin agrees with pandas' only where both compare in one exact dtype.
         real = all(type(v) in (int, float) for v in values)
-        floats = np.array(values, dtype=_F64) if real and all(
-            type(v) is float or abs(v) <= 2 ** 53 for v in values) else None
-        ints = np.array(values, dtype=np.int64) if all(
-            type(v) is int and -2 ** 63 <= v < 2 ** 63 for v in values) else None
+        floats = (
+            np.array(values, dtype=_F64)
+            if real and all(type(v) is float or abs(v) <= 2**53 for v in values)
+            else None
+        )
+        ints = (
+            np.array(values, dtype=np.int64)
+            if all(type(v) is int and -(2**63) <= v < 2**63 for v in values)
+            else None
+        )
 
         def unexpected(col: _Column) -> np.ndarray:
             keep, vals = col.nonnull()
@@ -264,8 +295,11 @@ def _membership(negate: bool) -> Callable[[dict], tuple[Evaluate, str]]:
                 found = np.isin(vals, floats)
             elif vals.dtype == np.int64 and col.dtype == vals.dtype and ints is not None:
                 found = np.isin(vals, ints)
-            elif lookup is not None and len(vals) <= 256 and (
-                    col.dtype == object or isinstance(col.dtype, pd.StringDtype)):
+            elif (
+                lookup is not None
+                and len(vals) <= 256
+                and (col.dtype == object or isinstance(col.dtype, pd.StringDtype))
+            ):
                 try:  # a few values: a set lookup beats pandas' (vectorized) isin
                     found = np.fromiter((v in lookup for v in vals), dtype=bool, count=len(vals))
                 except TypeError:  # an unhashable value: pandas copes, let it
@@ -274,23 +308,29 @@ def _membership(negate: bool) -> Callable[[dict], tuple[Evaluate, str]]:
                 wanted = values
                 if negate and pd.api.types.is_datetime64_any_dtype(col.dtype):
                     from dateutil.parser import parse  # GE parses text for dates so
+
                     try:
                         wanted = [parse(v) if isinstance(v, str) else v for v in values]
                     except (ValueError, OverflowError):
-                        raise _GERaises(np.arange(len(vals), dtype=np.intp)
-                                        if keep is None else keep) from None
+                        raise _GERaises(
+                            np.arange(len(vals), dtype=np.intp) if keep is None else keep
+                        ) from None
                 found = col.series().isin(wanted).to_numpy(dtype=bool)
                 found = found if keep is None else found[keep]
             return _masked(keep, found if negate else ~found)
+
         shown = ", ".join(repr(v) for v in values[:10]) + (", ..." if len(values) > 10 else "")
         return _column_map(kw, unexpected), ("not in {" if negate else "in {") + shown + "}"
+
     return build
 
 
 CHECKS.register("expect_column_values_to_be_in_set", required=("column", "value_set"))(
-    _membership(negate=False))
+    _membership(negate=False)
+)
 CHECKS.register("expect_column_values_to_not_be_in_set", required=("column", "value_set"))(
-    _membership(negate=True))
+    _membership(negate=True)
+)
 
 
 def _types(name: Any, *, instances: bool) -> list:
@@ -322,8 +362,11 @@ def _typed(kw: dict, per_value: tuple | None, per_dtype: Callable[[Any], bool]) 
     instance of ``per_value`` (unless None), any other column's dtype must pass
     ``per_dtype``, a verdict without rows."""
     name = kw["column"]
-    by_value = None if per_value is None else _column_map(
-        kw, lambda col: _each(col, lambda v: isinstance(v, per_value)))
+    by_value = (
+        None
+        if per_value is None
+        else _column_map(kw, lambda col: _each(col, lambda v: isinstance(v, per_value)))
+    )
 
     def evaluate(frame: _Frame) -> tuple[bool, np.ndarray]:
         j = frame.positions.get(name)
@@ -336,6 +379,7 @@ def _typed(kw: dict, per_value: tuple | None, per_dtype: Callable[[Any], bool]) 
             return bool(per_dtype(dtype)), _NO_ROWS
         except Exception:  # a dtype that will not compare: GE's validation raises
             return False, _NO_ROWS
+
     return _fast(evaluate, "type", per_value is not None)
 
 
@@ -357,8 +401,7 @@ def _in_type_list(kw: dict) -> tuple[Evaluate, str]:
     per_value = tuple(t for n in names for t in _types(n, instances=False))
     per_dtype = [t for n in names for t in _types(n, instances=True)]
     if not per_value:
-        raise ValueError(f"no type name in {names!r} is a numpy dtype, pandas class or "
-                         "Python type")
+        raise ValueError(f"no type name in {names!r} is a numpy dtype, pandas class or Python type")
     return _typed(kw, per_value, lambda dtype: dtype in per_dtype), f"of a type in {names}"
 
 
@@ -374,18 +417,24 @@ def _regex(negate: bool) -> Callable[[dict], tuple[Evaluate, str]]:
             keep, text = _strings(col)  # pandas' str.contains is re.search per value
             found = np.fromiter((pattern.search(t) is not None for t in text), bool, len(text))
             return _masked(keep, found if negate else ~found)
+
         return _column_map(kw, unexpected), f"{'not ' if negate else ''}matching {source!r}"
+
     return build
 
 
 CHECKS.register("expect_column_values_to_match_regex", optional=("mostly", "regex"))(
-    _regex(negate=False))
+    _regex(negate=False)
+)
 CHECKS.register("expect_column_values_to_not_match_regex", required=("column", "regex"))(
-    _regex(negate=True))
+    _regex(negate=True)
+)
 
 
-@CHECKS.register("expect_column_value_lengths_to_be_between",
-                 optional=("mostly", "min_value", "max_value", "strict_min", "strict_max"))
+@CHECKS.register(
+    "expect_column_value_lengths_to_be_between",
+    optional=("mostly", "min_value", "max_value", "strict_min", "strict_max"),
+)
 def _lengths(kw: dict) -> tuple[Evaluate, str]:
     # GE's model holds these as int: pydantic truncates 2.7 to 2.
     lo, hi = (None if kw.get(k) is None else int(kw[k]) for k in ("min_value", "max_value"))
@@ -402,6 +451,7 @@ def _lengths(kw: dict) -> tuple[Evaluate, str]:
         if hi is not None:
             bad |= n >= hi if strict_hi else n > hi
         return _masked(keep, bad)
+
     return _column_map(kw, unexpected), "length " + _range(lo, hi, strict_lo, strict_hi)
 
 
@@ -412,6 +462,5 @@ def _unique(kw: dict) -> tuple[Evaluate, str]:
             return _NO_ROWS
         duplicated = col.series().duplicated(keep=False).to_numpy(dtype=bool)
         return _masked(None, duplicated if col.null is None else duplicated & ~col.null)
+
     return _column_map(kw, unexpected), "unique"
-
-

@@ -19,9 +19,19 @@ _NO_ROWS = np.empty(0, dtype=np.intp)
 _F64 = np.dtype(np.float64)
 _IGNORED = frozenset({"result_format", "catch_exceptions", "include_config", "batch_id"})
 _BATCH_ONLY = ("row_condition", "condition_parser")  # GE filters rows first: batch only
-_NATIVE = {"none": (type(None),), "bool": (bool,), "int": (int,), "long": (int,),
-           "float": (float,), "bytes": (bytes,), "complex": (complex,), "str": (str,),
-           "string_types": (str,), "list": (list,), "dict": (dict,)}
+_NATIVE = {
+    "none": (type(None),),
+    "bool": (bool,),
+    "int": (int,),
+    "long": (int,),
+    "float": (float,),
+    "bytes": (bytes,),
+    "complex": (complex,),
+    "str": (str,),
+    "string_types": (str,),
+    "list": (list,),
+    "dict": (dict,),
+}
 
 
 class _GERaises(Exception):
@@ -37,7 +47,7 @@ Evaluate = Callable[["_Frame"], "tuple[bool, np.ndarray]"]
 
 @dataclass(frozen=True)
 class _Compiler:
-    build: Callable[[dict], "tuple[Evaluate, str]"]   # kwargs -> (evaluate, expected text)
+    build: Callable[[dict], "tuple[Evaluate, str]"]  # kwargs -> (evaluate, expected text)
     kwargs: frozenset[str]
     required: tuple[str, ...]
 
@@ -48,14 +58,21 @@ class CheckCompilers:
     def __init__(self) -> None:
         self._compilers: dict[str, _Compiler] = {}
 
-    def register(self, type_: str, *, required: tuple[str, ...] = ("column",),
-                 optional: tuple[str, ...] = ("mostly",)) -> Callable:
+    def register(
+        self,
+        type_: str,
+        *,
+        required: tuple[str, ...] = ("column",),
+        optional: tuple[str, ...] = ("mostly",),
+    ) -> Callable:
         """Decorator: ``build(kwargs) -> (evaluate, expected)`` compiles ``type_``."""
+
         def attach(build: Callable) -> Callable:
             if type_ in self._compilers:
                 raise ValueError(f"a check compiler for {type_!r} is already registered")
             self._compilers[type_] = _Compiler(build, frozenset(required + optional), required)
             return build
+
         return attach
 
     def get(self, type_: str) -> _Compiler:
@@ -63,8 +80,10 @@ class CheckCompilers:
         try:
             return self._compilers[type_]
         except KeyError:
-            raise SuiteError(f"no compiled check for expectation type {type_!r}",
-                             fix=f"use one of: {', '.join(self.names)}") from None
+            raise SuiteError(
+                f"no compiled check for expectation type {type_!r}",
+                fix=f"use one of: {', '.join(self.names)}",
+            ) from None
 
     @property
     def names(self) -> list[str]:
@@ -95,8 +114,15 @@ class _Column:
         """Null mask in pandas' sense, or None when the dtype cannot hold nulls."""
         if self._null is False:
             kind = self.values.dtype.kind
-            self._null = (np.isnan(self.values) if kind in "fc" else None if kind in "iub"
-                          else np.isnat(self.values) if kind in "mM" else pd.isna(self.values))
+            self._null = (
+                np.isnan(self.values)
+                if kind in "fc"
+                else None
+                if kind in "iub"
+                else np.isnat(self.values)
+                if kind in "mM"
+                else pd.isna(self.values)
+            )
         return self._null
 
     def null_count(self) -> int:
@@ -117,7 +143,8 @@ class _Column:
         """Whether ``values`` holds the column's own scalars: true for numpy dtypes and
         pandas' str, false for dates and extension dtypes (Int64 with NA gives floats)."""
         return self.values.dtype.kind not in "mM" and (
-            isinstance(self.dtype, np.dtype) or isinstance(self.dtype, pd.StringDtype))
+            isinstance(self.dtype, np.dtype) or isinstance(self.dtype, pd.StringDtype)
+        )
 
     def boxed(self) -> list:
         """Values as ``Series.map`` hands them to GE's Python predicates."""
@@ -133,8 +160,17 @@ def _dtypes_of(df: pd.DataFrame) -> list:
 class _Frame:
     """The DataFrame under validation: columns by name, each array fetched once."""
 
-    __slots__ = ("df", "n", "labels", "positions", "_dtypes", "_block", "_in_block", "_stats",
-                 "_columns")
+    __slots__ = (
+        "df",
+        "n",
+        "labels",
+        "positions",
+        "_dtypes",
+        "_block",
+        "_in_block",
+        "_stats",
+        "_columns",
+    )
 
     def __init__(self, df: pd.DataFrame, labels: list, positions: dict):
         self.df, self.n, self.labels, self.positions = df, len(df), labels, positions
@@ -179,8 +215,11 @@ class _Frame:
             assert block is not None  # only columns block_index places in it are asked
             # .any(axis=0) as a ufunc reduce, like fmin/fmax: numpy's stubs type .any() as
             # maybe a scalar, which null[k] could not index
-            self._stats = (np.logical_or.reduce(np.isnan(block), axis=0),
-                           np.fmin.reduce(block, axis=0), np.fmax.reduce(block, axis=0))
+            self._stats = (
+                np.logical_or.reduce(np.isnan(block), axis=0),
+                np.fmin.reduce(block, axis=0),
+                np.fmax.reduce(block, axis=0),
+            )
         return self._stats
 
     def stats(self, j: int) -> tuple[bool, float, float] | None:
@@ -207,5 +246,3 @@ class _Frame:
                 col = _Column(dtype, s.to_numpy(), s)
             self._columns[j] = col
         return col
-
-

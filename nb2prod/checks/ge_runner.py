@@ -32,9 +32,11 @@ def severity_of(expectation: dict) -> str:
     """Our severity of one expectation: ``meta.nb2prod.severity``, ``reject`` by default."""
     severity = ((expectation.get("meta") or {}).get("nb2prod") or {}).get("severity", "reject")
     if severity not in SEVERITIES:
-        raise SuiteError(f"meta.nb2prod.severity {severity!r} is not one of {SEVERITIES}",
-                         where=f"expectation {expectation.get('type')}",
-                         fix="use reject, fallback or warn")
+        raise SuiteError(
+            f"meta.nb2prod.severity {severity!r} is not one of {SEVERITIES}",
+            where=f"expectation {expectation.get('type')}",
+            fix="use reject, fallback or warn",
+        )
     return severity
 
 
@@ -55,9 +57,12 @@ def _context() -> Any:
         InMemoryStoreBackendDefaults,
         ProgressBarsConfig,
     )
-    config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(),
-                               progress_bars=ProgressBarsConfig(globally=False),
-                               analytics_enabled=False)
+
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(),
+        progress_bars=ProgressBarsConfig(globally=False),
+        analytics_enabled=False,
+    )
     return gx.get_context(mode="ephemeral", project_config=config)
 
 
@@ -81,23 +86,38 @@ def run(df: pd.DataFrame, suite: dict) -> tuple[ValidationResult, dict[int, str]
     expectations = given.get("expectations", [])
     where = f"suite {suite.get('name')!r}"
     try:
-        ge_suite = gx.ExpectationSuite(**{k: v for k, v in given.items()
-                                          if k in ("name", "expectations", "meta", "notes", "id")})
+        ge_suite = gx.ExpectationSuite(
+            **{
+                k: v
+                for k, v in given.items()
+                if k in ("name", "expectations", "meta", "notes", "id")
+            }
+        )
     except Exception as e:  # pydantic's ValidationError names the argument at fault
-        raise SuiteError(f"Great Expectations refuses the suite: {e}", where=where,
-                         fix="correct the expectation's arguments in the notebook") from e
+        raise SuiteError(
+            f"Great Expectations refuses the suite: {e}",
+            where=where,
+            fix="correct the expectation's arguments in the notebook",
+        ) from e
     kept = {e.id for e in ge_suite.expectations}
-    dropped = [f"{i} ({x.get('type')})" for i, x in enumerate(expectations)
-               if _ID.format(i) not in kept]
+    dropped = [
+        f"{i} ({x.get('type')})" for i, x in enumerate(expectations) if _ID.format(i) not in kept
+    ]
     if dropped:
-        raise SuiteError(f"Great Expectations does not know expectation(s) {', '.join(dropped)}",
-                         where=where,
-                         fix="use a type from great_expectations.expectations (snake_case)")
+        raise SuiteError(
+            f"Great Expectations does not know expectation(s) {', '.join(dropped)}",
+            where=where,
+            fix="use a type from great_expectations.expectations (snake_case)",
+        )
 
     frame = df.reset_index(drop=True)
-    batch = (_context().data_sources.add_pandas("nb2prod").add_dataframe_asset("frame")
-             .add_batch_definition_whole_dataframe("whole")
-             .get_batch(batch_parameters={"dataframe": frame}))
+    batch = (
+        _context()
+        .data_sources.add_pandas("nb2prod")
+        .add_dataframe_asset("frame")
+        .add_batch_definition_whole_dataframe("whole")
+        .get_batch(batch_parameters={"dataframe": frame})
+    )
     outcome = batch.validate(ge_suite, result_format="COMPLETE")
     by_id = {r.expectation_config.id: r for r in outcome.results}
     ge = [by_id[_ID.format(i)] for i in range(len(expectations))]
@@ -113,8 +133,11 @@ def _error(ge: Any) -> str | None:
     metric's exceptions under one key per metric."""
     info = ge.exception_info or {}
     found = [info] if "raised_exception" in info else list(info.values())
-    messages = dict.fromkeys(str(x.get("exception_message")) for x in found
-                             if isinstance(x, dict) and x.get("raised_exception"))
+    messages = dict.fromkeys(
+        str(x.get("exception_message"))
+        for x in found
+        if isinstance(x, dict) and x.get("raised_exception")
+    )
     return "; ".join(messages) if messages else None
 
 
@@ -123,8 +146,13 @@ def _result(index: int, expectation: dict, ge: Any, rows: int) -> ExpectationRes
     found = ge.result or {}
     positions = tuple(int(i) for i in found.get("unexpected_index_list") or ())
     return ExpectationResult(
-        index=index, type=expectation["type"], column=expectation["kwargs"].get("column"),
-        severity=severity_of(expectation), success=bool(ge.success),
+        index=index,
+        type=expectation["type"],
+        column=expectation["kwargs"].get("column"),
+        severity=severity_of(expectation),
+        success=bool(ge.success),
         unexpected_rows=positions,
         unexpected_values=tuple(found.get("unexpected_list") or ())[:MAX_VALUES],
-        expected=expected_text(expectation), element_count=rows)
+        expected=expected_text(expectation),
+        element_count=rows,
+    )

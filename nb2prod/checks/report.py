@@ -18,8 +18,8 @@ from typing import Any
 from nb2prod.checks.results import SEVERITIES, ExpectationResult, ValidationResult
 
 SUITE_HEADER = ("#", "column", "check", "parameters", "severity", "origin")
-_SUITE_CAPS = (5, 28, 40, 64, 8, 10)   # widest cell per column in the text table
-_SAMPLE = 5                            # offending values shown per expectation
+_SUITE_CAPS = (5, 28, 40, 64, 8, 10)  # widest cell per column in the text table
+_SAMPLE = 5  # offending values shown per expectation
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222}
@@ -66,19 +66,34 @@ def render_html(result: ValidationResult, *, title: str, rows: int, source: str 
     (failures first, reject-level highlighted), and the expectation types not checked."""
     label, sentence = verdict(result)
     css_class = {"passed": "v-passed", "failed": "v-failed"}.get(label, "v-warned")
-    meta = " · ".join(x for x in (f"source: {escape(source)}" if source else "",
-                                  f"{rows:,} row(s)", f"{len(result.results)} expectation(s)") if x)
+    meta = " · ".join(
+        x
+        for x in (
+            f"source: {escape(source)}" if source else "",
+            f"{rows:,} row(s)",
+            f"{len(result.results)} expectation(s)",
+        )
+        if x
+    )
     parts = [
-        "<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
+        "<!DOCTYPE html>",
+        "<html lang='en'><head><meta charset='utf-8'>",
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{escape(title)}</h1>", f"<p class='meta'>{meta}</p>",
+        f"<h1>{escape(title)}</h1>",
+        f"<p class='meta'>{meta}</p>",
         f"<p class='verdict {css_class}'>{escape(label.upper())}: {escape(sentence)}</p>",
-        _severity_table(result), "<h2>Expectations</h2>", _results_table(result, rows),
+        _severity_table(result),
+        "<h2>Expectations</h2>",
+        _results_table(result, rows),
     ]
     if result.skipped:
         items = "".join(f"<li><code>{escape(s)}</code></li>" for s in result.skipped)
-        parts += ["<h2>Not checked</h2>", "<p>These expectation types are not supported by "
-                  "this validator, so nothing was checked for them:</p>", f"<ul>{items}</ul>"]
+        parts += [
+            "<h2>Not checked</h2>",
+            "<p>These expectation types are not supported by "
+            "this validator, so nothing was checked for them:</p>",
+            f"<ul>{items}</ul>",
+        ]
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -86,9 +101,13 @@ def render_html(result: ValidationResult, *, title: str, rows: int, source: str 
 def _severity_table(result: ValidationResult) -> str:
     body = "".join(
         f"<tr><td>{s}</td><td class='num'>{sum(r.severity == s for r in result.results)}</td>"
-        f"<td class='num'>{len(result.failed(s))}</td></tr>" for s in SEVERITIES)
-    return ("<table><thead><tr><th>severity</th><th>expectations</th><th>failed</th></tr>"
-            f"</thead><tbody>{body}</tbody></table>")
+        f"<td class='num'>{len(result.failed(s))}</td></tr>"
+        for s in SEVERITIES
+    )
+    return (
+        "<table><thead><tr><th>severity</th><th>expectations</th><th>failed</th></tr>"
+        f"</thead><tbody>{body}</tbody></table>"
+    )
 
 
 def _order(result: ValidationResult) -> list[ExpectationResult]:
@@ -98,8 +117,19 @@ def _order(result: ValidationResult) -> list[ExpectationResult]:
 
 
 def _results_table(result: ValidationResult, rows: int) -> str:
-    head = "".join(f"<th>{h}</th>" for h in ("#", "status", "severity", "expectation", "column",
-                                             "failing rows", "sample values", "expected"))
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "#",
+            "status",
+            "severity",
+            "expectation",
+            "column",
+            "failing rows",
+            "sample values",
+            "expected",
+        )
+    )
     body = []
     for r in _order(result):
         failing = len(r.unexpected_rows)
@@ -115,13 +145,15 @@ def _results_table(result: ValidationResult, rows: int) -> str:
         if more > 0:
             sample += f", … +{more} more"
         css = "" if r.success else f" class='fail-{escape(r.severity)}'"
-        status = "<td class='status ok'>passed</td>" if r.success else \
-            "<td class='status'>FAILED</td>"
+        status = (
+            "<td class='status ok'>passed</td>" if r.success else "<td class='status'>FAILED</td>"
+        )
         body.append(
             f"<tr{css}><td class='num'>{r.index}</td>{status}<td>{escape(r.severity)}</td>"
             f"<td><code>{escape(r.type)}</code></td><td>{escape(r.column or '(table)')}</td>"
             f"<td class='num'>{count}</td><td><code>{escape(sample)}</code></td>"
-            f"<td>{escape(r.expected)}</td></tr>")
+            f"<td>{escape(r.expected)}</td></tr>"
+        )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
@@ -131,7 +163,7 @@ def class_name(type_: str) -> str:
 
 
 def _clip(text: str, cap: int) -> str:
-    return text if len(text) <= cap else text[:cap - 1] + "…"
+    return text if len(text) <= cap else text[: cap - 1] + "…"
 
 
 def _shorten(values: list[Any], keep: int = 6) -> str:
@@ -144,11 +176,20 @@ def _suite_rows(suite: Any) -> tuple[str, list[tuple[str, ...]]]:
     items = list(suite)
     counts = ", ".join(f"{s} {sum(e.severity == s for e in items)}" for s in SEVERITIES)
     rows: list[tuple[str, ...]] = [
-        (str(i), "(table)" if e.column is None else str(e.column), class_name(e.type),
-         ", ".join(f"{k}={_shorten(v) if isinstance(v, list) else repr(v)}"
-                   for k, v in e.kwargs.items() if k != "column"),
-         e.severity, "drafted" if e.drafted else "hand-added")
-        for i, e in enumerate(items)]
+        (
+            str(i),
+            "(table)" if e.column is None else str(e.column),
+            class_name(e.type),
+            ", ".join(
+                f"{k}={_shorten(v) if isinstance(v, list) else repr(v)}"
+                for k, v in e.kwargs.items()
+                if k != "column"
+            ),
+            e.severity,
+            "drafted" if e.drafted else "hand-added",
+        )
+        for i, e in enumerate(items)
+    ]
     return f"Suite {suite.name!r}: {len(items)} expectation(s) — {counts}", rows
 
 
@@ -171,10 +212,13 @@ def suite_html(suite: Any) -> str:
     for r in rows:
         tds = []
         for k, value in enumerate(r):
-            style = cell + (f";color:{colors[value]};font-weight:bold"
-                            if k == 4 and value in colors else "")
+            style = cell + (
+                f";color:{colors[value]};font-weight:bold" if k == 4 and value in colors else ""
+            )
             tds.append(f"<td style='{style}'>{escape(value)}</td>")
         body.append(f"<tr>{''.join(tds)}</tr>")
-    return (f"<div><p><b>{escape(headline)}</b></p>"
-            "<table style='border-collapse:collapse;font-size:12px'>"
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+    return (
+        f"<div><p><b>{escape(headline)}</b></p>"
+        "<table style='border-collapse:collapse;font-size:12px'>"
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    )

@@ -20,14 +20,14 @@ __all__ = ["SEVERITIES", "ExpectationResult", "ValidationResult"]
 class ExpectationResult:
     """One expectation's verdict on one DataFrame."""
 
-    index: int                 # position of the expectation in the suite
-    type: str                  # GE snake_case type, e.g. "expect_column_values_to_be_between"
-    column: str | None         # None for table-level expectations
-    severity: str              # one of SEVERITIES
-    success: bool              # GE's batch verdict, ``mostly`` applied
+    index: int  # position of the expectation in the suite
+    type: str  # GE snake_case type, e.g. "expect_column_values_to_be_between"
+    column: str | None  # None for table-level expectations
+    severity: str  # one of SEVERITIES
+    success: bool  # GE's batch verdict, ``mostly`` applied
     unexpected_rows: tuple[int, ...] = ()
-    unexpected_values: tuple[Any, ...] = ()   # the offending values, same order, may be capped
-    expected: str = ""         # human text: "between 0 and 60", "in {'a', 'b'}"
+    unexpected_values: tuple[Any, ...] = ()  # the offending values, same order, may be capped
+    expected: str = ""  # human text: "between 0 and 60", "in {'a', 'b'}"
     element_count: int = 0
 
     def describe(self) -> str:
@@ -38,9 +38,11 @@ class ExpectationResult:
         """
         where = f"({self.column})" if self.column else ""
         sample = ", ".join(repr(v) for v in self.unexpected_values[:3])
-        return (f"{self.type}{where}: {len(self.unexpected_rows)} row(s)"
-                + (f", e.g. {sample}" if sample else "") + (f"; expected {self.expected}"
-                                                            if self.expected else ""))
+        return (
+            f"{self.type}{where}: {len(self.unexpected_rows)} row(s)"
+            + (f", e.g. {sample}" if sample else "")
+            + (f"; expected {self.expected}" if self.expected else "")
+        )
 
 
 @dataclass(frozen=True)
@@ -57,5 +59,8 @@ class ValidationResult:
 
     def failed(self, severity: str | None = None) -> list[ExpectationResult]:
         """Expectations that failed, optionally only those of one severity."""
-        return [r for r in self.results if not r.success
-                and (severity is None or r.severity == severity)]
+        return [
+            r
+            for r in self.results
+            if not r.success and (severity is None or r.severity == severity)
+        ]

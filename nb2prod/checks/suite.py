@@ -43,10 +43,15 @@ from nb2prod.checks.report import class_name, suite_html, suite_text
 from nb2prod.checks.results import SEVERITIES
 from nb2prod.core.errors import Nb2prodError
 
-SCHEMA_TYPES = frozenset({
-    "expect_column_to_exist", "expect_table_columns_to_match_set",
-    "expect_column_values_to_be_of_type", "expect_column_values_to_be_in_type_list",
-    "expect_column_values_to_not_be_null"})
+SCHEMA_TYPES = frozenset(
+    {
+        "expect_column_to_exist",
+        "expect_table_columns_to_match_set",
+        "expect_column_values_to_be_of_type",
+        "expect_column_values_to_be_in_type_list",
+        "expect_column_values_to_not_be_null",
+    }
+)
 _COLUMN_KEYS = ("column", "column_A", "column_B", "column_list", "column_set")
 
 
@@ -61,8 +66,11 @@ class SuiteUsageError(Nb2prodError, TypeError):
 def _strict(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Refuse unknown keyword arguments with the valid names instead of Python's bare TypeError."""
     params = inspect.signature(fn).parameters
-    valid = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-             and n != "self"]
+    valid = [
+        n
+        for n, p in params.items()
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and n != "self"
+    ]
 
     @functools.wraps(fn)
     def checked(*args: Any, **kwargs: Any) -> Any:
@@ -72,8 +80,10 @@ def _strict(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise SuiteUsageError(
                 f"{fn.__qualname__}() got unknown keyword argument(s) {', '.join(unknown)}; "
                 f"valid: {', '.join(valid)}",
-                fix=f"write {close[0]}=... instead" if close else "remove them")
+                fix=f"write {close[0]}=... instead" if close else "remove them",
+            )
         return fn(*args, **kwargs)
+
     return checked
 
 
@@ -85,8 +95,11 @@ def snake_type(name: Any) -> str:
 
 def _check_severity(severity: Any, where: str) -> str:
     if severity not in SEVERITIES:
-        raise SuiteError(f"severity {severity!r} is not known; valid: {', '.join(SEVERITIES)}",
-                         where=where, fix=f"use one of {', '.join(map(repr, SEVERITIES))}")
+        raise SuiteError(
+            f"severity {severity!r} is not known; valid: {', '.join(SEVERITIES)}",
+            where=where,
+            fix=f"use one of {', '.join(map(repr, SEVERITIES))}",
+        )
     return severity
 
 
@@ -107,8 +120,8 @@ class Expectation:
     kwargs: dict[str, Any]
     severity: str
     drafted: bool = False
-    meta: dict[str, Any] = field(default_factory=dict)    # other meta, kept as given
-    extra: dict[str, Any] = field(default_factory=dict)   # other top-level keys (GE's id...)
+    meta: dict[str, Any] = field(default_factory=dict)  # other meta, kept as given
+    extra: dict[str, Any] = field(default_factory=dict)  # other top-level keys (GE's id...)
 
     @property
     def column(self) -> str | None:
@@ -118,52 +131,78 @@ class Expectation:
     def to_json(self) -> dict[str, Any]:
         """GE's expectation JSON with ``meta.nb2prod`` filled in."""
         ours = {**self.meta.get("nb2prod", {}), "severity": self.severity, "drafted": self.drafted}
-        return {**json.loads(json.dumps(self.extra)), "type": self.type,
-                "kwargs": json.loads(json.dumps(self.kwargs)),
-                "meta": {**json.loads(json.dumps(self.meta)), "nb2prod": ours}}
+        return {
+            **json.loads(json.dumps(self.extra)),
+            "type": self.type,
+            "kwargs": json.loads(json.dumps(self.kwargs)),
+            "meta": {**json.loads(json.dumps(self.meta)), "nb2prod": ours},
+        }
 
     @classmethod
-    def from_json(cls, data: Any, where: str, *, severity: str | None = None,
-                  drafted: bool | None = None) -> "Expectation":
+    def from_json(
+        cls, data: Any, where: str, *, severity: str | None = None, drafted: bool | None = None
+    ) -> "Expectation":
         """Parse one GE expectation dict; errors name ``where`` (e.g. ``expectations[3]``)."""
         example = '{"type": "expect_column_to_exist", "kwargs": {"column": "age"}}'
         if not isinstance(data, dict):
-            raise SuiteError(f"an expectation must be a GE expectation or a dict, got "
-                             f"{type(data).__name__} {data!r:.60}",
-                             where=where, fix=f"write it as {example}")
+            raise SuiteError(
+                f"an expectation must be a GE expectation or a dict, got "
+                f"{type(data).__name__} {data!r:.60}",
+                where=where,
+                fix=f"write it as {example}",
+            )
         for key, kind in (("type", str), ("kwargs", dict), ("meta", dict)):
             if key not in data and key != "meta":
-                raise SuiteError(f"the expectation has no {key!r}", where=where,
-                                 fix=f"write it as {example}")
+                raise SuiteError(
+                    f"the expectation has no {key!r}", where=where, fix=f"write it as {example}"
+                )
             if key in data and not isinstance(data[key], kind):
-                raise SuiteError(f"{key!r} must be a {kind.__name__}, got "
-                                 f"{type(data[key]).__name__}", where=where,
-                                 fix=f"write it as {example}")
+                raise SuiteError(
+                    f"{key!r} must be a {kind.__name__}, got {type(data[key]).__name__}",
+                    where=where,
+                    fix=f"write it as {example}",
+                )
         type_, kwargs = snake_type(data["type"]), _native(data["kwargs"])
         if not type_.startswith("expect_"):
-            raise SuiteError(f"{data['type']!r} is not an expectation type", where=where,
-                             fix="use a GE type such as 'expect_column_values_to_be_between'")
+            raise SuiteError(
+                f"{data['type']!r} is not an expectation type",
+                where=where,
+                fix="use a GE type such as 'expect_column_values_to_be_between'",
+            )
         meta = _native(data.get("meta") or {})
         extra = _native({k: v for k, v in data.items() if k not in ("type", "kwargs", "meta")})
         try:
             json.dumps([kwargs, meta, extra])
         except (TypeError, ValueError) as exc:
-            raise SuiteError(f"{type_}(...) cannot be stored as JSON: {exc}",
-                             where=where, fix="pass plain numbers, strings and lists") from exc
+            raise SuiteError(
+                f"{type_}(...) cannot be stored as JSON: {exc}",
+                where=where,
+                fix="pass plain numbers, strings and lists",
+            ) from exc
         ours = meta.get("nb2prod") or {}
         if not isinstance(ours, dict):
-            raise SuiteError("meta.nb2prod must be a dict", where=where,
-                             fix='write "meta": {"nb2prod": {"severity": "warn"}}')
+            raise SuiteError(
+                "meta.nb2prod must be a dict",
+                where=where,
+                fix='write "meta": {"nb2prod": {"severity": "warn"}}',
+            )
         chosen = severity or ours.get("severity") or "reject"
-        return cls(type_, kwargs, _check_severity(chosen, where),
-                   bool(ours.get("drafted", False)) if drafted is None else drafted, meta, extra)
+        return cls(
+            type_,
+            kwargs,
+            _check_severity(chosen, where),
+            bool(ours.get("drafted", False)) if drafted is None else drafted,
+            meta,
+            extra,
+        )
 
 
 class Suite:
     """An editable expectation suite; every editing method returns the suite, so calls chain."""
 
-    def __init__(self, expectations: Any = (), *, name: str = "checks",
-                 meta: dict[str, Any] | None = None):
+    def __init__(
+        self, expectations: Any = (), *, name: str = "checks", meta: dict[str, Any] | None = None
+    ):
         self.name = name
         self.meta = dict(meta or {})
         self._items: list[Expectation] = list(expectations)
@@ -180,13 +219,23 @@ class Suite:
             _check_severity(severity, "checks.add")
         config = getattr(expectation, "configuration", expectation)
         if not isinstance(config, dict) and hasattr(config, "type") and hasattr(config, "kwargs"):
-            config = (config.to_json_dict() if hasattr(config, "to_json_dict") else
-                      {"type": config.type, "kwargs": config.kwargs,
-                       "meta": getattr(config, "meta", None) or {}})
+            config = (
+                config.to_json_dict()
+                if hasattr(config, "to_json_dict")
+                else {
+                    "type": config.type,
+                    "kwargs": config.kwargs,
+                    "meta": getattr(config, "meta", None) or {},
+                }
+            )
             config.pop("severity", None)  # GE's own failure severity; ours lives in meta
         new = Expectation.from_json(config, "checks.add", severity=severity, drafted=False)
-        same = [i for i, e in enumerate(self._items) if e.type == new.type and (
-            e.kwargs == new.kwargs or (e.drafted and e.column == new.column))]
+        same = [
+            i
+            for i, e in enumerate(self._items)
+            if e.type == new.type
+            and (e.kwargs == new.kwargs or (e.drafted and e.column == new.column))
+        ]
         if not same:
             self._items.append(new)
             return self
@@ -199,16 +248,18 @@ class Suite:
     def remove(self, *, column: str | None = None, type: Any = None) -> "Suite":
         """Remove every expectation on ``column`` and/or of ``type`` (class or snake name)."""
         if column is None and type is None:
-            raise SuiteError("checks.remove() needs column=..., type=... or both",
-                             fix='e.g. checks.remove(column="age", '
-                                 'type="ExpectColumnValuesToBeBetween")')
+            raise SuiteError(
+                "checks.remove() needs column=..., type=... or both",
+                fix='e.g. checks.remove(column="age", type="ExpectColumnValuesToBeBetween")',
+            )
         hits = self._matching(column, type, "checks.remove")
         self._items = [e for i, e in enumerate(self._items) if i not in hits]
         return self
 
     @_strict
-    def set_severity(self, severity: str, *, column: str | None = None,
-                     type: Any = None) -> "Suite":
+    def set_severity(
+        self, severity: str, *, column: str | None = None, type: Any = None
+    ) -> "Suite":
         """Set the severity of the matching expectations (all of them without filters)."""
         _check_severity(severity, "checks.set_severity")
         for i in self._matching(column, type, "checks.set_severity"):
@@ -217,23 +268,34 @@ class Suite:
 
     def _matching(self, column: str | None, type_: Any, where: str) -> list[int]:
         wanted = None if type_ is None else snake_type(type_)
-        hits = [i for i, e in enumerate(self._items)
-                if (column is None or e.column == column) and (wanted is None or e.type == wanted)]
+        hits = [
+            i
+            for i, e in enumerate(self._items)
+            if (column is None or e.column == column) and (wanted is None or e.type == wanted)
+        ]
         if hits:
             return hits
-        asked = ", ".join(f"{k}={v!r}" for k, v in (("column", column), ("type", type_))
-                          if v is not None)
+        asked = ", ".join(
+            f"{k}={v!r}" for k, v in (("column", column), ("type", type_)) if v is not None
+        )
         if column is not None and column not in self.columns():
             close = difflib.get_close_matches(str(column), self.columns(), n=3)
-            raise SuiteError(f"no expectation matches {asked}: the suite has no column "
-                             f"{column!r}", where=where,
-                             fix=f"did you mean {', '.join(map(repr, close))}?" if close else
-                             f"columns: {', '.join(self.columns()[:12])}")
-        present = sorted({class_name(e.type) for e in self._items
-                          if column is None or e.column == column})
+            raise SuiteError(
+                f"no expectation matches {asked}: the suite has no column {column!r}",
+                where=where,
+                fix=f"did you mean {', '.join(map(repr, close))}?"
+                if close
+                else f"columns: {', '.join(self.columns()[:12])}",
+            )
+        present = sorted(
+            {class_name(e.type) for e in self._items if column is None or e.column == column}
+        )
         scope = f"for column {column!r}" if column is not None else "in the suite"
-        raise SuiteError(f"no expectation matches {asked}", where=where,
-                         fix=f"types {scope}: {', '.join(present) or 'none'}")
+        raise SuiteError(
+            f"no expectation matches {asked}",
+            where=where,
+            fix=f"types {scope}: {', '.join(present) or 'none'}",
+        )
 
     def columns(self) -> list[str]:
         """Every column the suite names, in order of first mention."""
@@ -251,11 +313,13 @@ class Suite:
         have = set(schema_columns)
         missing = [c for c in self.columns() if c not in have]
         if missing:
-            raise SuiteError(f"the checks name {len(missing)} column(s) the model's input "
-                             f"does not have: {', '.join(map(repr, missing))}",
-                             where=f"checks suite {self.name!r}",
-                             fix="remove them with checks.remove(column=...) or draft the "
-                                 "checks from the same columns as save_model(reference=...)")
+            raise SuiteError(
+                f"the checks name {len(missing)} column(s) the model's input "
+                f"does not have: {', '.join(map(repr, missing))}",
+                where=f"checks suite {self.name!r}",
+                fix="remove them with checks.remove(column=...) or draft the "
+                "checks from the same columns as save_model(reference=...)",
+            )
 
     def to_json(self) -> dict[str, Any]:
         """GE's suite JSON: ``{"name", "expectations", "meta"}``."""
@@ -263,8 +327,11 @@ class Suite:
             __version__,  # at call time: the package imports this module
         )
 
-        return {"name": self.name, "expectations": [e.to_json() for e in self._items],
-                "meta": {**json.loads(json.dumps(self.meta)), "nb2prod_version": __version__}}
+        return {
+            "name": self.name,
+            "expectations": [e.to_json() for e in self._items],
+            "meta": {**json.loads(json.dumps(self.meta)), "nb2prod_version": __version__},
+        }
 
     @classmethod
     def from_json(cls, data: Any) -> "Suite":
@@ -273,14 +340,19 @@ class Suite:
             try:
                 data = json.loads(data)
             except ValueError as exc:
-                raise SuiteError(f"the suite is not valid JSON: {exc}",
-                                 fix="pass the dict Suite.to_json() returned") from exc
+                raise SuiteError(
+                    f"the suite is not valid JSON: {exc}",
+                    fix="pass the dict Suite.to_json() returned",
+                ) from exc
         if not isinstance(data, dict) or not isinstance(data.get("expectations", []), list):
-            raise SuiteError("a suite must be a dict with an 'expectations' list, got "
-                             f"{type(data).__name__}",
-                             fix='write {"name": "checks", "expectations": [...]}')
-        items = [Expectation.from_json(e, f"suite {data.get('name') or ''!r}: expectations[{i}]")
-                 for i, e in enumerate(data.get("expectations", []))]
+            raise SuiteError(
+                f"a suite must be a dict with an 'expectations' list, got {type(data).__name__}",
+                fix='write {"name": "checks", "expectations": [...]}',
+            )
+        items = [
+            Expectation.from_json(e, f"suite {data.get('name') or ''!r}: expectations[{i}]")
+            for i, e in enumerate(data.get("expectations", []))
+        ]
         return cls(items, name=str(data.get("name") or "checks"), meta=data.get("meta"))
 
     def __len__(self) -> int:
@@ -298,37 +370,52 @@ class Suite:
 
 # ---------------------------------------------------------------- drafting from data
 
+
 @_strict
-def expect(df: pd.DataFrame, *, margin: float = 0.1, max_categories: int = 50,
-           name: str | None = None) -> Suite:
+def expect(
+    df: pd.DataFrame, *, margin: float = 0.1, max_categories: int = 50, name: str | None = None
+) -> Suite:
     """Draft a suite from ``df`` (e.g. ``X_train``); see the module docstring for what."""
     if not isinstance(df, pd.DataFrame):
-        raise SuiteError(f"n2p.expect() drafts checks from a pandas DataFrame, got "
-                         f"{type(df).__name__}", fix="pass the model's inputs, e.g. X_train")
+        raise SuiteError(
+            f"n2p.expect() drafts checks from a pandas DataFrame, got {type(df).__name__}",
+            fix="pass the model's inputs, e.g. X_train",
+        )
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin >= 0:
         raise SuiteError(f"margin={margin!r} must be a number >= 0", fix="e.g. margin=0.1")
-    if isinstance(max_categories, bool) or not isinstance(max_categories, int) \
-            or max_categories < 0:
-        raise SuiteError(f"max_categories={max_categories!r} must be an int >= 0",
-                         fix="e.g. max_categories=50")
+    if (
+        isinstance(max_categories, bool)
+        or not isinstance(max_categories, int)
+        or max_categories < 0
+    ):
+        raise SuiteError(
+            f"max_categories={max_categories!r} must be an int >= 0", fix="e.g. max_categories=50"
+        )
     names = list(df.columns)
     bad = [c for c in names if not isinstance(c, str)]
     if bad or len(set(names)) != len(names):
-        what = (f"column name(s) {bad[:6]} are not strings" if bad else
-                "the DataFrame has duplicate column names")
-        raise SuiteError(f"n2p.expect(): {what}; requests are JSON records keyed by name",
-                         fix="rename the columns, e.g. X.columns = X.columns.astype(str)")
+        what = (
+            f"column name(s) {bad[:6]} are not strings"
+            if bad
+            else "the DataFrame has duplicate column names"
+        )
+        raise SuiteError(
+            f"n2p.expect(): {what}; requests are JSON records keyed by name",
+            fix="rename the columns, e.g. X.columns = X.columns.astype(str)",
+        )
     suite = Suite(name=name or "checks")
-    suite._items.append(_drafted("expect_table_columns_to_match_set",
-                                 column_set=names, exact_match=True))
+    suite._items.append(
+        _drafted("expect_table_columns_to_match_set", column_set=names, exact_match=True)
+    )
     for col in names:
         suite._items.extend(_draft_column(col, df[col], float(margin), max_categories))
     return suite
 
 
 def _drafted(kind: str, **kwargs: Any) -> Expectation:
-    return Expectation(kind, _native(kwargs), "reject" if kind in SCHEMA_TYPES else "warn",
-                       drafted=True)
+    return Expectation(
+        kind, _native(kwargs), "reject" if kind in SCHEMA_TYPES else "warn", drafted=True
+    )
 
 
 def _type_name(dtype: Any) -> str:
@@ -337,11 +424,14 @@ def _type_name(dtype: Any) -> str:
     return "object" if dtype == np.dtype(object) else dtype.type.__name__
 
 
-def _draft_column(col: str, series: pd.Series, margin: float,
-                  max_categories: int) -> list[Expectation]:
+def _draft_column(
+    col: str, series: pd.Series, margin: float, max_categories: int
+) -> list[Expectation]:
     dtype = series.dtype
-    out = [_drafted("expect_column_to_exist", column=col),
-           _drafted("expect_column_values_to_be_of_type", column=col, type_=_type_name(dtype))]
+    out = [
+        _drafted("expect_column_to_exist", column=col),
+        _drafted("expect_column_values_to_be_of_type", column=col, type_=_type_name(dtype)),
+    ]
     values = series.dropna()
     if len(values) == len(series):
         out.append(_drafted("expect_column_values_to_not_be_null", column=col))
@@ -352,24 +442,35 @@ def _draft_column(col: str, series: pd.Series, margin: float,
     if ptypes.is_numeric_dtype(dtype) and not is_bool and not ptypes.is_complex_dtype(dtype):
         bounds = _range(values.to_numpy(dtype=float), margin, is_int)
         if bounds is not None:
-            out.append(_drafted("expect_column_values_to_be_between", column=col,
-                                min_value=bounds[0], max_value=bounds[1]))
+            out.append(
+                _drafted(
+                    "expect_column_values_to_be_between",
+                    column=col,
+                    min_value=bounds[0],
+                    max_value=bounds[1],
+                )
+            )
     is_text = isinstance(dtype, pd.StringDtype) or (
-        dtype == np.dtype(object) and all(isinstance(v, str) for v in values))
+        dtype == np.dtype(object) and all(isinstance(v, str) for v in values)
+    )
     if isinstance(dtype, pd.CategoricalDtype):
         value_set = dtype.categories.tolist()
     elif is_bool or ((is_int or is_text) and values.nunique() <= max_categories):
         value_set = sorted(values.unique().tolist())  # one type per column: sortable
     else:
-        lengths = _range(values.str.len().to_numpy(dtype=float), margin, True) \
-            if is_text else None
+        lengths = _range(values.str.len().to_numpy(dtype=float), margin, True) if is_text else None
         if lengths is not None:
-            out.append(_drafted("expect_column_value_lengths_to_be_between", column=col,
-                                min_value=lengths[0], max_value=lengths[1]))
+            out.append(
+                _drafted(
+                    "expect_column_value_lengths_to_be_between",
+                    column=col,
+                    min_value=lengths[0],
+                    max_value=lengths[1],
+                )
+            )
         return out
     if all(isinstance(v, (str, int, float, bool)) for v in value_set):
-        out.append(_drafted("expect_column_values_to_be_in_set", column=col,
-                            value_set=value_set))
+        out.append(_drafted("expect_column_values_to_be_in_set", column=col, value_set=value_set))
     return out
 
 

@@ -43,18 +43,23 @@ def rows_and_nan(output: Any, n: int) -> tuple[list[Any], np.ndarray]:
         names = [str(c) for c in output.columns]
         # Column by column: tolist() unboxes to Python scalars far faster than to_dict.
         columns = [_plain(values, nan) for values in _arrays(output)]
-        return ([dict(zip(names, row)) for row in zip(*columns)] if columns
-                else [{} for _ in range(n)]), nan
+        return (
+            [dict(zip(names, row)) for row in zip(*columns)] if columns else [{} for _ in range(n)]
+        ), nan
     if isinstance(output, (pd.Series, np.ndarray, list, tuple)):
         values = np.asarray(output)
         if values.ndim != 1:
-            raise ValueError(f"returned an array of shape {values.shape}; expected 1-D "
-                             "(one value per row) or a DataFrame")
+            raise ValueError(
+                f"returned an array of shape {values.shape}; expected 1-D "
+                "(one value per row) or a DataFrame"
+            )
         if len(values) != n:
             raise ValueError(f"returned {len(values)} values for {n} inputs")
         return _plain(values, nan), nan
-    raise ValueError(f"returned {type(output).__name__}; expected a DataFrame, Series, "
-                     "array or list with one entry per input row")
+    raise ValueError(
+        f"returned {type(output).__name__}; expected a DataFrame, Series, "
+        "array or list with one entry per input row"
+    )
 
 
 def _arrays(df: pd.DataFrame) -> list[np.ndarray]:

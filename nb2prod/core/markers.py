@@ -38,33 +38,44 @@ def _validate_options(kind: str, options: dict[str, Any]) -> None:
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         valid = ", ".join(allowed) or "none"
-        raise MarkerError(f"@n2p.{kind} got unknown option(s) {', '.join(unknown)}; "
-                          f"valid options: {valid}",
-                          fix=f"remove {', '.join(unknown)} from @n2p.{kind}(...)")
+        raise MarkerError(
+            f"@n2p.{kind} got unknown option(s) {', '.join(unknown)}; valid options: {valid}",
+            fix=f"remove {', '.join(unknown)} from @n2p.{kind}(...)",
+        )
     if "severity" in options and options["severity"] not in SEVERITIES:
-        raise MarkerError(f"@n2p.{kind}(severity={options['severity']!r}) is not a known "
-                          f"severity; valid: {', '.join(SEVERITIES)}",
-                          fix=f"use severity={SEVERITIES[0]!r}")
+        raise MarkerError(
+            f"@n2p.{kind}(severity={options['severity']!r}) is not a known "
+            f"severity; valid: {', '.join(SEVERITIES)}",
+            fix=f"use severity={SEVERITIES[0]!r}",
+        )
 
 
 def _validate_function(kind: str, fn: Any) -> None:
     params = _SIGNATURES[kind][0]
     example = f"@n2p.{kind}\ndef my_{kind}({', '.join(params)}): ..."
     if not inspect.isfunction(fn) or fn.__name__ == "<lambda>":
-        raise MarkerError(f"@n2p.{kind} marks a function defined with def, got {fn!r}",
-                          fix=f"write it as\n{example}")
+        raise MarkerError(
+            f"@n2p.{kind} marks a function defined with def, got {fn!r}",
+            fix=f"write it as\n{example}",
+        )
     if fn.__qualname__ != fn.__name__:
-        raise MarkerError(f"@n2p.{kind} function {fn.__qualname__}() is nested; it must be "
-                          "defined at the top level of a cell so it can be exported",
-                          fix="move the def out of the enclosing function or class")
-    positional = [p for p in inspect.signature(fn).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                  and p.default is p.empty]
+        raise MarkerError(
+            f"@n2p.{kind} function {fn.__qualname__}() is nested; it must be "
+            "defined at the top level of a cell so it can be exported",
+            fix="move the def out of the enclosing function or class",
+        )
+    positional = [
+        p
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
     if len(positional) != len(params):
         got = ", ".join(p.name for p in positional) or "nothing"
-        raise MarkerError(f"@n2p.{kind} function {fn.__name__}() must take "
-                          f"{len(params)} argument(s) ({', '.join(params)}), it takes {got}",
-                          fix=f"change the signature to def {fn.__name__}({', '.join(params)})")
+        raise MarkerError(
+            f"@n2p.{kind} function {fn.__name__}() must take "
+            f"{len(params)} argument(s) ({', '.join(params)}), it takes {got}",
+            fix=f"change the signature to def {fn.__name__}({', '.join(params)})",
+        )
 
 
 def _still_bound(fn: Callable[..., Any]) -> bool:
@@ -80,10 +91,11 @@ def _register(kind: str, fn: Callable[..., Any]) -> None:
     # A re-run cell redefines the same name: replace. A renamed function whose old
     # name is gone from the namespace is also a replacement, not a second marker.
     if held is not None and held.__name__ != fn.__name__ and _still_bound(held):
-        raise MarkerError(f"a second @n2p.{kind}: {fn.__name__}() — the notebook already "
-                          f"has {held.__name__}(); a notebook has exactly one {kind} function",
-                          fix=f"remove @n2p.{kind} from one of them "
-                              f"(or `del {held.__name__}` if it is obsolete)")
+        raise MarkerError(
+            f"a second @n2p.{kind}: {fn.__name__}() — the notebook already "
+            f"has {held.__name__}(); a notebook has exactly one {kind} function",
+            fix=f"remove @n2p.{kind} from one of them (or `del {held.__name__}` if it is obsolete)",
+        )
     _registry[key] = fn
 
 
@@ -102,8 +114,10 @@ def _marker(kind: str) -> Callable[..., Any]:
 
     marker.__name__ = kind
     marker.__qualname__ = kind
-    marker.__doc__ = (f"Mark ``def f({', '.join(_SIGNATURES[kind][0])})`` as the notebook's "
-                      f"{kind}. Attaches a spec and returns the function unchanged.")
+    marker.__doc__ = (
+        f"Mark ``def f({', '.join(_SIGNATURES[kind][0])})`` as the notebook's "
+        f"{kind}. Attaches a spec and returns the function unchanged."
+    )
     return marker
 
 
@@ -140,9 +154,10 @@ def collect(namespace: dict[str, Any]) -> Marked:
         if spec.kind in _SINGLE:
             held = getattr(found, spec.kind)
             if held is not None:
-                raise MarkerError(f"two @n2p.{spec.kind} functions: {held.__name__}() and "
-                                  f"{value.__name__}()",
-                                  fix=f"keep @n2p.{spec.kind} on exactly one function")
+                raise MarkerError(
+                    f"two @n2p.{spec.kind} functions: {held.__name__}() and {value.__name__}()",
+                    fix=f"keep @n2p.{spec.kind} on exactly one function",
+                )
             setattr(found, spec.kind, value)
         else:
             getattr(found, spec.kind + "s").append(value)

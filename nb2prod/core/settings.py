@@ -59,76 +59,199 @@ def _sync(value: str) -> str:
 
 # field name -> (variable, parser, a valid example for the error message)
 _SPEC: dict[str, tuple[Variable, Callable[[str], Any], str]] = {
-    "admin_token": (Variable(
-        "NB2PROD_ADMIN_TOKEN", DEPLOYMENT, "",
-        "bearer token for `/admin/*`; unset: admin endpoints answer 404"), _text, "a secret"),
-    "audit_url": (Variable(
-        "NB2PROD_AUDIT_URL", DEPLOYMENT, "",
-        "audit database: a SQLAlchemy URL or SQLite path, `off` disables the audit log; "
-        "unset: `$BENTOML_HOME/nb2prod/<name>/audit.db`"), _text, "sqlite:///audit.db"),
-    "audit_sync": (Variable(
-        "NB2PROD_AUDIT_SYNC", DEPLOYMENT, "NORMAL",
-        "SQLite `synchronous`: `NORMAL` survives a killed process, `FULL` also a power cut "
-        "(one fsync per request)"), _sync, "NORMAL or FULL"),
-    "audit_spool": (Variable(
-        "NB2PROD_AUDIT_SPOOL", DEPLOYMENT, "",
-        "file for audit records while the database is unreachable; unset: one per database, "
-        "beside the default database, else in the working directory"), _text, "/var/lib/nb2prod/spool.jsonl"),
-    "pii_salt": (Variable(
-        "NB2PROD_PII_SALT", DEPLOYMENT, "",
-        "secret (16+ characters, the same on every worker) for columns "
-        "`save_model(pii=...)` hashes; required when one is hashed"), _text, "a secret"),
-    "timeout_s": (Variable(
-        "NB2PROD_TIMEOUT_S", DEPLOYMENT, "",
-        "the model's deadline in seconds, over the notebook's `timeout_s=`; `none` turns "
-        "it off"), _optional_seconds, "2.5 or none"),
-    "min_confidence": (Variable(
-        "NB2PROD_MIN_CONFIDENCE", DEPLOYMENT, "",
-        "confidence below which the fallback answers, over the notebook's "
-        "`min_confidence=`"), _optional_float, "0.7"),
-    "drift": (Variable(
-        "NB2PROD_DRIFT", DEPLOYMENT, "on", "`off` turns drift monitoring off"),
-        _switch, "on or off"),
-    "drift_window": (Variable(
-        "NB2PROD_DRIFT_WINDOW", DEPLOYMENT, "10000",
-        "rows of recent requests drift is measured on"), int, "10000"),
-    "drift_threshold": (Variable(
-        "NB2PROD_DRIFT_THRESHOLD", DEPLOYMENT, "0.2",
-        "PSI above which a feature counts as drifted"), float, "0.2"),
-    "max_body_bytes": (Variable(
-        "NB2PROD_MAX_BODY_BYTES", DEPLOYMENT, str(10 * 1024 * 1024),
-        "largest request body accepted (413 above it)"), int, "10485760"),
-    "panel": (Variable(
-        "NB2PROD_PANEL", DEPLOYMENT, "on",
-        "`0` / `off`: no readiness panel after `save_model` in a notebook"),
-        _switch, "on or off"),
+    "admin_token": (
+        Variable(
+            "NB2PROD_ADMIN_TOKEN",
+            DEPLOYMENT,
+            "",
+            "bearer token for `/admin/*`; unset: admin endpoints answer 404",
+        ),
+        _text,
+        "a secret",
+    ),
+    "audit_url": (
+        Variable(
+            "NB2PROD_AUDIT_URL",
+            DEPLOYMENT,
+            "",
+            "audit database: a SQLAlchemy URL or SQLite path, `off` disables the audit log; "
+            "unset: `$BENTOML_HOME/nb2prod/<name>/audit.db`",
+        ),
+        _text,
+        "sqlite:///audit.db",
+    ),
+    "audit_sync": (
+        Variable(
+            "NB2PROD_AUDIT_SYNC",
+            DEPLOYMENT,
+            "NORMAL",
+            "SQLite `synchronous`: `NORMAL` survives a killed process, `FULL` also a power cut "
+            "(one fsync per request)",
+        ),
+        _sync,
+        "NORMAL or FULL",
+    ),
+    "audit_spool": (
+        Variable(
+            "NB2PROD_AUDIT_SPOOL",
+            DEPLOYMENT,
+            "",
+            "file for audit records while the database is unreachable; unset: one per database, "
+            "beside the default database, else in the working directory",
+        ),
+        _text,
+        "/var/lib/nb2prod/spool.jsonl",
+    ),
+    "pii_salt": (
+        Variable(
+            "NB2PROD_PII_SALT",
+            DEPLOYMENT,
+            "",
+            "secret (16+ characters, the same on every worker) for columns "
+            "`save_model(pii=...)` hashes; required when one is hashed",
+        ),
+        _text,
+        "a secret",
+    ),
+    "timeout_s": (
+        Variable(
+            "NB2PROD_TIMEOUT_S",
+            DEPLOYMENT,
+            "",
+            "the model's deadline in seconds, over the notebook's `timeout_s=`; `none` turns "
+            "it off",
+        ),
+        _optional_seconds,
+        "2.5 or none",
+    ),
+    "min_confidence": (
+        Variable(
+            "NB2PROD_MIN_CONFIDENCE",
+            DEPLOYMENT,
+            "",
+            "confidence below which the fallback answers, over the notebook's `min_confidence=`",
+        ),
+        _optional_float,
+        "0.7",
+    ),
+    "drift": (
+        Variable("NB2PROD_DRIFT", DEPLOYMENT, "on", "`off` turns drift monitoring off"),
+        _switch,
+        "on or off",
+    ),
+    "drift_window": (
+        Variable(
+            "NB2PROD_DRIFT_WINDOW",
+            DEPLOYMENT,
+            "10000",
+            "rows of recent requests drift is measured on",
+        ),
+        int,
+        "10000",
+    ),
+    "drift_threshold": (
+        Variable(
+            "NB2PROD_DRIFT_THRESHOLD",
+            DEPLOYMENT,
+            "0.2",
+            "PSI above which a feature counts as drifted",
+        ),
+        float,
+        "0.2",
+    ),
+    "max_body_bytes": (
+        Variable(
+            "NB2PROD_MAX_BODY_BYTES",
+            DEPLOYMENT,
+            str(10 * 1024 * 1024),
+            "largest request body accepted (413 above it)",
+        ),
+        int,
+        "10485760",
+    ),
+    "panel": (
+        Variable(
+            "NB2PROD_PANEL",
+            DEPLOYMENT,
+            "on",
+            "`0` / `off`: no readiness panel after `save_model` in a notebook",
+        ),
+        _switch,
+        "on or off",
+    ),
     # Set by nb2prod for the kernels and tests it starts.
-    "run_file": (Variable(
-        "NB2PROD_RUN_FILE", INTERNAL, "",
-        "build/retrain: the file save_model reports each saved tag to"), _text, "a path"),
-    "notebook_sha256": (Variable(
-        "NB2PROD_NOTEBOOK_SHA256", INTERNAL, "",
-        "build/retrain: sha256 of the notebook being run"), _text, "64 hex digits"),
-    "parameters": (Variable(
-        "NB2PROD_PARAMETERS", INTERNAL, "",
-        "build/retrain: the papermill parameters, as JSON"), _text, '{"C": 1.0}'),
-    "production_suite": (Variable(
-        "NB2PROD_PRODUCTION_SUITE", INTERNAL, "",
-        "retrain: production's suite.json, which the new reference data must pass too"),
-        _text, "a path"),
-    "executed": (Variable(
-        "NB2PROD_EXECUTED", INTERNAL, "",
-        "build/retrain: the notebook papermill writes as it runs"), _text, "a path"),
-    "notebook": (Variable(
-        "NB2PROD_NOTEBOOK", INTERNAL, "",
-        "build/retrain: the notebook the run came from"), _text, "a path"),
-    "champion": (Variable(
-        "NB2PROD_CHAMPION", INTERNAL, "",
-        "retrain: the production version the candidate is judged against"), _text, "name:version"),
-    "champion_file": (Variable(
-        "NB2PROD_CHAMPION_FILE", INTERNAL, "",
-        "retrain: where the kernel writes production's scores on the new holdout"),
-        _text, "a path"),
+    "run_file": (
+        Variable(
+            "NB2PROD_RUN_FILE",
+            INTERNAL,
+            "",
+            "build/retrain: the file save_model reports each saved tag to",
+        ),
+        _text,
+        "a path",
+    ),
+    "notebook_sha256": (
+        Variable(
+            "NB2PROD_NOTEBOOK_SHA256",
+            INTERNAL,
+            "",
+            "build/retrain: sha256 of the notebook being run",
+        ),
+        _text,
+        "64 hex digits",
+    ),
+    "parameters": (
+        Variable(
+            "NB2PROD_PARAMETERS", INTERNAL, "", "build/retrain: the papermill parameters, as JSON"
+        ),
+        _text,
+        '{"C": 1.0}',
+    ),
+    "production_suite": (
+        Variable(
+            "NB2PROD_PRODUCTION_SUITE",
+            INTERNAL,
+            "",
+            "retrain: production's suite.json, which the new reference data must pass too",
+        ),
+        _text,
+        "a path",
+    ),
+    "executed": (
+        Variable(
+            "NB2PROD_EXECUTED",
+            INTERNAL,
+            "",
+            "build/retrain: the notebook papermill writes as it runs",
+        ),
+        _text,
+        "a path",
+    ),
+    "notebook": (
+        Variable("NB2PROD_NOTEBOOK", INTERNAL, "", "build/retrain: the notebook the run came from"),
+        _text,
+        "a path",
+    ),
+    "champion": (
+        Variable(
+            "NB2PROD_CHAMPION",
+            INTERNAL,
+            "",
+            "retrain: the production version the candidate is judged against",
+        ),
+        _text,
+        "name:version",
+    ),
+    "champion_file": (
+        Variable(
+            "NB2PROD_CHAMPION_FILE",
+            INTERNAL,
+            "",
+            "retrain: where the kernel writes production's scores on the new holdout",
+        ),
+        _text,
+        "a path",
+    ),
 }
 VARIABLES: tuple[Variable, ...] = tuple(v for v, _, _ in _SPEC.values())
 
@@ -187,9 +310,11 @@ class Settings:
             try:
                 values[name] = parse(text)
             except ValueError:
-                raise Nb2prodError(f"{var.env}={raw!r} is not valid ({var.meaning})",
-                                   where=f"${var.env}", fix=f"set it to {example}, or unset "
-                                   "it for the default") from None
+                raise Nb2prodError(
+                    f"{var.env}={raw!r} is not valid ({var.meaning})",
+                    where=f"${var.env}",
+                    fix=f"set it to {example}, or unset it for the default",
+                ) from None
         return cls(**values)
 
 

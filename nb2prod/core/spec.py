@@ -64,8 +64,12 @@ class ColumnSpec:
     @classmethod
     def from_json(cls, c: dict[str, Any]) -> "ColumnSpec":
         """Inverse of ``dataclasses.asdict``."""
-        return cls(c["name"], c["dtype"], c["nullable"],
-                   tuple(c["categories"]) if c.get("categories") is not None else None)
+        return cls(
+            c["name"],
+            c["dtype"],
+            c["nullable"],
+            tuple(c["categories"]) if c.get("categories") is not None else None,
+        )
 
 
 def schema_changes(old: tuple[ColumnSpec, ...], new: tuple[ColumnSpec, ...]) -> tuple[str, ...]:
@@ -79,8 +83,10 @@ def schema_changes(old: tuple[ColumnSpec, ...], new: tuple[ColumnSpec, ...]) -> 
         if before[n].dtype != after[n].dtype:
             changes.append(f"column {n!r}: {before[n].dtype} -> {after[n].dtype}")
         elif before[n].categories != after[n].categories:
-            changes.append(f"column {n!r}: categories {list(before[n].categories or ())} -> "
-                           f"{list(after[n].categories or ())}")
+            changes.append(
+                f"column {n!r}: categories {list(before[n].categories or ())} -> "
+                f"{list(after[n].categories or ())}"
+            )
     return tuple(changes)
 
 

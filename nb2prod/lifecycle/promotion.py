@@ -39,8 +39,9 @@ from nb2prod.runtime.loading import load_version
 from nb2prod.runtime.registry import NotPromoted, Promotion
 
 CHAMPION_FILE = "champion.json"  # what score_champion found, in the retrain run directory
-OWN_HOLDOUT = ("its own holdout (stored metrics; add score_champion(evaluate) to compare on "
-               "the same data)")
+OWN_HOLDOUT = (
+    "its own holdout (stored metrics; add score_champion(evaluate) to compare on the same data)"
+)
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,9 @@ class Case:
 def _production_suite(case: Case) -> Judgement:
     report = validation.read(case.path, "validation-production")
     if case.champion is None or report is None:
-        return Judgement("data vs. production's checks", True,
-                         ("no production suite to check against",))
+        return Judgement(
+            "data vs. production's checks", True, ("no production suite to check against",)
+        )
     failed = tuple(_short(line) for line in validation.failures(report, "reject"))
     return Judgement("data vs. production's checks", not failed, failed, _data_fix(case.path))
 
@@ -82,23 +84,33 @@ def _own_checks(case: Case) -> Judgement:
 
 
 def _data_fix(path: Path) -> str:
-    return (f"fix the data, or the check if the world changed; the full reports are "
-            f"{validation.REPORT_HTML} and validation-production.html in {path}")
+    return (
+        f"fix the data, or the check if the world changed; the full reports are "
+        f"{validation.REPORT_HTML} and validation-production.html in {path}"
+    )
 
 
 def _schema(case: Case) -> Judgement:
     if case.champion is None:
         return Judgement("input schema", True, ("no production schema to compare with",))
     changes = schema_changes(case.champion.columns, case.candidate.columns)
-    return Judgement("input schema", not changes, changes,
-                     "new inputs make a new service, not a new model: run `nb2prod build` on the "
-                     "notebook, deploy that bento, then `nb2prod promote NAME VERSION --force`")
+    return Judgement(
+        "input schema",
+        not changes,
+        changes,
+        "new inputs make a new service, not a new model: run `nb2prod build` on the "
+        "notebook, deploy that bento, then `nb2prod promote NAME VERSION --force`",
+    )
 
 
 def _gate(case: Case) -> Judgement:
     failed = tuple(g.describe() for g in case.candidate.gate if not g.passed)
-    return Judgement("the notebook's gate", not failed, failed, "improve the model, or change "
-                     "gate=... in save_model if the threshold is wrong")
+    return Judgement(
+        "the notebook's gate",
+        not failed,
+        failed,
+        "improve the model, or change gate=... in save_model if the threshold is wrong",
+    )
 
 
 def _not_worse(case: Case) -> Judgement:
@@ -113,30 +125,45 @@ def _not_worse(case: Case) -> Judgement:
         lower_is_better = g.threshold.direction == "at_most"
         margin = (theirs - g.value) if lower_is_better else (g.value - theirs)
         worse = worse or margin < -case.tolerance
-        verdict = "better" if margin > 0 else "equal" if margin == 0 else (
-            f"worse by {-margin:.4g}"
-            + (" (within tolerance)" if margin >= -case.tolerance else ""))
+        verdict = (
+            "better"
+            if margin > 0
+            else "equal"
+            if margin == 0
+            else (
+                f"worse by {-margin:.4g}"
+                + (" (within tolerance)" if margin >= -case.tolerance else "")
+            )
+        )
         details.append(f"{g.metric} {g.value:.4g} vs. {theirs:.4g}: {verdict}")
     if not case.candidate.gate:
         details.append("the gate names no metric, so nothing is compared")
-    return Judgement("not worse than production", not worse,
-                     (*details, f"production scored on {case.scored_on}, "
-                                f"tolerance {case.tolerance:g}"),
-                     "keep production, or pass --tolerance if the difference is noise")
+    return Judgement(
+        "not worse than production",
+        not worse,
+        (*details, f"production scored on {case.scored_on}, tolerance {case.tolerance:g}"),
+        "keep production, or pass --tolerance if the difference is noise",
+    )
 
 
 JUDGES: tuple[Callable[[Case], Judgement], ...] = (
-    _production_suite, _own_checks, _schema, _gate, _not_worse)
+    _production_suite,
+    _own_checks,
+    _schema,
+    _gate,
+    _not_worse,
+)
 
 
 def _short(text: str, limit: int = 160) -> str:
     """First line, cut at ``limit``: a judgement names the problem, the report has it all."""
     line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= limit else line[:limit - 1] + "…"
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def case_of(candidate: str, champion: str | None, scored: dict[str, Any] | None,
-            tolerance: float) -> Case:
+def case_of(
+    candidate: str, champion: str | None, scored: dict[str, Any] | None, tolerance: float
+) -> Case:
     """Load both contracts; take production's metrics on the candidate's holdout when
     ``scored`` (what score_champion wrote) is about this production, else its stored ones."""
     contract, path = load_version(candidate)
@@ -144,16 +171,18 @@ def case_of(candidate: str, champion: str | None, scored: dict[str, Any] | None,
         return Case(contract, path, None, {}, "", tolerance)
     theirs, _ = load_version(champion)
     if scored and scored.get("version") == champion and "metrics" in scored:
-        return Case(contract, path, theirs, scored["metrics"], "the candidate's holdout",
-                    tolerance)
-    note = (f"production could not be scored on the candidate's holdout "
-            f"({_short(scored['error'])})"
-            if scored and scored.get("version") == champion and "error" in scored else None)
+        return Case(contract, path, theirs, scored["metrics"], "the candidate's holdout", tolerance)
+    note = (
+        f"production could not be scored on the candidate's holdout ({_short(scored['error'])})"
+        if scored and scored.get("version") == champion and "error" in scored
+        else None
+    )
     return Case(contract, path, theirs, theirs.metrics, OWN_HOLDOUT, tolerance, note)
 
 
-def judge(candidate: str, champion: str | None, scored: dict[str, Any] | None,
-          tolerance: float = 0.0) -> tuple[Judgement, ...]:
+def judge(
+    candidate: str, champion: str | None, scored: dict[str, Any] | None, tolerance: float = 0.0
+) -> tuple[Judgement, ...]:
     """Every judgement in ``JUDGES`` of ``candidate`` against production ``champion``."""
     case = case_of(candidate, champion, scored, tolerance)
     return tuple(check(case) for check in JUDGES)
@@ -165,15 +194,25 @@ def champion_scores(run: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def comparison(candidate: str, champion: str | None,
-               scored: dict[str, Any] | None) -> dict[str, Any]:
+def comparison(
+    candidate: str, champion: str | None, scored: dict[str, Any] | None
+) -> dict[str, Any]:
     """Candidate and production metrics side by side, with where production was scored."""
     case = case_of(candidate, champion, scored, 0.0)
     names = list(dict.fromkeys([*case.candidate.metrics, *case.production_metrics]))
-    return {"candidate": candidate, "production": champion, "production_scored_on":
-            case.scored_on or None, "rows": [
-                {"metric": n, "candidate": case.candidate.metrics.get(n),
-                 "production": case.production_metrics.get(n)} for n in names]}
+    return {
+        "candidate": candidate,
+        "production": champion,
+        "production_scored_on": case.scored_on or None,
+        "rows": [
+            {
+                "metric": n,
+                "candidate": case.candidate.metrics.get(n),
+                "production": case.production_metrics.get(n),
+            }
+            for n in names
+        ],
+    }
 
 
 def format_comparison(table: dict[str, Any]) -> list[str]:
@@ -181,30 +220,42 @@ def format_comparison(table: dict[str, Any]) -> list[str]:
     if not table or not table.get("rows"):
         return []
     show = lambda v: "-" if v is None else f"{v:.4f}"
-    lines = [f"{'metric':<14}{'candidate':>12}" + (f"{'production':>12}" if table["production"]
-                                                   else "")]
+    lines = [
+        f"{'metric':<14}{'candidate':>12}" + (f"{'production':>12}" if table["production"] else "")
+    ]
     for row in table["rows"]:
-        lines.append(f"{row['metric']:<14}{show(row['candidate']):>12}"
-                     + (f"{show(row['production']):>12}" if table["production"] else ""))
+        lines.append(
+            f"{row['metric']:<14}{show(row['candidate']):>12}"
+            + (f"{show(row['production']):>12}" if table["production"] else "")
+        )
     if table["production"]:
-        lines.append(f"(candidate {table['candidate']}; production {table['production']}, "
-                     f"scored on {table['production_scored_on']})")
+        lines.append(
+            f"(candidate {table['candidate']}; production {table['production']}, "
+            f"scored on {table['production_scored_on']})"
+        )
     return lines
 
 
 def format_judgements(verdict: tuple[Judgement, ...] | list[Judgement]) -> list[str]:
     """One ``ok``/``FAIL`` line per judgement."""
-    return [f"{'ok  ' if j.passed else 'FAIL'} {j.check}"
-            + (f": {'; '.join(j.details)}" if j.details else "") for j in verdict]
+    return [
+        f"{'ok  ' if j.passed else 'FAIL'} {j.check}"
+        + (f": {'; '.join(j.details)}" if j.details else "")
+        for j in verdict
+    ]
 
 
-def refusal(version: str, champion: str | None, verdict: tuple[Judgement, ...],
-            where: str | None = None) -> NotPromoted:
+def refusal(
+    version: str, champion: str | None, verdict: tuple[Judgement, ...], where: str | None = None
+) -> NotPromoted:
     """The error for a version that failed judgements, listing each one and its fix."""
     failed = [j for j in verdict if not j.passed]
-    return NotPromoted(f"{version} is not promoted; production stays {champion or 'empty'}:\n"
-                       + "\n".join(f"  - {j.check}: {'; '.join(j.details)}" for j in failed),
-                       where=where, fix=" / ".join(dict.fromkeys(j.fix for j in failed if j.fix)))
+    return NotPromoted(
+        f"{version} is not promoted; production stays {champion or 'empty'}:\n"
+        + "\n".join(f"  - {j.check}: {'; '.join(j.details)}" for j in failed),
+        where=where,
+        fix=" / ".join(dict.fromkeys(j.fix for j in failed if j.fix)),
+    )
 
 
 def move_pointer(name: str, move: Promotion, expected: str | None) -> Promotion:
@@ -218,8 +269,15 @@ def move_pointer(name: str, move: Promotion, expected: str | None) -> Promotion:
         raise
 
 
-def promote(name: str, version: str, *, force: bool = False, reason: str | None = None,
-            tolerance: float = 0.0, echo: Callable[[str], None] = print) -> Promotion:
+def promote(
+    name: str,
+    version: str,
+    *,
+    force: bool = False,
+    reason: str | None = None,
+    tolerance: float = 0.0,
+    echo: Callable[[str], None] = print,
+) -> Promotion:
     """Make ``version`` production of ``name``: the retrain judgements (``--force``
     overrules them), a tested bento rebuilt pinned to it, then the pointer moved.
 
@@ -233,55 +291,100 @@ def promote(name: str, version: str, *, force: bool = False, reason: str | None 
     if tag == champion:
         raise UsageError(f"{tag} is already production of {name}", fix=f"see nb2prod models {name}")
     noted = known.notes.get(tag, {})
-    verdict = progress.stage(f"judging {tag} against production {champion or '(none)'}",
-                             judge, tag, champion, noted.get("champion"), tolerance)
-    for line in (format_comparison(comparison(tag, champion, noted.get("champion")))
-                 + format_judgements(verdict)):
+    verdict = progress.stage(
+        f"judging {tag} against production {champion or '(none)'}",
+        judge,
+        tag,
+        champion,
+        noted.get("champion"),
+        tolerance,
+    )
+    for line in format_comparison(
+        comparison(tag, champion, noted.get("champion"))
+    ) + format_judgements(verdict):
         echo(f"      {line}")
     failed = not all(j.passed for j in verdict)
     if failed and not force:
         raise refusal(tag, champion, verdict)
-    bento, code = progress.stage(f"testing and building a bento pinned to {tag}",
-                                 packaging.rebuild, name, tag, noted.get("build"))
+    bento, code = progress.stage(
+        f"testing and building a bento pinned to {tag}",
+        packaging.rebuild,
+        name,
+        tag,
+        noted.get("build"),
+    )
     contract, _ = load_version(tag)
-    move = Promotion(version=tag, action="promote", at=_now(), user=getpass.getuser(),
-                     reason=reason, bento=bento, code_sha256=code,
-                     artifact_sha256=contract.artifact_sha256, metrics=contract.metrics,
-                     notebook_sha256=contract.notebook_sha256, parameters=contract.parameters,
-                     data=noted.get("data"), data_sha256=noted.get("data_sha256"),
-                     run=noted.get("run"), forced=failed)
+    move = Promotion(
+        version=tag,
+        action="promote",
+        at=_now(),
+        user=getpass.getuser(),
+        reason=reason,
+        bento=bento,
+        code_sha256=code,
+        artifact_sha256=contract.artifact_sha256,
+        metrics=contract.metrics,
+        notebook_sha256=contract.notebook_sha256,
+        parameters=contract.parameters,
+        data=noted.get("data"),
+        data_sha256=noted.get("data_sha256"),
+        run=noted.get("run"),
+        forced=failed,
+    )
     move = progress.stage("moving the production pointer", move_pointer, name, move, champion)
-    echo(f"{tag} is production of {name}" + (" (forced over failed judgements)" if failed else "")
-         + f"\nserve it with:  bentoml serve {bento}   (running services: POST /admin/reload)")
+    echo(
+        f"{tag} is production of {name}"
+        + (" (forced over failed judgements)" if failed else "")
+        + f"\nserve it with:  bentoml serve {bento}   (running services: POST /admin/reload)"
+    )
     return move
 
 
-def rollback(name: str, *, reason: str | None = None,
-             echo: Callable[[str], None] = print) -> Promotion:
+def rollback(
+    name: str, *, reason: str | None = None, echo: Callable[[str], None] = print
+) -> Promotion:
     """Make the version production had before the current one production again, with a
     bento rebuilt pinned to it. No judgement: it was production before."""
     progress = build.Progress(2, echo)
     known = registry.read(name)
     if known.production is None:
-        raise UsageError(f"{name} has no production version, so there is nothing to roll back",
-                         fix=f"see `nb2prod models {name}`; promote one with "
-                             f"`nb2prod promote {name} VERSION`")
+        raise UsageError(
+            f"{name} has no production version, so there is nothing to roll back",
+            fix=f"see `nb2prod models {name}`; promote one with `nb2prod promote {name} VERSION`",
+        )
     current, target = known.production.version, known.rollback_target()
     if target is None:
-        raise UsageError(f"{name} had no production version before {current}, so there is "
-                         "nothing to roll back to", fix=f"promote another version instead: "
-                                                        f"`nb2prod promote {name} VERSION`")
-    bento, code = progress.stage(f"testing and building a bento pinned to {target.version}",
-                                 packaging.rebuild, name, target.version,
-                                 known.notes.get(target.version, {}).get("build"))
+        raise UsageError(
+            f"{name} had no production version before {current}, so there is "
+            "nothing to roll back to",
+            fix=f"promote another version instead: `nb2prod promote {name} VERSION`",
+        )
+    bento, code = progress.stage(
+        f"testing and building a bento pinned to {target.version}",
+        packaging.rebuild,
+        name,
+        target.version,
+        known.notes.get(target.version, {}).get("build"),
+    )
     contract, _ = load_version(target.version)
-    move = replace(target, action="rollback", at=_now(), user=getpass.getuser(), reason=reason,
-                   bento=bento, code_sha256=code, artifact_sha256=contract.artifact_sha256,
-                   forced=False)
-    move = progress.stage(f"moving the production pointer back from {current}", move_pointer,
-                          name, move, current)
-    echo(f"rolled {name} back from {current} to {target.version}\nserve it with:  "
-         f"bentoml serve {bento}   (running services: POST /admin/reload)")
+    move = replace(
+        target,
+        action="rollback",
+        at=_now(),
+        user=getpass.getuser(),
+        reason=reason,
+        bento=bento,
+        code_sha256=code,
+        artifact_sha256=contract.artifact_sha256,
+        forced=False,
+    )
+    move = progress.stage(
+        f"moving the production pointer back from {current}", move_pointer, name, move, current
+    )
+    echo(
+        f"rolled {name} back from {current} to {target.version}\nserve it with:  "
+        f"bentoml serve {bento}   (running services: POST /admin/reload)"
+    )
     return move
 
 

@@ -93,20 +93,34 @@ class Report:
         """``report.json`` for machines, ``report.md`` for people."""
         run = Path(self.run)
         (run / "report.json").write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        (run / "report.md").write_text("\n".join(
-            [f"# Retrain of {self.name}: {self.outcome}", ""] + describe(self)
-            + ["", f"- notebook: {self.notebook} (sha256 {self.notebook_sha256[:12]}…)",
-               f"- parameters: {json.dumps(self.parameters)}",
-               f"- data: {self.data or 'the notebook default'}"
-               + (f" (sha256 {self.data_sha256[:12]}…)" if self.data_sha256 else ""),
-               f"- started {self.started_at}, {self.seconds:.1f}s"]) + "\n")
+        (run / "report.md").write_text(
+            "\n".join(
+                [f"# Retrain of {self.name}: {self.outcome}", ""]
+                + describe(self)
+                + [
+                    "",
+                    f"- notebook: {self.notebook} (sha256 {self.notebook_sha256[:12]}…)",
+                    f"- parameters: {json.dumps(self.parameters)}",
+                    f"- data: {self.data or 'the notebook default'}"
+                    + (f" (sha256 {self.data_sha256[:12]}…)" if self.data_sha256 else ""),
+                    f"- started {self.started_at}, {self.seconds:.1f}s",
+                ]
+            )
+            + "\n"
+        )
 
 
-def retrain(path: str | Path, parameters: dict[str, Any] | None = None, *,
-            data: str | Path | None = None, out: str | Path | None = None,
-            reason: str | None = None, tolerance: float = 0.0,
-            echo: Callable[[str], None] = print,
-            on_report: Callable[[Report], None] | None = None) -> Report:
+def retrain(
+    path: str | Path,
+    parameters: dict[str, Any] | None = None,
+    *,
+    data: str | Path | None = None,
+    out: str | Path | None = None,
+    reason: str | None = None,
+    tolerance: float = 0.0,
+    echo: Callable[[str], None] = print,
+    on_report: Callable[[Report], None] | None = None,
+) -> Report:
     """Retrain ``path`` and promote the new model only if every judgement passes.
 
     Raises ``NotPromoted`` (exit code 3) when the candidate is refused, another
@@ -114,24 +128,50 @@ def retrain(path: str | Path, parameters: dict[str, Any] | None = None, *,
     """
     progress = build.Progress(7, echo)
     nb = progress.stage("reading the notebook", notebook.read, path)
-    plan = progress.stage("checking parameters, data and production", _plan, nb,
-                          dict(parameters or {}), data, out)
-    report = Report(plan.name, str(nb.path), nb.sha256, str(plan.run), plan.parameters,
-                    plan.data, plan.data_sha256, plan.champion, _now())
+    plan = progress.stage(
+        "checking parameters, data and production", _plan, nb, dict(parameters or {}), data, out
+    )
+    report = Report(
+        plan.name,
+        str(nb.path),
+        nb.sha256,
+        str(plan.run),
+        plan.parameters,
+        plan.data,
+        plan.data_sha256,
+        plan.champion,
+        _now(),
+    )
     # The packager's interpreters warm up while the kernel runs (which leaves a core idle).
     packager = packaging.Packager(_artifact(plan.champion))
     try:
         executed, candidate = progress.stage(
-            "running the notebook in a fresh kernel (papermill, retrain mode)", _execute, plan)
+            "running the notebook in a fresh kernel (papermill, retrain mode)", _execute, plan
+        )
         report.candidate = candidate
-        built = progress.stage("rendering the service from the code save_model exported",
-                               _render, plan, executed, candidate)
-        progress.stage("judging: data, schema, gate, production", _judge, plan, candidate,
-                       built, tolerance, report, echo)
-        report.bento = progress.stage("testing and building the bento (bentoml build)",
-                                      packager.package, built)
-        progress.stage("moving the production pointer", _promote, plan, candidate, built,
-                       report.bento, reason)
+        built = progress.stage(
+            "rendering the service from the code save_model exported",
+            _render,
+            plan,
+            executed,
+            candidate,
+        )
+        progress.stage(
+            "judging: data, schema, gate, production",
+            _judge,
+            plan,
+            candidate,
+            built,
+            tolerance,
+            report,
+            echo,
+        )
+        report.bento = progress.stage(
+            "testing and building the bento (bentoml build)", packager.package, built
+        )
+        progress.stage(
+            "moving the production pointer", _promote, plan, candidate, built, report.bento, reason
+        )
         report.outcome = "promoted"
     except Nb2prodError as exc:
         report.outcome = "rejected" if isinstance(exc, NotPromoted) else "failed"
@@ -143,21 +183,29 @@ def retrain(path: str | Path, parameters: dict[str, Any] | None = None, *,
         report.write()
         if on_report:
             on_report(report)
-    echo(f"promoted {report.candidate} to production of {plan.name} in {report.seconds:.1f}s"
-         f"\nserve it with:  bentoml serve {report.bento}   (running services: POST "
-         "/admin/reload)")
+    echo(
+        f"promoted {report.candidate} to production of {plan.name} in {report.seconds:.1f}s"
+        f"\nserve it with:  bentoml serve {report.bento}   (running services: POST "
+        "/admin/reload)"
+    )
     return report
 
 
-def _plan(nb: notebook.Notebook, parameters: dict[str, Any], data: str | Path | None,
-          out: str | Path | None) -> Plan:
+def _plan(
+    nb: notebook.Notebook,
+    parameters: dict[str, Any],
+    data: str | Path | None,
+    out: str | Path | None,
+) -> Plan:
     key = data_parameter(nb)
     if data is not None:
         if key is None:
-            raise UsageError(f"{nb.path.name} has no data parameter, so --data has nowhere to go",
-                             where=nb.where(nb.parameters_cell) if nb.parameters_cell else None,
-                             fix=f"in the cell tagged 'parameters' add `{DATA_NAME} = None  "
-                                 "# n2p: data` and load the data from it in the data cell")
+            raise UsageError(
+                f"{nb.path.name} has no data parameter, so --data has nowhere to go",
+                where=nb.where(nb.parameters_cell) if nb.parameters_cell else None,
+                fix=f"in the cell tagged 'parameters' add `{DATA_NAME} = None  "
+                "# n2p: data` and load the data from it in the data cell",
+            )
         if key in parameters:
             raise UsageError(f"--data and -p {key} both set the data", fix="give one of them")
         if not Path(data).exists():
@@ -169,9 +217,15 @@ def _plan(nb: notebook.Notebook, parameters: dict[str, Any], data: str | Path | 
     source = parameters.get(key, parameters_of(nb).get(key, (None,))[0]) if key else None
     # papermill runs in the notebook's folder: a relative path is relative to it
     located = nb.path.parent / source if isinstance(source, str) else None
-    return Plan(nb, name, parameters, str(located) if located else None,
-                fingerprint(located) if located and located.exists() else None,
-                registry.production(name), _run_dir(out, name))
+    return Plan(
+        nb,
+        name,
+        parameters,
+        str(located) if located else None,
+        fingerprint(located) if located and located.exists() else None,
+        registry.production(name),
+        _run_dir(out, name),
+    )
 
 
 def data_parameter(nb: notebook.Notebook) -> str | None:
@@ -184,14 +238,20 @@ def data_parameter(nb: notebook.Notebook) -> str | None:
 
 def model_name(nb: notebook.Notebook) -> str:
     """The model name the notebook's ``save_model("name", ...)`` call saves under."""
-    names = {call.args[0].value for _, call in scan.save_model_calls(nb)
-             if call.args and isinstance(call.args[0], ast.Constant)
-             and isinstance(call.args[0].value, str)}
+    names = {
+        call.args[0].value
+        for _, call in scan.save_model_calls(nb)
+        if call.args
+        and isinstance(call.args[0], ast.Constant)
+        and isinstance(call.args[0].value, str)
+    }
     if len(names) != 1:
-        raise NotebookError("retrain needs the model name, written as a string in one "
-                            f"n2p.save_model(...) call; found {sorted(names) or 'none'}",
-                            where=nb.path.name,
-                            fix='e.g. n2p.save_model("breast_cancer", model, ...)')
+        raise NotebookError(
+            "retrain needs the model name, written as a string in one "
+            f"n2p.save_model(...) call; found {sorted(names) or 'none'}",
+            where=nb.path.name,
+            fix='e.g. n2p.save_model("breast_cancer", model, ...)',
+        )
     return names.pop()
 
 
@@ -226,42 +286,70 @@ def _execute(plan: Plan) -> tuple[notebook.Notebook, str]:
     if plan.champion:
         suite_path = load_version(plan.champion)[1] / SUITE
         suite = str(suite_path) if suite_path.exists() else ""
-    env = {ENV_PRODUCTION_SUITE: suite, ENV_CHAMPION: plan.champion or "",
-           ENV_CHAMPION_FILE: str(plan.run / promotion.CHAMPION_FILE)}
+    env = {
+        ENV_PRODUCTION_SUITE: suite,
+        ENV_CHAMPION: plan.champion or "",
+        ENV_CHAMPION_FILE: str(plan.run / promotion.CHAMPION_FILE),
+    }
     with execute._environment(env):
-        executed, saved = execute.run(plan.nb, plan.run / "executed.ipynb", plan.parameters,
-                                      plan.run / ".saved_models.jsonl")
+        executed, saved = execute.run(
+            plan.nb, plan.run / "executed.ipynb", plan.parameters, plan.run / ".saved_models.jsonl"
+        )
     if not saved:
-        raise NotebookError("the notebook ran but n2p.save_model(...) was never called "
-                            "(is the call inside an if, or in a skipped cell?)",
-                            where=plan.nb.path.name,
-                            fix="call n2p.save_model(...) at the top level")
+        raise NotebookError(
+            "the notebook ran but n2p.save_model(...) was never called "
+            "(is the call inside an if, or in a skipped cell?)",
+            where=plan.nb.path.name,
+            fix="call n2p.save_model(...) at the top level",
+        )
     tag = saved[-1]["tag"]
     if not tag.startswith(plan.name + ":"):
-        raise NotebookError(f"the notebook saved {tag}, not a version of {plan.name}",
-                            where=plan.nb.path.name, fix="save one model name per notebook")
+        raise NotebookError(
+            f"the notebook saved {tag}, not a version of {plan.name}",
+            where=plan.nb.path.name,
+            fix="save one model name per notebook",
+        )
     return executed, tag
 
 
 def _render(plan: Plan, executed: notebook.Notebook, candidate: str) -> Path:
     """The candidate's build directory, kept with the run so promote can package it later."""
     out = plan.run / "build"
-    packaging.render(out, candidate, build.exported_code(executed, candidate), plan.nb.path,
-                     build.notebook_imports(plan.nb))
+    packaging.render(
+        out,
+        candidate,
+        build.exported_code(executed, candidate),
+        plan.nb.path,
+        build.notebook_imports(plan.nb),
+    )
     return out
 
 
-def _judge(plan: Plan, candidate: str, built: Path, tolerance: float, report: Report,
-           echo: Callable[[str], None]) -> None:
+def _judge(
+    plan: Plan,
+    candidate: str,
+    built: Path,
+    tolerance: float,
+    report: Report,
+    echo: Callable[[str], None],
+) -> None:
     scored = promotion.champion_scores(plan.run)
     verdict = promotion.judge(candidate, plan.champion, scored, tolerance)
     report.judgements = list(verdict)
     report.comparison = promotion.comparison(candidate, plan.champion, scored)
     failed = [j for j in verdict if not j.passed]
-    registry.note(plan.name, candidate, status="rejected" if failed else "candidate",
-                  reasons=[f"{j.check}: {'; '.join(j.details)}" for j in failed],
-                  run=str(plan.run), build=str(built), champion=scored, data=plan.data,
-                  data_sha256=plan.data_sha256, at=_now())
+    registry.note(
+        plan.name,
+        candidate,
+        status="rejected" if failed else "candidate",
+        reasons=[f"{j.check}: {'; '.join(j.details)}" for j in failed],
+        run=str(plan.run),
+        build=str(built),
+        champion=scored,
+        data=plan.data,
+        data_sha256=plan.data_sha256,
+        at=_now(),
+    )
     for line in describe(report):
         echo(f"      {line}")
     if failed:
@@ -283,12 +371,22 @@ def _artifact(tag: str | None) -> Path | None:
 
 def _promote(plan: Plan, candidate: str, built: Path, bento: str, reason: str | None) -> None:
     contract, _ = load_version(candidate)
-    move = Promotion(version=candidate, action="promote", at=_now(), user=getpass.getuser(),
-                     reason=reason, bento=bento, code_sha256=packaging.code_sha256(built),
-                     artifact_sha256=contract.artifact_sha256,
-                     metrics=contract.metrics, notebook_sha256=plan.nb.sha256,
-                     parameters=plan.parameters, data=plan.data, data_sha256=plan.data_sha256,
-                     run=str(plan.run))
+    move = Promotion(
+        version=candidate,
+        action="promote",
+        at=_now(),
+        user=getpass.getuser(),
+        reason=reason,
+        bento=bento,
+        code_sha256=packaging.code_sha256(built),
+        artifact_sha256=contract.artifact_sha256,
+        metrics=contract.metrics,
+        notebook_sha256=plan.nb.sha256,
+        parameters=plan.parameters,
+        data=plan.data,
+        data_sha256=plan.data_sha256,
+        run=str(plan.run),
+    )
     promotion.move_pointer(plan.name, move, plan.champion)
 
 

@@ -84,7 +84,8 @@ class Binner:
     def __init__(self, profile: dict[str, Any]):
         if profile.get("format") != FORMAT:
             raise ValueError(f"not a drift profile in format {FORMAT!r} (got "
-                             f"{profile.get('format')!r}); make it with nb2prod.authoring.profile.profile")
+                             f"{profile.get('format')!r}); make it with "
+                             "nb2prod.authoring.profile.profile")
         feats = profile["features"]
         numeric = [n for n, f in feats.items() if f["kind"] == "numeric"]
         categorical = [n for n, f in feats.items() if f["kind"] == "categorical"]

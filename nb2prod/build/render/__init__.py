@@ -67,7 +67,8 @@ def render(out: Path, context: dict[str, Any], code: str) -> None:
     packages = "\n".join(f"    - {p}" for p in context["packages"])
     for template, target in OUTPUTS.items():
         text = Template((TEMPLATES / template).read_text()).substitute(
-            {**context, "packages": packages})
+            {**context, "packages": packages}
+        )
         (out / target).parent.mkdir(parents=True, exist_ok=True)
         (out / target).write_text(text)
     # The bento carries the exact nb2prod runtime that built it: it is not on a package index.
@@ -75,7 +76,10 @@ def render(out: Path, context: dict[str, Any], code: str) -> None:
     (out / "nb2prod").mkdir()
     for part in SERVED:
         if (PACKAGE / part).is_dir():
-            shutil.copytree(PACKAGE / part, out / "nb2prod" / part,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(
+                PACKAGE / part,
+                out / "nb2prod" / part,
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+            )
         else:
             shutil.copyfile(PACKAGE / part, out / "nb2prod" / part)
