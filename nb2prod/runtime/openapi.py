@@ -1,0 +1,238 @@
+"""What nb2prod's own routes take and return, written into the service's ``/docs.json``.
+
+``Endpoint`` describes one route once, for routing (``app.py``) and for the document.
+BentoML documents its ``@bentoml.api`` endpoints (``/predict``, ``/feedback``) and, of the
+apps mounted in a service, only FastAPI ones; ``DocumentedService`` adds the routes of a
+``DocumentedApp``, so ``/docs.json`` and the bento's ``apis/openapi.yaml`` (written by
+``bentoml build``) both list every nb2prod endpoint with its schemas.
+
+The response models are documentation, checked by the tests against real answers: the
+routes do not validate what they return (an answer is never refused for its own shape).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Mapping, Optional, Union
+
+import bentoml
+from pydantic import BaseModel, WithJsonSchema
+from pydantic.json_schema import models_json_schema
+from starlette.applications import Starlette
+
+REF = "#/components/schemas/{model}"
+TAG, TAG_DESCRIPTION = "nb2prod", "the served version, drift, and the admin routes (review " \
+    "queue, reload)"
+ADMIN_AUTH = "admin"  # the security scheme's name
+ADMIN_NOTE = ("Needs `Authorization: Bearer $NB2PROD_ADMIN_TOKEN` (401 without it); answers "
+              "404 while NB2PROD_ADMIN_TOKEN is unset.")
+# BentoML keeps only a Union's first member in the schema: describe the label ourselves.
+Label = Annotated[Union[bool, int, float, str], WithJsonSchema({
+    "description": "the true label, of the kind the model predicts: text, a number or a "
+                   "boolean"})]
+
+
+class Error(BaseModel):
+    """Every refusal: what went wrong and how to fix it; ``detail`` lists each problem."""
+
+    error: str
+    detail: Optional[list[dict[str, Any]]] = None
+
+
+class Gate(BaseModel):
+    """The evaluation gate's verdict for one metric, as the build saw it."""
+
+    metric: str
+    value: Optional[float]
+    threshold: str
+    passed: bool
+
+
+class Quality(BaseModel):
+    """Live quality from feedback: accuracy (classifier) or MAE (regressor); ``value`` is
+    null until a label has come in."""
+
+    kind: str
+    metric: str
+    value: Optional[float]
+    n: int
+
+
+class Captured(BaseModel):
+    """A module-level value the notebook code uses, taken from the training run."""
+
+    name: str
+    type: str
+    bytes: int
+    cell: str
+
+
+class ModelInfo(BaseModel):
+    """The served version: metrics, gate, lineage, captured values and live quality."""
+
+    name: str
+    model_version: str
+    metrics: dict[str, Optional[float]]
+    gate: list[Gate]
+    notebook_sha256: Optional[str]
+    parameters: dict[str, Any]
+    trained_at: str
+    built_at: str
+    nb2prod_version: str
+    captured: list[Captured]
+    live_quality: Optional[Quality]
+
+
+class FeatureDrift(BaseModel):
+    """One feature's population stability index over the window; null while it is empty."""
+
+    kind: str
+    psi: Optional[float]
+    status: str
+
+
+class DriftReport(BaseModel):
+    """Per-feature PSI, threshold and status; ``status`` is ``off`` (and nothing else is
+    set) when drift monitoring is switched off."""
+
+    status: Literal["ok", "drift", "insufficient_data", "off"]
+    rows: Optional[int] = None
+    window: Optional[int] = None
+    observed: Optional[int] = None
+    threshold: Optional[float] = None
+    min_rows: Optional[int] = None
+    drifting: list[str] = []
+    features: dict[str, FeatureDrift]
+
+
+class ReviewItem(BaseModel):
+    """A row waiting for a person: which request and row, why, what came in and went out."""
+
+    id: int
+    request_id: str
+    row: int
+    model_version: str
+    reason: str
+    input: dict[str, Any]
+    output: Any
+    created_at: str
+
+
+class Pending(BaseModel):
+    """The review queue, oldest first."""
+
+    pending: list[ReviewItem]
+
+
+class Verdict(BaseModel):
+    """A person's label for a review item; it becomes the row's feedback."""
+
+    label: Label
+
+
+class Resolved(BaseModel):
+    """The review item resolved, and the answer its label was joined to."""
+
+    item: int
+    request_id: str
+    row: int
+    resolved: bool
+
+
+class Reloaded(BaseModel):
+    """What the reload did: from which version to which, or why nothing changed."""
+
+    reloaded: bool
+    model_version: str
+    previous: Optional[str] = None
+    message: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One nb2prod route, as routed and as documented: ``path`` may hold ``{parameters}``
+    (their schemas in ``parameters``, else strings); ``name`` is its handler's key and
+    operation id; ``errors`` the statuses it can refuse with, and why."""
+
+    method: str
+    path: str
+    name: str
+    summary: str
+    response: type[BaseModel]
+    body: type[BaseModel] | None = None
+    admin: bool = False
+    errors: tuple[tuple[int, str], ...] = ()
+    parameters: Mapping[str, dict] = field(default_factory=dict)
+
+
+class DocumentedApp(Starlette):
+    """A Starlette app that keeps the ``Endpoint`` table it was built from, for the docs."""
+
+    def __init__(self, endpoints: tuple[Endpoint, ...], **options: Any):
+        super().__init__(**options)
+        self.endpoints = endpoints
+
+
+def operations(endpoints: tuple[Endpoint, ...], service: str) -> tuple[dict, dict]:
+    """``(paths, schemas)`` for ``endpoints``: OpenAPI operations by path and method, and
+    the component schemas they refer to (``#/components/schemas/<Model>``)."""
+    models = {e.response for e in endpoints} | {e.body for e in endpoints if e.body} | {Error}
+    refs, defs = models_json_schema([(m, "validation") for m in sorted(models, key=str)],
+                                    ref_template=REF)
+    schema = {m: refs[m, "validation"] for m in models}
+    paths: dict[str, dict] = {}
+    for e in endpoints:
+        refusals: dict[str, list[str]] = {}
+        for status, why in e.errors:
+            refusals.setdefault(str(status), []).append(why)
+        op: dict[str, Any] = {
+            "tags": [TAG], "summary": e.summary, "operationId": f"{service}__{e.name}",
+            "responses": {"200": _json(e.response.__doc__, schema[e.response]),
+                          **{s: _json("; or ".join(whys), schema[Error])
+                             for s, whys in sorted(refusals.items())}}}
+        names = re.findall(r"{(\w+)}", e.path)
+        if names:
+            op["parameters"] = [{"name": n, "in": "path", "required": True,
+                                 "schema": e.parameters.get(n, {"type": "string"})}
+                                for n in names]
+        if e.body is not None:
+            op["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": schema[e.body]}}}
+        if e.admin:
+            op["security"] = [{ADMIN_AUTH: []}]
+            op["description"] = ADMIN_NOTE
+        paths.setdefault(e.path, {})[e.method.lower()] = op
+    return paths, defs["$defs"]
+
+
+def _json(description: str | None, schema: dict) -> dict:
+    return {"description": (description or "").strip(),
+            "content": {"application/json": {"schema": schema}}}
+
+
+class DocumentedService(bentoml.Service):
+    """A BentoML service whose OpenAPI document also lists the routes of every
+    ``DocumentedApp`` mounted in it."""
+
+    __slots__ = ()
+
+    @property
+    def openapi_spec(self) -> Any:
+        """BentoML's document (``/docs.json``, the bento's ``apis/openapi.yaml``) plus ours."""
+        # BentoML's OpenAPI classes are internal; they are what its generate_spec uses
+        from bentoml._internal.service.openapi.specification import PathItem, Tag
+
+        spec = super().openapi_spec
+        for app, _, _ in self.mount_apps:
+            if not isinstance(app, DocumentedApp):
+                continue
+            paths, schemas = operations(app.endpoints, self.name)
+            spec.paths.update({p: PathItem(**ops) for p, ops in paths.items()})
+            spec.components["schemas"].update(schemas)
+            spec.components.setdefault("securitySchemes", {})[ADMIN_AUTH] = {
+                "type": "http", "scheme": "bearer",
+                "description": "NB2PROD_ADMIN_TOKEN; while it is unset the admin routes "
+                               "answer 404"}
+            spec.tags.append(Tag(name=TAG, description=TAG_DESCRIPTION))
+        return spec
