@@ -13,7 +13,9 @@ import pytest
 
 from nb2prod import serve as servers
 from conftest import FLAGSHIP, NB2PROD
+from nb2prod.runtime.app import ENDPOINTS
 from nb2prod.runtime.loading import ARTIFACT, load_version
+from nb2prod.runtime.openapi import DriftReport, ModelInfo
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -124,6 +126,14 @@ def test_docs_document_the_real_columns(flagship):
     record = schemas["BreastCancerRecord"]
     assert len(record["required"]) == 30 and "mean radius" in record["properties"]
     assert record["additionalProperties"] is False
+
+
+def test_docs_list_every_nb2prod_endpoint_and_its_answers_fit(flagship):
+    _, client = flagship
+    paths = client.get("/docs.json").json()["paths"]
+    assert [e.method.lower() in paths.get(e.path, {}) for e in ENDPOINTS] == [True] * len(ENDPOINTS)
+    ModelInfo.model_validate(client.get("/model").json())
+    DriftReport.model_validate(client.get("/drift").json())
 
 
 def test_a_model_that_raises_is_answered_by_the_fallback_over_http(fixture_nb, tmp_path):

@@ -10,6 +10,7 @@ import pytest
 
 from nb2prod.serve import Server, serving
 from nb2prod.runtime.loading import load_version
+from nb2prod.runtime.openapi import DriftReport, Pending, Resolved
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 TOKEN = "test-admin-token-1234"
@@ -69,10 +70,12 @@ def test_guardrail_rows_wait_in_the_review_queue_for_an_admin(served):
     client.post("/predict", json={"records": [{**benign, "worst radius": 25.0}]})
     assert client.get("/admin/review").status_code == 401
     assert client.get("/admin/review", headers={"authorization": "Bearer wrong"}).status_code == 401
-    pending = client.get("/admin/review", headers=ADMIN).json()["pending"]
-    item = next(i for i in pending if i["reason"] == "guardrail")
+    queue = client.get("/admin/review", headers=ADMIN).json()
+    Pending.model_validate(queue)  # what /docs.json says it is
+    item = next(i for i in queue["pending"] if i["reason"] == "guardrail")
     ok = client.post(f"/admin/review/{item['id']}", json={"label": "malignant"}, headers=ADMIN)
     assert ok.status_code == 200 and ok.json()["resolved"] is True
+    Resolved.model_validate(ok.json())
     twice = client.post(f"/admin/review/{item['id']}", json={"label": "malignant"}, headers=ADMIN)
     assert twice.status_code == 409
 
@@ -98,6 +101,7 @@ def test_drift_shows_the_feature_that_moved(served):
     for start in range(0, len(shifted), 100):
         assert client.post("/predict", json={"records": shifted[start:start + 100]}).status_code == 200
     report = client.get("/drift").json()
+    DriftReport.model_validate(report)
     assert report["status"] == "drift" and "mean texture" in report["drifting"]
     assert report["features"]["mean texture"]["psi"] > report["threshold"]
     assert 'feature="mean texture"' in client.get("/metrics").text
