@@ -78,10 +78,6 @@ class ServiceError(Nb2prodError):
     status = 500
     detail: list | None = None
 
-    @property
-    def http_status(self) -> int:  # TODO(http surface): the old channel, until one handler maps
-        return self.status
-
 
 class BadRequest(ServiceError):
     """The request is malformed or its values are wrong: 400."""
