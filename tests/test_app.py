@@ -48,6 +48,10 @@ class Tiny:
         except ServiceError as exc:
             return http.error_response(exc)
 
+    @bentoml.api
+    def feedback(self, request_id: str) -> dict:
+        return {"request_id": request_id}
+
 
 @pytest.fixture(scope="module")
 def svc():
@@ -196,13 +200,15 @@ def test_docs_json_lists_every_nb2prod_endpoint_with_its_schemas(client):
         assert schema["$ref"].startswith("#/components/schemas/")
         return schemas[schema["$ref"].rsplit("/", 1)[1]]
 
-    for e in http.ENDPOINTS:
+    for e in (*http.ENDPOINTS, *http.APIS):
         op = docs["paths"][e.path][e.method.lower()]
         answer = resolved(op["responses"]["200"]["content"]["application/json"]["schema"])
         assert answer["title"] == e.response.__name__ and answer["properties"]
-        assert all(resolved(r["content"]["application/json"]["schema"])["title"] == "Error"
-                   for s, r in op["responses"].items() if s != "200")
-        assert ("security" in op) is e.admin and ("requestBody" in op) is (e.body is not None)
+        assert {str(s) for s, _ in e.errors} <= set(op["responses"])
+        assert all(resolved(op["responses"][str(s)]["content"]["application/json"]["schema"])
+                   ["title"] == "Error" for s, _ in e.errors)
+        assert ("security" in op) is e.admin
+        assert ("requestBody" in op) is (e.body is not None or e in http.APIS)
     review = docs["paths"]["/admin/review/{item_id}"]["post"]
     assert [(p["name"], p["in"], p["schema"]["type"]) for p in review["parameters"]] == [
         ("item_id", "path", "integer")]
@@ -210,7 +216,10 @@ def test_docs_json_lists_every_nb2prod_endpoint_with_its_schemas(client):
     assert verdict["required"] == ["label"]
     assert {"401", "404", "409"} <= set(review["responses"])
     assert docs["components"]["securitySchemes"]["admin"]["scheme"] == "bearer"
-    assert "/predict" in docs["paths"] and "/readyz" in docs["paths"]  # BentoML's still there
+    predict = docs["paths"]["/predict"]["post"]
+    body = predict["requestBody"]["content"]["application/json"]["schema"]  # BentoML's own
+    assert "records" in body["properties"]
+    assert "400" in predict["responses"] and "/readyz" in docs["paths"]
 
 
 def test_the_documented_schemas_describe_real_answers():
@@ -220,4 +229,5 @@ def test_the_documented_schemas_describe_real_answers():
 
 def test_the_bentos_openapi_document_has_them_too(svc):
     # what `bentoml build` writes to apis/openapi.yaml is the same property
-    assert {e.path for e in http.ENDPOINTS} <= set(svc.openapi_spec.asdict()["paths"])
+    paths = svc.openapi_spec.asdict()["paths"]
+    assert {e.path for e in (*http.ENDPOINTS, *http.APIS)} <= set(paths)

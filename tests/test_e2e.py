@@ -13,9 +13,9 @@ import pytest
 
 from nb2prod import serve as servers
 from conftest import FLAGSHIP, NB2PROD
-from nb2prod.runtime.app import ENDPOINTS
+from nb2prod.runtime.app import APIS, ENDPOINTS
 from nb2prod.runtime.loading import ARTIFACT, load_version
-from nb2prod.runtime.openapi import DriftReport, ModelInfo
+from nb2prod.runtime.openapi import DriftReport, ModelInfo, Predictions
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -129,11 +129,16 @@ def test_docs_document_the_real_columns(flagship):
 
 
 def test_docs_list_every_nb2prod_endpoint_and_its_answers_fit(flagship):
-    _, client = flagship
+    manifest, client = flagship
     paths = client.get("/docs.json").json()["paths"]
-    assert [e.method.lower() in paths.get(e.path, {}) for e in ENDPOINTS] == [True] * len(ENDPOINTS)
+    for e in (*ENDPOINTS, *APIS):
+        answer = paths[e.path][e.method.lower()]["responses"]["200"]["content"]
+        assert answer["application/json"]["schema"] == {
+            "$ref": f"#/components/schemas/{e.response.__name__}"}
     ModelInfo.model_validate(client.get("/model").json())
     DriftReport.model_validate(client.get("/drift").json())
+    records = list(examples(manifest).examples)
+    Predictions.model_validate(client.post("/predict", json={"records": records}).json())
 
 
 def test_a_model_that_raises_is_answered_by_the_fallback_over_http(fixture_nb, tmp_path):

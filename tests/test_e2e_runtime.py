@@ -10,7 +10,7 @@ import pytest
 
 from nb2prod.serve import Server, serving
 from nb2prod.runtime.loading import load_version
-from nb2prod.runtime.openapi import DriftReport, Pending, Resolved
+from nb2prod.runtime.openapi import DriftReport, FeedbackRecorded, Pending, Resolved
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 TOKEN = "test-admin-token-1234"
@@ -46,6 +46,7 @@ def test_feedback_joins_updates_and_shows_as_live_quality(served):
     predicted = client.post("/predict", json={"records": examples[:1]}).json()
     first = client.post("/feedback", json={"request_id": request_id, "label": "benign"})
     assert first.status_code == 200 and first.json()["new"] is True
+    FeedbackRecorded.model_validate(first.json())
     again = client.post("/feedback", json={"request_id": request_id,
                                            "label": predicted["predictions"][0]["prediction"]["diagnosis"]})
     assert again.json()["new"] is False  # a repeat replaces the earlier label

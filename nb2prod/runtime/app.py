@@ -43,8 +43,10 @@ from nb2prod.runtime.openapi import (
     DocumentedApp,
     DriftReport,
     Endpoint,
+    FeedbackRecorded,
     ModelInfo,
     Pending,
+    Predictions,
     Reloaded,
     Resolved,
     Verdict,
@@ -75,6 +77,19 @@ ENDPOINTS = (
              "Serve the registry's production version without a restart", Reloaded,
              admin=True, errors=(*ADMIN_REFUSED, (409, "production is a version this "
                                                   "service cannot serve"), STARTING)),
+)
+
+# What the BentoML APIs answer and refuse with, for the docs only: their routes, summaries
+# and request schemas are BentoML's.
+TOO_LARGE, NOT_JSON = (413, "over NB2PROD_MAX_BODY_BYTES"), (415, "not JSON")
+APIS = (
+    Endpoint("POST", "/predict", "predict", "", Predictions, errors=(
+        TOO_LARGE, NOT_JSON, (422, "a reject-level check refused rows: detail lists them"),
+        (503, "the model could not answer and there is no fallback, or the answer could not "
+              "be recorded in the audit log; or the service is still starting"))),
+    Endpoint("POST", "/feedback", "feedback", "", FeedbackRecorded, errors=(
+        (400, "a label of the wrong kind"), (404, "no such request or row, or the audit log is "
+                                             "off"), TOO_LARGE, NOT_JSON, STARTING)),
 )
 
 
@@ -131,7 +146,7 @@ def make_app(handlers: Mapping[str, Callable[..., Any]], max_body: int) -> Docum
     # listing them; after the routes, so it only matches what they do not
     routes += [Route(path, _no_admin_route(admin), methods=ANY_METHOD)
                for path in ("/admin", "/admin/{rest:path}")]
-    return DocumentedApp(ENDPOINTS, routes=routes, exception_handlers={405: _wrong_method})
+    return DocumentedApp(ENDPOINTS, APIS, routes=routes, exception_handlers={405: _wrong_method})
 
 
 def _route(endpoint: Endpoint, handler: Callable[..., Any], max_body: int) -> Callable:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Mapping, Optional, Union
+from typing import Annotated, Any, Iterable, Literal, Mapping, Optional, Union
 
 import bentoml
 from pydantic import BaseModel, WithJsonSchema
@@ -38,6 +38,33 @@ class Error(BaseModel):
 
     error: str
     detail: Optional[list[dict[str, Any]]] = None
+
+
+class Answer(BaseModel):
+    """One row's answer: the prediction (null while it waits for review), who gave it, why
+    the model did not (null when it did), and what warn-level checks found."""
+
+    prediction: Any
+    source: Literal["model", "fallback", "pending_review"]
+    reason: Optional[str]
+    warnings: list[dict[str, Any]]
+
+
+class Predictions(BaseModel):
+    """One answer per record, in order; ``request_id`` names them for feedback and review."""
+
+    request_id: str
+    model_version: str
+    predictions: list[Answer]
+
+
+class FeedbackRecorded(BaseModel):
+    """The label was joined to that answer; ``new`` is false when it replaced an earlier one."""
+
+    request_id: str
+    row: int
+    new: bool
+    model_version: str
 
 
 class Gate(BaseModel):
@@ -167,30 +194,25 @@ class Endpoint:
 
 
 class DocumentedApp(Starlette):
-    """A Starlette app that keeps the ``Endpoint`` table it was built from, for the docs."""
+    """A Starlette app that keeps, for the docs, the ``Endpoint`` table it was built from
+    and ``apis``: what the service's BentoML APIs answer (BentoML documents their
+    requests, and their answers only as ``dict``)."""
 
-    def __init__(self, endpoints: tuple[Endpoint, ...], **options: Any):
+    def __init__(self, endpoints: tuple[Endpoint, ...], apis: tuple[Endpoint, ...] = (),
+                 **options: Any):
         super().__init__(**options)
-        self.endpoints = endpoints
+        self.endpoints, self.apis = endpoints, apis
 
 
-def operations(endpoints: tuple[Endpoint, ...], service: str) -> tuple[dict, dict]:
-    """``(paths, schemas)`` for ``endpoints``: OpenAPI operations by path and method, and
-    the component schemas they refer to (``#/components/schemas/<Model>``)."""
-    models = {e.response for e in endpoints} | {e.body for e in endpoints if e.body} | {Error}
-    refs, defs = models_json_schema([(m, "validation") for m in sorted(models, key=str)],
-                                    ref_template=REF)
-    schema = {m: refs[m, "validation"] for m in models}
+def operations(endpoints: tuple[Endpoint, ...], service: str,
+               schema: Mapping[type[BaseModel], dict]) -> dict[str, dict]:
+    """OpenAPI operations for ``endpoints``, by path and method; ``schema`` gives each
+    model's reference (see ``schemas``)."""
     paths: dict[str, dict] = {}
     for e in endpoints:
-        refusals: dict[str, list[str]] = {}
-        for status, why in e.errors:
-            refusals.setdefault(str(status), []).append(why)
         op: dict[str, Any] = {
             "tags": [TAG], "summary": e.summary, "operationId": f"{service}__{e.name}",
-            "responses": {"200": _json(e.response.__doc__, schema[e.response]),
-                          **{s: _json("; or ".join(whys), schema[Error])
-                             for s, whys in sorted(refusals.items())}}}
+            "responses": responses(e, schema)}
         names = re.findall(r"{(\w+)}", e.path)
         if names:
             op["parameters"] = [{"name": n, "in": "path", "required": True,
@@ -203,7 +225,26 @@ def operations(endpoints: tuple[Endpoint, ...], service: str) -> tuple[dict, dic
             op["security"] = [{ADMIN_AUTH: []}]
             op["description"] = ADMIN_NOTE
         paths.setdefault(e.path, {})[e.method.lower()] = op
-    return paths, defs["$defs"]
+    return paths
+
+
+def responses(e: Endpoint, schema: Mapping[type[BaseModel], dict]) -> dict[str, dict]:
+    """The endpoint's answer (200) and refusals, by status."""
+    refusals: dict[str, list[str]] = {}
+    for status, why in e.errors:
+        refusals.setdefault(str(status), []).append(why)
+    return {"200": _json(e.response.__doc__, schema[e.response]),
+            **{s: _json("; or ".join(whys), schema[Error]) for s, whys in sorted(refusals.items())}}
+
+
+def schemas(endpoints: Iterable[Endpoint]) -> tuple[dict[type[BaseModel], dict], dict]:
+    """Each model's reference (``{"$ref": "#/components/schemas/<Model>"}``) and the
+    component schemas those refer to."""
+    endpoints = list(endpoints)
+    models = {e.response for e in endpoints} | {e.body for e in endpoints if e.body} | {Error}
+    refs, defs = models_json_schema([(m, "validation") for m in sorted(models, key=str)],
+                                    ref_template=REF)
+    return {m: refs[m, "validation"] for m in models}, defs["$defs"]
 
 
 def _json(description: str | None, schema: dict) -> dict:
@@ -227,9 +268,16 @@ class DocumentedService(bentoml.Service):
         for app, _, _ in self.mount_apps:
             if not isinstance(app, DocumentedApp):
                 continue
-            paths, schemas = operations(app.endpoints, self.name)
+            schema, components = schemas((*app.endpoints, *app.apis))
+            paths = operations(app.endpoints, self.name, schema)
             spec.paths.update({p: PathItem(**ops) for p, ops in paths.items()})
-            spec.components["schemas"].update(schemas)
+            for api in app.apis:  # BentoML's APIs are POSTs; its 400 (validation) stays
+                if api.path not in spec.paths:
+                    continue  # a service without this API
+                op = spec.paths[api.path].post
+                op["responses"] = {**{str(s): r for s, r in op["responses"].items()},
+                                   **responses(api, schema)}
+            spec.components["schemas"].update(components)
             spec.components.setdefault("securitySchemes", {})[ADMIN_AUTH] = {
                 "type": "http", "scheme": "bearer",
                 "description": "NB2PROD_ADMIN_TOKEN; while it is unset the admin routes "
