@@ -129,7 +129,8 @@ def make_service(*, class_name: str, code_path: str | Path, model_tag: str,
         "records": Annotated[list[Record], Field(min_length=1, max_length=MAX_RECORDS)],  # type: ignore[valid-type]
         "return": dict}
     feedback.__annotations__ = {"request_id": Annotated[str, Field(min_length=1, max_length=64)],
-                                "label": Label, "row": Annotated[int, Field(ge=0, le=MAX_RECORDS - 1)],
+                                "label": Label,
+                                "row": Annotated[int, Field(ge=0, le=MAX_RECORDS - 1)],
                                 "return": dict}
 
     cls = type(class_name, (), {

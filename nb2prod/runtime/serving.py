@@ -56,8 +56,11 @@ class Serving:
         self.audit = open_audit(settings, contract, model_tag)
         kind = infer_kind(contract.expected[0]["prediction"]) if contract.expected \
             else "classifier"
-        self.feedback = FeedbackLog(self.audit, kind=kind) if self.audit else None
-        self.review = ReviewQueue(self.audit, self.feedback) if self.audit else None
+        self.feedback: FeedbackLog | None = None
+        self.review: ReviewQueue | None = None
+        if self.audit is not None:  # both live in the audit database
+            self.feedback = FeedbackLog(self.audit, kind=kind)
+            self.review = ReviewQueue(self.audit, self.feedback)
         self.drift = (DriftMonitor(profile, window=settings.drift_window,
                                    threshold=settings.drift_threshold)
                       if profile and settings.drift else None)
@@ -102,12 +105,13 @@ class Serving:
             return None
 
     def _watch(self, seen: Any, n: int) -> None:
-        if seen is None:
+        drift = self.drift
+        if seen is None or drift is None:
             return
         try:
-            for feature in self.drift.add(seen, n):
+            for feature in drift.add(seen, n):
                 metrics.DRIFT.labels(self.model_tag, feature).set(
-                    self.drift.report()["features"][feature]["psi"] or 0.0)
+                    drift.report()["features"][feature]["psi"] or 0.0)
         except Exception:  # monitoring must never cost a prediction
             log.exception("drift monitoring failed; the prediction is unaffected")
 
