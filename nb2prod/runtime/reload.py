@@ -14,6 +14,7 @@ fails because of a reload.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from contextlib import contextmanager
@@ -96,6 +97,7 @@ class Reloader:
                         "message": f"{before} is already production of {name}"}
             contract, path = self._check(move, running)
             self.current.swap(self.open_serving(move.version, contract, path))
+            gc.unfreeze()  # the start-up version, frozen by service._settle, may be freed now
             log.warning("reloaded %s: now serving %s (was %s)", name, move.version, before)
             return {"reloaded": True, "model_version": move.version, "previous": before}
 
