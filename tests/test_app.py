@@ -10,7 +10,9 @@ from starlette.testclient import TestClient
 
 from nb2prod.core.errors import Conflict, ServiceError, Unavailable, Unprocessable
 from nb2prod.runtime import app as http
-from nb2prod.runtime.openapi import DocumentedService, DriftReport, ModelInfo
+from nb2prod.runtime.answers import DriftReport, ModelInfo
+from nb2prod.runtime.endpoints import APIS, ENDPOINTS
+from nb2prod.runtime.openapi import DocumentedService
 
 TOKEN = "s3cret-admin-token"
 MAX_BODY = 2000
@@ -200,7 +202,7 @@ def test_docs_json_lists_every_nb2prod_endpoint_with_its_schemas(client):
         assert schema["$ref"].startswith("#/components/schemas/")
         return schemas[schema["$ref"].rsplit("/", 1)[1]]
 
-    for e in (*http.ENDPOINTS, *http.APIS):
+    for e in (*ENDPOINTS, *APIS):
         op = docs["paths"][e.path][e.method.lower()]
         answer = resolved(op["responses"]["200"]["content"]["application/json"]["schema"])
         assert answer["title"] == e.response.__name__ and answer["properties"]
@@ -208,7 +210,7 @@ def test_docs_json_lists_every_nb2prod_endpoint_with_its_schemas(client):
         assert all(resolved(op["responses"][str(s)]["content"]["application/json"]["schema"])
                    ["title"] == "Error" for s, _ in e.errors)
         assert ("security" in op) is e.admin
-        assert ("requestBody" in op) is (e.body is not None or e in http.APIS)
+        assert ("requestBody" in op) is (e.body is not None or e in APIS)
     review = docs["paths"]["/admin/review/{item_id}"]["post"]
     assert [(p["name"], p["in"], p["schema"]["type"]) for p in review["parameters"]] == [
         ("item_id", "path", "integer")]
@@ -230,4 +232,4 @@ def test_the_documented_schemas_describe_real_answers():
 def test_the_bentos_openapi_document_has_them_too(svc):
     # what `bentoml build` writes to apis/openapi.yaml is the same property
     paths = svc.openapi_spec.asdict()["paths"]
-    assert {e.path for e in (*http.ENDPOINTS, *http.APIS)} <= set(paths)
+    assert {e.path for e in (*ENDPOINTS, *APIS)} <= set(paths)

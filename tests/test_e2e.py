@@ -10,12 +10,12 @@ import httpx
 import joblib
 import pandas as pd
 import pytest
+from conftest import FLAGSHIP, NB2PROD
 
 from nb2prod import serve as servers
-from conftest import FLAGSHIP, NB2PROD
-from nb2prod.runtime.app import APIS, ENDPOINTS
+from nb2prod.runtime.answers import DriftReport, ModelInfo, Predictions
+from nb2prod.runtime.endpoints import APIS, ENDPOINTS
 from nb2prod.runtime.loading import ARTIFACT, load_version
-from nb2prod.runtime.openapi import DriftReport, ModelInfo, Predictions
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from nb2prod.serve import Server
-from nb2prod.runtime.loading import load_version
 from process_tree import kill_tree, stop_tree
+
+from nb2prod.runtime.loading import load_version
+from nb2prod.serve import Server
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 

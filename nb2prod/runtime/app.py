@@ -1,9 +1,9 @@
 """nb2prod's HTTP surface beside BentoML's APIs: one Starlette app, one request guard, and
 the one place where served errors become responses.
 
-- ``ENDPOINTS`` are nb2prod's own routes (``GET /model``, ``GET /drift``, the admin routes),
-  routed by ``make_app`` and documented in ``/docs.json`` from the same table
-  (``openapi.py``). The app is mounted in the BentoML service, whose ``/predict``,
+- ``ENDPOINTS`` (``endpoints.py``) are nb2prod's own routes (``GET /model``, ``GET /drift``,
+  the admin routes), routed by ``make_app`` and documented in ``/docs.json`` from the same
+  table (``openapi.py``). The app is mounted in the BentoML service, whose ``/predict``,
   ``/feedback``, ``/metrics``, ``/readyz`` and ``/livez`` match first.
 - ``/admin/...`` needs ``Authorization: Bearer $NB2PROD_ADMIN_TOKEN`` (``authorize``, the
   one check, in constant time); with the variable unset the admin routes are disabled
@@ -39,58 +39,11 @@ from nb2prod.core.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from nb2prod.runtime.openapi import (
-    DocumentedApp,
-    DriftReport,
-    Endpoint,
-    FeedbackRecorded,
-    ModelInfo,
-    Pending,
-    Predictions,
-    Reloaded,
-    Resolved,
-    Verdict,
-)
+from nb2prod.runtime.endpoints import APIS, ENDPOINTS
+from nb2prod.runtime.openapi import DocumentedApp, Endpoint
 
 log = logging.getLogger("nb2prod")
-STARTING = (503, "the service is still starting")
 ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-ADMIN_REFUSED = ((401, "no or the wrong bearer token"),
-                 (404, "admin endpoints are disabled (NB2PROD_ADMIN_TOKEN is unset)"))
-ENDPOINTS = (
-    Endpoint("GET", "/model", "info", "The served version's facts and its live quality",
-             ModelInfo, errors=(STARTING,)),
-    Endpoint("GET", "/drift", "drift_report", "Input drift per feature over the recent window",
-             DriftReport, errors=(STARTING,)),
-    Endpoint("GET", "/admin/review", "pending_review", "Rows waiting for a person",
-             Pending, admin=True, errors=(*ADMIN_REFUSED, STARTING)),
-    Endpoint("POST", "/admin/review/{item_id}", "resolve_review",
-             "A person's label for a review item; it becomes feedback", Resolved,
-             body=Verdict, admin=True, parameters={"item_id": {
-                 "type": "integer", "minimum": 0, "maximum": 10**18 - 1,
-                 "description": "an id from GET /admin/review"}},
-             errors=((400, "not a review item id, or no label"), *ADMIN_REFUSED,
-                     (404, "no such review item, or the audit log is off"),
-                     (409, "the item was resolved already"), (413, "the body is too large"),
-                     STARTING)),
-    Endpoint("POST", "/admin/reload", "reload",
-             "Serve the registry's production version without a restart", Reloaded,
-             admin=True, errors=(*ADMIN_REFUSED, (409, "production is a version this "
-                                                  "service cannot serve"), STARTING)),
-)
-
-# What the BentoML APIs answer and refuse with, for the docs only: their routes, summaries
-# and request schemas are BentoML's.
-TOO_LARGE, NOT_JSON = (413, "over NB2PROD_MAX_BODY_BYTES"), (415, "not JSON")
-APIS = (
-    Endpoint("POST", "/predict", "predict", "", Predictions, errors=(
-        TOO_LARGE, NOT_JSON, (422, "a reject-level check refused rows: detail lists them"),
-        (503, "the model could not answer and there is no fallback, or the answer could not "
-              "be recorded in the audit log; or the service is still starting"))),
-    Endpoint("POST", "/feedback", "feedback", "", FeedbackRecorded, errors=(
-        (400, "a label of the wrong kind"), (404, "no such request or row, or the audit log is "
-                                             "off"), TOO_LARGE, NOT_JSON, STARTING)),
-)
 
 
 def error_response(exc: ServiceError) -> Response:
@@ -103,8 +56,9 @@ def error_response(exc: ServiceError) -> Response:
     return json_response(body, exc.status, headers)
 
 
-def json_response(body: Any, status: int = 200,
-                  headers: Mapping[str, str] | None = None) -> Response:
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
     """``body`` as JSON, written by ``json.dumps`` as it always was: a NaN in a report is
     sent as ``NaN`` rather than failing the request."""
     return Response(json.dumps(body), status, headers, media_type="application/json")
@@ -118,8 +72,10 @@ def authorize(request: Request) -> None:
     if not token:
         raise NotFound("admin endpoints are disabled: set NB2PROD_ADMIN_TOKEN to enable them")
     given = request.headers.get("authorization", "")
-    if not (given.startswith("Bearer ")
-            and hmac.compare_digest(given[7:].strip().encode(), token.encode())):
+    if not (
+        given.startswith("Bearer ")
+        and hmac.compare_digest(given[7:].strip().encode(), token.encode())
+    ):
         raise Unauthorized("admin endpoints need Authorization: Bearer <NB2PROD_ADMIN_TOKEN>")
 
 
@@ -129,8 +85,9 @@ def attach(svc: Any, handlers: Mapping[str, Callable[..., Any]], max_body: int) 
     ``BodyGuard`` in front of ``svc``'s APIs."""
     svc.mount_asgi_app(make_app(handlers, max_body), name="nb2prod")
     # a middleware, not a route: it must see BentoML's own API requests before they are parsed
-    svc.add_asgi_middleware(BodyGuard, paths=[api.route for api in svc.apis.values()],
-                            max_body=max_body)
+    svc.add_asgi_middleware(
+        BodyGuard, paths=[api.route for api in svc.apis.values()], max_body=max_body
+    )
 
 
 def make_app(handlers: Mapping[str, Callable[..., Any]], max_body: int) -> DocumentedApp:
@@ -139,13 +96,17 @@ def make_app(handlers: Mapping[str, Callable[..., Any]], max_body: int) -> Docum
     endpoint takes one, and returns a JSON-able value or raises ``ServiceError``. Handlers
     run in a worker thread: they read databases and files, and predictions must never wait
     on them."""
-    routes = [Route(e.path, _route(e, handlers[e.name], max_body), methods=[e.method],
-                    name=e.name) for e in ENDPOINTS]
+    routes = [
+        Route(e.path, _route(e, handlers[e.name], max_body), methods=[e.method], name=e.name)
+        for e in ENDPOINTS
+    ]
     admin = [e for e in ENDPOINTS if e.admin]
     # any other /admin path or method: authorized first (as the routes are), then a 404
     # listing them; after the routes, so it only matches what they do not
-    routes += [Route(path, _no_admin_route(admin), methods=ANY_METHOD)
-               for path in ("/admin", "/admin/{rest:path}")]
+    routes += [
+        Route(path, _no_admin_route(admin), methods=ANY_METHOD)
+        for path in ("/admin", "/admin/{rest:path}")
+    ]
     return DocumentedApp(ENDPOINTS, APIS, routes=routes, exception_handlers={405: _wrong_method})
 
 
@@ -157,13 +118,13 @@ def _route(endpoint: Endpoint, handler: Callable[..., Any], max_body: int) -> Ca
             args = dict(request.path_params)
             if endpoint.body is not None:
                 args["body"] = await read_json(request.receive, max_body)
-            return json_response(await anyio.to_thread.run_sync(
-                functools.partial(handler, **args)))
+            return json_response(await anyio.to_thread.run_sync(functools.partial(handler, **args)))
         except ServiceError as exc:
             return error_response(exc)
         except Exception:  # a bug: say so at once (BentoML would hold it 30 s, then 500)
             log.exception("%s %s failed", request.method, request.url.path)
             return error_response(ServiceError("internal error; see the server log"))
+
     return answer
 
 
@@ -175,8 +136,12 @@ def _no_admin_route(admin: list[Endpoint]) -> Callable:
             authorize(request)
         except ServiceError as exc:
             return error_response(exc)
-        return error_response(NotFound(f"no admin route {request.method} {request.url.path}; "
-                                       f"the admin routes are {known}"))
+        return error_response(
+            NotFound(
+                f"no admin route {request.method} {request.url.path}; the admin routes are {known}"
+            )
+        )
+
     return refuse
 
 
@@ -194,8 +159,10 @@ async def read_body(receive: Callable[..., Any], limit: int) -> bytes:
         chunks.append(message.get("body", b""))
         size += len(chunks[-1])
         if size > limit:
-            raise TooLarge(f"request body is over the limit of {limit} bytes "
-                           "(NB2PROD_MAX_BODY_BYTES); send less")
+            raise TooLarge(
+                f"request body is over the limit of {limit} bytes "
+                "(NB2PROD_MAX_BODY_BYTES); send less"
+            )
         more = message.get("more_body", False)
     return b"".join(chunks)
 
@@ -217,8 +184,11 @@ class BodyGuard:
         self.app, self.paths, self.max_body = app, frozenset(paths), max_body
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" \
-                and scope["path"].rstrip("/") in self.paths:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"].rstrip("/") in self.paths
+        ):
             try:
                 if self._check(scope):
                     receive = await self._buffered(receive)
@@ -235,11 +205,15 @@ class BodyGuard:
             elif name == b"content-length":
                 length = value.decode("latin-1")
         if kind != "application/json":
-            raise UnsupportedMediaType(f"request bodies must be JSON (content-type: "
-                                       f"application/json), got {kind or 'no content-type'}")
+            raise UnsupportedMediaType(
+                f"request bodies must be JSON (content-type: "
+                f"application/json), got {kind or 'no content-type'}"
+            )
         if length.isdigit() and int(length) > self.max_body:
-            raise TooLarge(f"request body of {length} bytes is over the limit of "
-                           f"{self.max_body} (NB2PROD_MAX_BODY_BYTES); send fewer records")
+            raise TooLarge(
+                f"request body of {length} bytes is over the limit of "
+                f"{self.max_body} (NB2PROD_MAX_BODY_BYTES); send fewer records"
+            )
         return not length.isdigit()
 
     async def _buffered(self, receive: Any) -> Any:
@@ -254,4 +228,5 @@ class BodyGuard:
                 return await receive()  # e.g. http.disconnect
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
+
         return replay

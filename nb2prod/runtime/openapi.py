@@ -6,174 +6,32 @@ apps mounted in a service, only FastAPI ones; ``DocumentedService`` adds the rou
 ``DocumentedApp``, so ``/docs.json`` and the bento's ``apis/openapi.yaml`` (written by
 ``bentoml build``) both list every nb2prod endpoint with its schemas.
 
-The response models are documentation, checked by the tests against real answers: the
-routes do not validate what they return (an answer is never refused for its own shape).
+The schemas come from the models in ``answers.py``.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Iterable, Literal, Mapping, Optional, Union
+from typing import Any, Iterable, Mapping
 
 import bentoml
-from pydantic import BaseModel, WithJsonSchema
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.applications import Starlette
 
+from nb2prod.runtime.answers import Error
+
 REF = "#/components/schemas/{model}"
-TAG, TAG_DESCRIPTION = "nb2prod", "the served version, drift, and the admin routes (review " \
-    "queue, reload)"
+TAG, TAG_DESCRIPTION = (
+    "nb2prod",
+    "the served version, drift, and the admin routes (review queue, reload)",
+)
 ADMIN_AUTH = "admin"  # the security scheme's name
-ADMIN_NOTE = ("Needs `Authorization: Bearer $NB2PROD_ADMIN_TOKEN` (401 without it); answers "
-              "404 while NB2PROD_ADMIN_TOKEN is unset.")
-# BentoML keeps only a Union's first member in the schema: describe the label ourselves.
-Label = Annotated[Union[bool, int, float, str], WithJsonSchema({
-    "description": "the true label, of the kind the model predicts: text, a number or a "
-                   "boolean"})]
-
-
-class Error(BaseModel):
-    """Every refusal: what went wrong and how to fix it; ``detail`` lists each problem."""
-
-    error: str
-    detail: Optional[list[dict[str, Any]]] = None
-
-
-class Answer(BaseModel):
-    """One row's answer: the prediction (null while it waits for review), who gave it, why
-    the model did not (null when it did), and what warn-level checks found."""
-
-    prediction: Any
-    source: Literal["model", "fallback", "pending_review"]
-    reason: Optional[str]
-    warnings: list[dict[str, Any]]
-
-
-class Predictions(BaseModel):
-    """One answer per record, in order; ``request_id`` names them for feedback and review."""
-
-    request_id: str
-    model_version: str
-    predictions: list[Answer]
-
-
-class FeedbackRecorded(BaseModel):
-    """The label was joined to that answer; ``new`` is false when it replaced an earlier one."""
-
-    request_id: str
-    row: int
-    new: bool
-    model_version: str
-
-
-class Gate(BaseModel):
-    """The evaluation gate's verdict for one metric, as the build saw it."""
-
-    metric: str
-    value: Optional[float]
-    threshold: str
-    passed: bool
-
-
-class Quality(BaseModel):
-    """Live quality from feedback: accuracy (classifier) or MAE (regressor); ``value`` is
-    null until a label has come in."""
-
-    kind: str
-    metric: str
-    value: Optional[float]
-    n: int
-
-
-class Captured(BaseModel):
-    """A module-level value the notebook code uses, taken from the training run."""
-
-    name: str
-    type: str
-    bytes: int
-    cell: str
-
-
-class ModelInfo(BaseModel):
-    """The served version: metrics, gate, lineage, captured values and live quality."""
-
-    name: str
-    model_version: str
-    metrics: dict[str, Optional[float]]
-    gate: list[Gate]
-    notebook_sha256: Optional[str]
-    parameters: dict[str, Any]
-    trained_at: str
-    built_at: str
-    nb2prod_version: str
-    captured: list[Captured]
-    live_quality: Optional[Quality]
-
-
-class FeatureDrift(BaseModel):
-    """One feature's population stability index over the window; null while it is empty."""
-
-    kind: str
-    psi: Optional[float]
-    status: str
-
-
-class DriftReport(BaseModel):
-    """Per-feature PSI, threshold and status; ``status`` is ``off`` (and nothing else is
-    set) when drift monitoring is switched off."""
-
-    status: Literal["ok", "drift", "insufficient_data", "off"]
-    rows: Optional[int] = None
-    window: Optional[int] = None
-    observed: Optional[int] = None
-    threshold: Optional[float] = None
-    min_rows: Optional[int] = None
-    drifting: list[str] = []
-    features: dict[str, FeatureDrift]
-
-
-class ReviewItem(BaseModel):
-    """A row waiting for a person: which request and row, why, what came in and went out."""
-
-    id: int
-    request_id: str
-    row: int
-    model_version: str
-    reason: str
-    input: dict[str, Any]
-    output: Any
-    created_at: str
-
-
-class Pending(BaseModel):
-    """The review queue, oldest first."""
-
-    pending: list[ReviewItem]
-
-
-class Verdict(BaseModel):
-    """A person's label for a review item; it becomes the row's feedback."""
-
-    label: Label
-
-
-class Resolved(BaseModel):
-    """The review item resolved, and the answer its label was joined to."""
-
-    item: int
-    request_id: str
-    row: int
-    resolved: bool
-
-
-class Reloaded(BaseModel):
-    """What the reload did: from which version to which, or why nothing changed."""
-
-    reloaded: bool
-    model_version: str
-    previous: Optional[str] = None
-    message: Optional[str] = None
+ADMIN_NOTE = (
+    "Needs `Authorization: Bearer $NB2PROD_ADMIN_TOKEN` (401 without it); answers "
+    "404 while NB2PROD_ADMIN_TOKEN is unset."
+)
 
 
 @dataclass(frozen=True)
@@ -198,29 +56,42 @@ class DocumentedApp(Starlette):
     and ``apis``: what the service's BentoML APIs answer (BentoML documents their
     requests, and their answers only as ``dict``)."""
 
-    def __init__(self, endpoints: tuple[Endpoint, ...], apis: tuple[Endpoint, ...] = (),
-                 **options: Any):
+    def __init__(
+        self, endpoints: tuple[Endpoint, ...], apis: tuple[Endpoint, ...] = (), **options: Any
+    ):
         super().__init__(**options)
         self.endpoints, self.apis = endpoints, apis
 
 
-def operations(endpoints: tuple[Endpoint, ...], service: str,
-               schema: Mapping[type[BaseModel], dict]) -> dict[str, dict]:
+def operations(
+    endpoints: tuple[Endpoint, ...], service: str, schema: Mapping[type[BaseModel], dict]
+) -> dict[str, dict]:
     """OpenAPI operations for ``endpoints``, by path and method; ``schema`` gives each
     model's reference (see ``schemas``)."""
     paths: dict[str, dict] = {}
     for e in endpoints:
         op: dict[str, Any] = {
-            "tags": [TAG], "summary": e.summary, "operationId": f"{service}__{e.name}",
-            "responses": responses(e, schema)}
+            "tags": [TAG],
+            "summary": e.summary,
+            "operationId": f"{service}__{e.name}",
+            "responses": responses(e, schema),
+        }
         names = re.findall(r"{(\w+)}", e.path)
         if names:
-            op["parameters"] = [{"name": n, "in": "path", "required": True,
-                                 "schema": e.parameters.get(n, {"type": "string"})}
-                                for n in names]
+            op["parameters"] = [
+                {
+                    "name": n,
+                    "in": "path",
+                    "required": True,
+                    "schema": e.parameters.get(n, {"type": "string"}),
+                }
+                for n in names
+            ]
         if e.body is not None:
-            op["requestBody"] = {"required": True, "content": {
-                "application/json": {"schema": schema[e.body]}}}
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": schema[e.body]}},
+            }
         if e.admin:
             op["security"] = [{ADMIN_AUTH: []}]
             op["description"] = ADMIN_NOTE
@@ -233,8 +104,10 @@ def responses(e: Endpoint, schema: Mapping[type[BaseModel], dict]) -> dict[str, 
     refusals: dict[str, list[str]] = {}
     for status, why in e.errors:
         refusals.setdefault(str(status), []).append(why)
-    return {"200": _json(e.response.__doc__, schema[e.response]),
-            **{s: _json("; or ".join(whys), schema[Error]) for s, whys in sorted(refusals.items())}}
+    return {
+        "200": _json(e.response.__doc__, schema[e.response]),
+        **{s: _json("; or ".join(whys), schema[Error]) for s, whys in sorted(refusals.items())},
+    }
 
 
 def schemas(endpoints: Iterable[Endpoint]) -> tuple[dict[type[BaseModel], dict], dict]:
@@ -242,14 +115,17 @@ def schemas(endpoints: Iterable[Endpoint]) -> tuple[dict[type[BaseModel], dict],
     component schemas those refer to."""
     endpoints = list(endpoints)
     models = {e.response for e in endpoints} | {e.body for e in endpoints if e.body} | {Error}
-    refs, defs = models_json_schema([(m, "validation") for m in sorted(models, key=str)],
-                                    ref_template=REF)
+    refs, defs = models_json_schema(
+        [(m, "validation") for m in sorted(models, key=str)], ref_template=REF
+    )
     return {m: refs[m, "validation"] for m in models}, defs["$defs"]
 
 
 def _json(description: str | None, schema: dict) -> dict:
-    return {"description": (description or "").strip(),
-            "content": {"application/json": {"schema": schema}}}
+    return {
+        "description": (description or "").strip(),
+        "content": {"application/json": {"schema": schema}},
+    }
 
 
 class DocumentedService(bentoml.Service):
@@ -275,12 +151,15 @@ class DocumentedService(bentoml.Service):
                 if api.path not in spec.paths:
                     continue  # a service without this API
                 op = spec.paths[api.path].post
-                op["responses"] = {**{str(s): r for s, r in op["responses"].items()},
-                                   **responses(api, schema)}
+                op["responses"] = {
+                    **{str(s): r for s, r in op["responses"].items()},
+                    **responses(api, schema),
+                }
             spec.components["schemas"].update(components)
             spec.components.setdefault("securitySchemes", {})[ADMIN_AUTH] = {
-                "type": "http", "scheme": "bearer",
-                "description": "NB2PROD_ADMIN_TOKEN; while it is unset the admin routes "
-                               "answer 404"}
+                "type": "http",
+                "scheme": "bearer",
+                "description": "NB2PROD_ADMIN_TOKEN; while it is unset the admin routes answer 404",
+            }
             spec.tags.append(Tag(name=TAG, description=TAG_DESCRIPTION))
         return spec

@@ -21,6 +21,7 @@ from nb2prod.core import settings
 from nb2prod.core.errors import ModelStoreError, Nb2prodError, ServiceError
 from nb2prod.core.markers import collect
 from nb2prod.runtime import logs, metrics, registry
+from nb2prod.runtime.answers import Label
 from nb2prod.runtime.app import attach, error_response
 from nb2prod.runtime.loading import (
     PROFILE,
@@ -29,7 +30,7 @@ from nb2prod.runtime.loading import (
     load_version_parts,
     verify_artifact,
 )
-from nb2prod.runtime.openapi import DocumentedService, Label
+from nb2prod.runtime.openapi import DocumentedService
 from nb2prod.runtime.predict import Policy, Predictor
 from nb2prod.runtime.reload import Current, Reloader
 from nb2prod.runtime.schema import FrameMaker, record_type
