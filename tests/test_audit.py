@@ -418,7 +418,7 @@ def test_full_spool_refuses_rather_than_loses(db):
             assert log.record(r, [{"x": 1}], [answer()], latency_ms=1).stored == "spool"
         with pytest.raises(AuditUnavailable) as err:
             log.record(rid(), [{"x": 1}], [answer()], latency_ms=1)
-        assert err.value.http_status == 503
+        assert err.value.status == 503
         assert "spool is full" in str(err.value) and "restore the audit database" in err.value.fix
     assert log.flush() == 2
     assert sorted(db.request_ids()) == sorted(kept)

@@ -10,9 +10,11 @@ import httpx
 import joblib
 import pandas as pd
 import pytest
+from conftest import FLAGSHIP, NB2PROD
 
 from nb2prod import serve as servers
-from conftest import FLAGSHIP, NB2PROD
+from nb2prod.runtime.answers import DriftReport, ModelInfo, Predictions
+from nb2prod.runtime.endpoints import APIS, ENDPOINTS
 from nb2prod.runtime.loading import ARTIFACT, load_version
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -124,6 +126,19 @@ def test_docs_document_the_real_columns(flagship):
     record = schemas["BreastCancerRecord"]
     assert len(record["required"]) == 30 and "mean radius" in record["properties"]
     assert record["additionalProperties"] is False
+
+
+def test_docs_list_every_nb2prod_endpoint_and_its_answers_fit(flagship):
+    manifest, client = flagship
+    paths = client.get("/docs.json").json()["paths"]
+    for e in (*ENDPOINTS, *APIS):
+        answer = paths[e.path][e.method.lower()]["responses"]["200"]["content"]
+        assert answer["application/json"]["schema"] == {
+            "$ref": f"#/components/schemas/{e.response.__name__}"}
+    ModelInfo.model_validate(client.get("/model").json())
+    DriftReport.model_validate(client.get("/drift").json())
+    records = list(examples(manifest).examples)
+    Predictions.model_validate(client.post("/predict", json={"records": records}).json())
 
 
 def test_a_model_that_raises_is_answered_by_the_fallback_over_http(fixture_nb, tmp_path):

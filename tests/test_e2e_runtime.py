@@ -8,8 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nb2prod.serve import Server, serving
+from nb2prod.runtime.answers import DriftReport, FeedbackRecorded, Pending, Resolved
 from nb2prod.runtime.loading import load_version
+from nb2prod.serve import Server, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 TOKEN = "test-admin-token-1234"
@@ -45,8 +46,9 @@ def test_feedback_joins_updates_and_shows_as_live_quality(served):
     predicted = client.post("/predict", json={"records": examples[:1]}).json()
     first = client.post("/feedback", json={"request_id": request_id, "label": "benign"})
     assert first.status_code == 200 and first.json()["new"] is True
-    again = client.post("/feedback", json={"request_id": request_id,
-                                           "label": predicted["predictions"][0]["prediction"]["diagnosis"]})
+    FeedbackRecorded.model_validate(first.json())
+    label = predicted["predictions"][0]["prediction"]["diagnosis"]
+    again = client.post("/feedback", json={"request_id": request_id, "label": label})
     assert again.json()["new"] is False  # a repeat replaces the earlier label
     quality = client.get("/model").json()["live_quality"]
     assert quality["metric"] == "accuracy" and quality["n"] >= 1 and quality["value"] is not None
@@ -69,10 +71,12 @@ def test_guardrail_rows_wait_in_the_review_queue_for_an_admin(served):
     client.post("/predict", json={"records": [{**benign, "worst radius": 25.0}]})
     assert client.get("/admin/review").status_code == 401
     assert client.get("/admin/review", headers={"authorization": "Bearer wrong"}).status_code == 401
-    pending = client.get("/admin/review", headers=ADMIN).json()["pending"]
-    item = next(i for i in pending if i["reason"] == "guardrail")
+    queue = client.get("/admin/review", headers=ADMIN).json()
+    Pending.model_validate(queue)  # what /docs.json says it is
+    item = next(i for i in queue["pending"] if i["reason"] == "guardrail")
     ok = client.post(f"/admin/review/{item['id']}", json={"label": "malignant"}, headers=ADMIN)
     assert ok.status_code == 200 and ok.json()["resolved"] is True
+    Resolved.model_validate(ok.json())
     twice = client.post(f"/admin/review/{item['id']}", json={"label": "malignant"}, headers=ADMIN)
     assert twice.status_code == 409
 
@@ -96,8 +100,10 @@ def test_drift_shows_the_feature_that_moved(served):
     client, examples, _ = served
     shifted = [{**e, "mean texture": e["mean texture"] * 1.6} for e in examples] * 120
     for start in range(0, len(shifted), 100):
-        assert client.post("/predict", json={"records": shifted[start:start + 100]}).status_code == 200
+        batch = {"records": shifted[start:start + 100]}
+        assert client.post("/predict", json=batch).status_code == 200
     report = client.get("/drift").json()
+    DriftReport.model_validate(report)
     assert report["status"] == "drift" and "mean texture" in report["drifting"]
     assert report["features"]["mean texture"]["psi"] > report["threshold"]
     assert 'feature="mean texture"' in client.get("/metrics").text
@@ -126,7 +132,6 @@ def test_feedback_exports_as_a_data_set_for_retraining(served, tmp_path, suffix)
     import subprocess
 
     import pandas as pd
-
     from conftest import NB2PROD
 
     client, examples, db = served
@@ -151,7 +156,6 @@ def test_the_default_audit_database_is_the_models_own_and_export_finds_it(flagsh
     import subprocess
 
     import pandas as pd
-
     from conftest import NB2PROD
 
     env = {k: v for k, v in os.environ.items()

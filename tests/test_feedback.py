@@ -42,7 +42,7 @@ def test_unknown_request_or_row_is_a_not_found_error(db):
     request = classified(log, [1])
     with pytest.raises(UnknownRecordError, match="no audited answer") as err:
         fb.record_feedback("no-such-request", 1)
-    assert err.value.http_status == 404 and "request_id" in err.value.fix
+    assert err.value.status == 404 and "request_id" in err.value.fix
     with pytest.raises(UnknownRecordError, match=r"row 5 \(it has 1 row\(s\)\)"):
         fb.record_feedback(request, 1, row=5)
     assert db.rows("feedback") == []
@@ -74,7 +74,7 @@ def test_a_label_the_classifier_cannot_compare_is_a_bad_request(db, label, messa
     request = classified(log, [{"label": 1, "probability": 0.7}])
     with pytest.raises(LabelError, match=message) as err:
         fb.record_feedback(request, label)
-    assert err.value.http_status == 400
+    assert err.value.status == 400
     assert db.rows("feedback") == []
 
 

@@ -66,7 +66,7 @@ def test_resolving_twice_is_a_conflict(db):
     queue.resolve(item.id, 1)
     with pytest.raises(AlreadyResolvedError, match=f"review item {item.id} was resolved") as err:
         queue.resolve(item.id, 0)
-    assert err.value.http_status == 409 and "send feedback" in err.value.fix
+    assert err.value.status == 409 and "send feedback" in err.value.fix
     assert db.rows("feedback")[0]["label"] == 1  # the first verdict stands
 
 
@@ -75,7 +75,7 @@ def test_unknown_items_and_records_are_not_found(db):
     queue = queue_for(log)
     with pytest.raises(UnknownRecordError, match="no review item 4242") as err:
         queue.resolve(4242, 1)
-    assert err.value.http_status == 404
+    assert err.value.status == 404
     orphan = queue.enqueue("never-audited", 0, "guardrail", {"x": 1}, 1)
     with pytest.raises(UnknownRecordError, match="no audited answer"):
         queue.resolve(orphan, 1)

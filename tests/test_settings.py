@@ -46,7 +46,8 @@ def test_values_are_parsed_once_typed():
     now = settings.Settings.from_env({"NB2PROD_DRIFT": "off", "NB2PROD_TIMEOUT_S": "none",
                                       "NB2PROD_MIN_CONFIDENCE": "0.7", "NB2PROD_AUDIT_URL": "off",
                                       "NB2PROD_AUDIT_SYNC": "full", "NB2PROD_PANEL": "0"})
-    assert (now.drift, now.timeout_s, now.min_confidence) == (False, None, 0.7)
+    # "none" is no deadline, which must differ from unset (None: the notebook's deadline)
+    assert (now.drift, now.timeout_s, now.min_confidence) == (False, 0.0, 0.7)
     assert (now.audit, now.audit_sync, now.panel) == (False, "FULL", False)
     assert settings.Settings.from_env({"NB2PROD_TIMEOUT_S": "2.5"}).timeout_s == 2.5
 

@@ -70,14 +70,13 @@ class BuildError(Nb2prodError):
 
 
 class ServiceError(Nb2prodError):
-    """A request the served service cannot answer as asked. ``status`` is its HTTP status;
+    """A request the served service cannot answer as asked. ``status`` is its HTTP status
+    (500 for this base class: a fault of the service, not of the request); ``detail``, when
+    set, is sent with the message as data (one entry per problem).
     ``nb2prod.runtime.app`` is the one place that turns these into responses."""
 
     status = 500
-
-    @property
-    def http_status(self) -> int:  # TODO(http surface): the old channel, until one handler maps
-        return self.status
+    detail: list | None = None
 
 
 class BadRequest(ServiceError):
@@ -120,6 +119,18 @@ class UnsupportedMediaType(ServiceError):
     """The request body is not JSON: 415."""
 
     status = 415
+
+
+class Unprocessable(ServiceError):
+    """Well-formed records that the contract's reject-level checks refuse: 422.
+    ``detail`` lists every failing row and check."""
+
+    status = 422
+
+    def __init__(self, what: str, *, detail: list, where: str | None = None,
+                 fix: str | None = None):
+        super().__init__(what, where=where, fix=fix)
+        self.detail = detail
 
 
 class Unavailable(ServiceError):

@@ -41,9 +41,11 @@ def _switch(value: str) -> bool:
 
 
 def _optional_seconds(value: str) -> float | None:
+    # None is "not set: the notebook's value"; "none" must differ from it, so it is 0.0,
+    # which a Policy already reads as "no deadline"
     if not value:
         return None
-    return None if value.strip().lower() == "none" else float(value)
+    return 0.0 if value.strip().lower() == "none" else float(value)
 
 
 def _optional_float(value: str) -> float | None:
@@ -278,7 +280,7 @@ class Settings:
     audit_sync: str
     audit_spool: str | None
     pii_salt: str | None
-    timeout_s: float | None
+    timeout_s: float | None  # None: the notebook's deadline; 0.0 (``none``): no deadline
     min_confidence: float | None
     drift: bool
     drift_window: int

@@ -14,15 +14,15 @@ fails because of a reload.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-from nb2prod.core.errors import Nb2prodError
+from nb2prod.core.errors import Conflict, Nb2prodError, ServiceError, Unavailable
 from nb2prod.core.spec import schema_changes
 from nb2prod.runtime import registry
-from nb2prod.runtime.http import HTTPError
 from nb2prod.runtime.loading import load_version, verify_artifact
 
 log = logging.getLogger("nb2prod")
@@ -39,9 +39,9 @@ class Current:
 
     @property
     def serving(self) -> Any:
-        """The Serving new requests get (503 while the worker is still starting)."""
+        """The Serving new requests get; ``Unavailable`` while the worker is still starting."""
         if self._serving is None:
-            raise HTTPError(503, "the service is still starting")
+            raise Unavailable("the service is still starting")
         return self._serving
 
     @contextmanager
@@ -85,8 +85,9 @@ class Reloader:
         self.current, self.open_serving, self.code_sha256 = current, open_serving, code_sha256
         self._one_at_a_time = threading.Lock()
 
-    def __call__(self, _body: Any = None, _rest: str = "") -> dict[str, Any]:
-        """Reload; the answer says from which version to which, or why nothing changed."""
+    def __call__(self) -> dict[str, Any]:
+        """Reload; the answer says from which version to which, or why nothing changed.
+        ``Conflict`` (409) when production is a version this service cannot serve."""
         with self._one_at_a_time:
             running = self.current.serving
             name, before = running.contract.name, running.model_tag
@@ -96,31 +97,31 @@ class Reloader:
                         "message": f"{before} is already production of {name}"}
             contract, path = self._check(move, running)
             self.current.swap(self.open_serving(move.version, contract, path))
+            gc.unfreeze()  # the start-up version, frozen by service._settle, may be freed now
             log.warning("reloaded %s: now serving %s (was %s)", name, move.version, before)
             return {"reloaded": True, "model_version": move.version, "previous": before}
 
     def _check(self, move: registry.Promotion, running: Any) -> tuple[Any, Any]:
-        """The version's contract and files, if this service can serve it; else 409."""
+        """The version's contract and files, if this service can serve it; else ``Conflict``."""
         deploy = (f"deploy its bento instead: bentoml serve {move.bento}" if move.bento
                   else "deploy a bento built for it")
         if move.code_sha256 and move.code_sha256 != self.code_sha256:
-            raise HTTPError(409, f"production {move.version} was built from other notebook code "
-                                 f"than this service runs; {deploy}")
+            raise Conflict(f"production {move.version} was built from other notebook code "
+                           f"than this service runs; {deploy}")
         try:
             contract, path = load_version(move.version)
             if move.artifact_sha256 and move.artifact_sha256 != contract.artifact_sha256:
-                raise HTTPError(409, f"model {move.version} in the store is not the file that "
-                                     "was promoted (sha256 differs); promote it again")
+                raise Conflict(f"model {move.version} in the store is not the file that was "
+                               "promoted (sha256 differs); promote it again")
             verify_artifact(path, contract.artifact_sha256)
         except Nb2prodError as exc:  # the detail names server paths: log it, don't send it
             log.error("reload: cannot load %s: %s", move.version, exc)
-            raise HTTPError(409, f"cannot load production {move.version} from this service's "
-                                 f"model store (missing or changed; see the server log); "
-                                 f"{deploy}") from None
+            raise Conflict(f"cannot load production {move.version} from this service's model "
+                           f"store (missing or changed; see the server log); {deploy}") from None
         changes = schema_changes(running.contract.columns, contract.columns)
         if changes:
-            raise HTTPError(409, f"production {move.version} takes other inputs "
-                                 f"({'; '.join(changes)}); {deploy}")
+            raise Conflict(f"production {move.version} takes other inputs "
+                           f"({'; '.join(changes)}); {deploy}")
         return contract, path
 
 
@@ -129,10 +130,11 @@ def _production(name: str) -> registry.Promotion:
         move = registry.read(name).production
     except Nb2prodError as exc:
         log.error("reload: %s", exc)
-        raise HTTPError(500, "cannot read the model registry; see the server log") from None
+        # the service's fault, not the request's: the base class, 500
+        raise ServiceError("cannot read the model registry; see the server log") from None
     if move is None:
         log.error("reload: no production version in %s", registry.home(name))
-        raise HTTPError(409, f"the model registry has no production version of {name}: "
-                             f"promote one with `nb2prod promote {name} VERSION` (the service "
-                             "reads the registry of its BENTOML_HOME)")
+        raise Conflict(f"the model registry has no production version of {name}: promote "
+                       f"one with `nb2prod promote {name} VERSION` (the service reads the "
+                       "registry of its BENTOML_HOME)")
     return move

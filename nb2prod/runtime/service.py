@@ -6,22 +6,23 @@ missing or changed model file, an unreachable audit database) stop ``bentoml ser
 with one line saying what to fix, before any worker starts.
 """
 
+import gc
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
-from typing import Annotated, Any, Callable, Union
+from typing import Annotated, Any, Callable
 
 import bentoml
-from pydantic import Field, WithJsonSchema
-from starlette.responses import JSONResponse
+from pydantic import Field
 
 from nb2prod.checks.compiled import CompiledSuite
-from nb2prod.core.errors import ModelStoreError, Nb2prodError
+from nb2prod.core import settings
+from nb2prod.core.errors import ModelStoreError, Nb2prodError, ServiceError
 from nb2prod.core.markers import collect
 from nb2prod.runtime import logs, metrics, registry
-from nb2prod.runtime.http import Endpoints
+from nb2prod.runtime.answers import Label
+from nb2prod.runtime.app import attach, error_response
 from nb2prod.runtime.loading import (
     PROFILE,
     SUITE,
@@ -29,29 +30,23 @@ from nb2prod.runtime.loading import (
     load_version_parts,
     verify_artifact,
 )
+from nb2prod.runtime.openapi import DocumentedService
 from nb2prod.runtime.predict import Policy, Predictor
 from nb2prod.runtime.reload import Current, Reloader
 from nb2prod.runtime.schema import FrameMaker, record_type
-from nb2prod.runtime.serving import Serving, Settings, open_audit
+from nb2prod.runtime.serving import Serving, open_audit
 
 log = logging.getLogger("nb2prod")
 MAX_RECORDS = 10_000
-# BentoML keeps only a Union's first member in the schema: describe the label ourselves.
-Label = Annotated[Union[bool, int, float, str], WithJsonSchema({
-    "description": "the true label, of the kind the model predicts: text, a number or a "
-                   "boolean"})]
 
 
-def policy_from(contract: Any) -> Policy:
+def policy_from(contract: Any, now: settings.Settings) -> Policy:
     """The contract's serving policy; ``NB2PROD_TIMEOUT_S`` / ``NB2PROD_MIN_CONFIDENCE``
     override it for one deployment (``none`` switches the deadline off)."""
-    timeout = os.environ.get("NB2PROD_TIMEOUT_S")
-    floor = os.environ.get("NB2PROD_MIN_CONFIDENCE")
-    return Policy(
-        timeout_s=contract.timeout_s if timeout is None
-        else (None if timeout.lower() == "none" else float(timeout)),
-        min_confidence=contract.min_confidence if floor is None else float(floor),
-        low_confidence=contract.low_confidence)
+    timeout = contract.timeout_s if now.timeout_s is None else (now.timeout_s or None)
+    floor = contract.min_confidence if now.min_confidence is None else now.min_confidence
+    return Policy(timeout_s=timeout, min_confidence=floor,
+                  low_confidence=contract.low_confidence)
 
 
 def _check_start(class_name: str, model_tag: str, model_sha256: str,
@@ -69,7 +64,7 @@ def _check_start(class_name: str, model_tag: str, model_sha256: str,
                                   f"model {model_tag} was saved with (it was changed after "
                                   "the build)", fix="run nb2prod build again")
         verify_artifact(path, model_sha256)
-        audit = open_audit(Settings.from_env(), contract, model_tag)
+        audit = open_audit(settings.current(), contract, model_tag)  # a bad setting stops here
         if audit is not None:
             audit.close()
     except Nb2prodError as exc:  # one line, what and fix: a log shows it whole, grep finds it
@@ -94,44 +89,51 @@ def make_service(*, class_name: str, code_path: str | Path, model_tag: str,
     logs.install()  # refused requests: one line, no traceback, no input values
     to_frame = FrameMaker(contract.columns)  # a reload keeps the request schema: same columns
     Record = record_type(contract.columns, class_name)
-    current = Current()  # this worker's Serving, shared with the HTTP middleware
+    current = Current()  # this worker's Serving, shared with the HTTP app
 
     def open_serving(tag: str, contract: Any, path: Path) -> Serving:
         suite = path / SUITE
         profile = path / PROFILE
+        now = settings.current()
         code, model = load_version_parts(path, contract, source=source, name=code_path.stem)
         predictor = Predictor(
             model, collect(vars(code)),
             CompiledSuite(json.loads(suite.read_text())) if suite.exists() else None,
             on_failures=lambda failures: metrics.count_failures(tag, failures),
-            policy=policy_from(contract))
+            policy=policy_from(contract, now))
         return Serving(model_tag=tag, contract=contract, predictor=predictor, to_frame=to_frame,
                        profile=json.loads(profile.read_text()) if profile.exists() else None,
-                       settings=Settings.from_env(), built_at=built_at)
+                       settings=now, built_at=built_at)
 
     def __init__(self: Any) -> None:
         current.swap(open_serving(model_tag, contract, path))
         _announce(current.serving)
         _say_if_not_production(contract.name, model_tag)
+        _settle()
 
-    def predict(self: Any, records: list) -> dict:
+    def predict(self: Any, records: list) -> Any:  # the answer, or an error's response
         """Predict for 1..N records; each answer says whether the model or the fallback gave it."""
-        with current.use() as serving:
-            status, body = serving.predict(records)
-        return body if status == 200 else JSONResponse(body, status_code=status)
+        try:
+            with current.use() as serving:
+                return serving.predict(records)
+        except ServiceError as exc:
+            return error_response(exc)
 
-    def feedback(self: Any, request_id: str, label: Label, row: int = 0) -> dict:
+    def feedback(self: Any, request_id: str, label: Label, row: int = 0) -> Any:
         """The true label for a row of an earlier request (a repeat replaces it)."""
-        with current.use() as serving:
-            status, body = serving.record_feedback(request_id, label, row)
-        return body if status == 200 else JSONResponse(body, status_code=status)
+        try:
+            with current.use() as serving:
+                return serving.record_feedback(request_id, label, row)
+        except ServiceError as exc:
+            return error_response(exc)
 
     # Real objects, not strings: BentoML builds the request schema from them.
     predict.__annotations__ = {
         "records": Annotated[list[Record], Field(min_length=1, max_length=MAX_RECORDS)],  # type: ignore[valid-type]
         "return": dict}
     feedback.__annotations__ = {"request_id": Annotated[str, Field(min_length=1, max_length=64)],
-                                "label": Label, "row": Annotated[int, Field(ge=0, le=MAX_RECORDS - 1)],
+                                "label": Label,
+                                "row": Annotated[int, Field(ge=0, le=MAX_RECORDS - 1)],
                                 "return": dict}
 
     cls = type(class_name, (), {
@@ -139,22 +141,28 @@ def make_service(*, class_name: str, code_path: str | Path, model_tag: str,
         "bento_model": bentoml.models.BentoModel(model_tag), "__init__": __init__,
         "serving": property(lambda self: current.serving, doc="the Serving answering now"),
         "predict": bentoml.api(predict), "feedback": bentoml.api(feedback)})
-    svc = bentoml.service(cls, traffic={"timeout": 30})
+    svc = bentoml.service(cls, traffic={"timeout": 30}, service_class=DocumentedService)
 
     def on_current(method: str) -> Callable[..., Any]:
-        def handle(*args: Any) -> Any:
+        def handle(**args: Any) -> Any:
             with current.use() as serving:  # a reload meanwhile closes it only afterwards
-                return getattr(serving, method)(*args)
+                return getattr(serving, method)(**args)
         return handle
 
-    svc.add_asgi_middleware(
-        Endpoints,
-        get_routes={"/model": on_current("info"), "/drift": on_current("drift_report")},
-        admin_routes={("GET", "/admin/review"): on_current("pending_review"),
-                      ("POST", "/admin/review"): on_current("resolve_review"),
-                      ("POST", "/admin/reload"): Reloader(current, open_serving,
-                                                          code_sha256)})
+    handlers = {name: on_current(name) for name in ("info", "drift_report", "pending_review",
+                                                   "resolve_review")}
+    handlers["reload"] = Reloader(current, open_serving, code_sha256)
+    attach(svc, handlers, settings.current().max_body_bytes)
     return svc
+
+
+def _settle() -> None:
+    """Take what start-up made (modules, the model and its values) out of the cyclic garbage
+    collector's sight: it lives as long as the worker, and a full collection that scans
+    it costs ~100 ms, added to whichever request it lands in (a deadline of 0.5 s could
+    not be kept). A reload lets the collector see it again (``reload.py``)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _announce(serving: Serving) -> None:

@@ -1,0 +1,232 @@
+"""nb2prod's HTTP surface beside BentoML's APIs: one Starlette app, one request guard, and
+the one place where served errors become responses.
+
+- ``ENDPOINTS`` (``endpoints.py``) are nb2prod's own routes (``GET /model``, ``GET /drift``,
+  the admin routes), routed by ``make_app`` and documented in ``/docs.json`` from the same
+  table (``openapi.py``). The app is mounted in the BentoML service, whose ``/predict``,
+  ``/feedback``, ``/metrics``, ``/readyz`` and ``/livez`` match first.
+- ``/admin/...`` needs ``Authorization: Bearer $NB2PROD_ADMIN_TOKEN`` (``authorize``, the
+  one check, in constant time); with the variable unset the admin routes are disabled
+  (404 saying so), never open.
+- ``BodyGuard`` refuses ``POST`` bodies for BentoML's APIs that are not JSON (415) or over
+  ``NB2PROD_MAX_BODY_BYTES`` (413), before BentoML parses anything.
+- ``error_response`` turns a ``ServiceError`` into its status and ``{"error", "detail"}``
+  body, for these routes and for the BentoML APIs alike. Anything else a route raises is
+  a bug: logged with its traceback, answered 500 at once, never shown to the client.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+import logging
+from typing import Any, Callable, Iterable, Mapping
+
+import anyio
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from nb2prod.core import settings
+from nb2prod.core.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    ServiceError,
+    TooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from nb2prod.runtime.endpoints import APIS, ENDPOINTS
+from nb2prod.runtime.openapi import DocumentedApp, Endpoint
+
+log = logging.getLogger("nb2prod")
+ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def error_response(exc: ServiceError) -> Response:
+    """The response for a served error: its status, ``{"error": what}`` and, when the error
+    has one, ``"detail"`` (where and how to fix are in ``what``, or for the server log)."""
+    body: dict[str, Any] = {"error": exc.what}
+    if exc.detail is not None:
+        body["detail"] = exc.detail
+    headers = {"www-authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    return json_response(body, exc.status, headers)
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """``body`` as JSON, written by ``json.dumps`` as it always was: a NaN in a report is
+    sent as ``NaN`` rather than failing the request."""
+    return Response(json.dumps(body), status, headers, media_type="application/json")
+
+
+def authorize(request: Request) -> None:
+    """The one check of the admin token: ``NotFound`` while none is set, ``Unauthorized``
+    unless the request carries it. Compared in constant time, so response times do not
+    tell how much of a guess was right."""
+    token = settings.current().admin_token
+    if not token:
+        raise NotFound("admin endpoints are disabled: set NB2PROD_ADMIN_TOKEN to enable them")
+    given = request.headers.get("authorization", "")
+    if not (
+        given.startswith("Bearer ")
+        and hmac.compare_digest(given[7:].strip().encode(), token.encode())
+    ):
+        raise Unauthorized("admin endpoints need Authorization: Bearer <NB2PROD_ADMIN_TOKEN>")
+
+
+def attach(svc: Any, handlers: Mapping[str, Callable[..., Any]], max_body: int) -> None:
+    """Mount the app for ``handlers`` in the BentoML service ``svc`` (made with
+    ``service_class=DocumentedService``, so ``/docs.json`` lists its routes), and put
+    ``BodyGuard`` in front of ``svc``'s APIs."""
+    svc.mount_asgi_app(make_app(handlers, max_body), name="nb2prod")
+    # a middleware, not a route: it must see BentoML's own API requests before they are parsed
+    svc.add_asgi_middleware(
+        BodyGuard, paths=[api.route for api in svc.apis.values()], max_body=max_body
+    )
+
+
+def make_app(handlers: Mapping[str, Callable[..., Any]], max_body: int) -> DocumentedApp:
+    """The Starlette app for ``ENDPOINTS``. ``handlers[endpoint.name]`` answers one; it gets
+    the path parameters as keyword arguments, and ``body`` (the parsed JSON) when the
+    endpoint takes one, and returns a JSON-able value or raises ``ServiceError``. Handlers
+    run in a worker thread: they read databases and files, and predictions must never wait
+    on them."""
+    routes = [
+        Route(e.path, _route(e, handlers[e.name], max_body), methods=[e.method], name=e.name)
+        for e in ENDPOINTS
+    ]
+    admin = [e for e in ENDPOINTS if e.admin]
+    # any other /admin path or method: authorized first (as the routes are), then a 404
+    # listing them; after the routes, so it only matches what they do not
+    routes += [
+        Route(path, _no_admin_route(admin), methods=ANY_METHOD)
+        for path in ("/admin", "/admin/{rest:path}")
+    ]
+    return DocumentedApp(ENDPOINTS, APIS, routes=routes, exception_handlers={405: _wrong_method})
+
+
+def _route(endpoint: Endpoint, handler: Callable[..., Any], max_body: int) -> Callable:
+    async def answer(request: Request) -> Response:
+        try:
+            if endpoint.admin:
+                authorize(request)
+            args = dict(request.path_params)
+            if endpoint.body is not None:
+                args["body"] = await read_json(request.receive, max_body)
+            return json_response(await anyio.to_thread.run_sync(functools.partial(handler, **args)))
+        except ServiceError as exc:
+            return error_response(exc)
+        except Exception:  # a bug: say so at once (BentoML would hold it 30 s, then 500)
+            log.exception("%s %s failed", request.method, request.url.path)
+            return error_response(ServiceError("internal error; see the server log"))
+
+    return answer
+
+
+def _no_admin_route(admin: list[Endpoint]) -> Callable:
+    known = ", ".join(f"{e.method} {e.path}" for e in admin)
+
+    async def refuse(request: Request) -> Response:
+        try:
+            authorize(request)
+        except ServiceError as exc:
+            return error_response(exc)
+        return error_response(
+            NotFound(
+                f"no admin route {request.method} {request.url.path}; the admin routes are {known}"
+            )
+        )
+
+    return refuse
+
+
+async def _wrong_method(request: Request, exc: HTTPException) -> Response:
+    # Starlette's router raises this for a path that is routed, with a method that is not
+    allowed = sorted(set((exc.headers or {}).get("Allow", "").split(", ")) - {"", "HEAD"})
+    return error_response(MethodNotAllowed(f"use {' or '.join(allowed)} {request.url.path}"))
+
+
+async def read_body(receive: Callable[..., Any], limit: int) -> bytes:
+    """The whole request body, refused (``TooLarge``) as soon as it passes ``limit``."""
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > limit:
+            raise TooLarge(
+                f"request body is over the limit of {limit} bytes "
+                "(NB2PROD_MAX_BODY_BYTES); send less"
+            )
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+async def read_json(receive: Callable[..., Any], limit: int) -> Any:
+    """The request body parsed as JSON; an empty body is ``{}``."""
+    raw = await read_body(receive, limit)
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        raise BadRequest("the request body is not valid JSON") from None
+
+
+class BodyGuard:
+    """ASGI middleware: a ``POST`` to one of ``paths`` (BentoML's APIs) must send JSON of at
+    most ``max_body`` bytes; refused before BentoML parses it."""
+
+    def __init__(self, app: Any, paths: Iterable[str], max_body: int):
+        self.app, self.paths, self.max_body = app, frozenset(paths), max_body
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"].rstrip("/") in self.paths
+        ):
+            try:
+                if self._check(scope):
+                    receive = await self._buffered(receive)
+            except ServiceError as exc:
+                return await error_response(exc)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+    def _check(self, scope: dict) -> bool:
+        """Refuse non-JSON or oversized bodies; True when the size is not declared."""
+        kind = length = ""
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                kind = value.decode("latin-1").split(";")[0].strip().lower()
+            elif name == b"content-length":
+                length = value.decode("latin-1")
+        if kind != "application/json":
+            raise UnsupportedMediaType(
+                f"request bodies must be JSON (content-type: "
+                f"application/json), got {kind or 'no content-type'}"
+            )
+        if length.isdigit() and int(length) > self.max_body:
+            raise TooLarge(
+                f"request body of {length} bytes is over the limit of "
+                f"{self.max_body} (NB2PROD_MAX_BODY_BYTES); send fewer records"
+            )
+        return not length.isdigit()
+
+    async def _buffered(self, receive: Any) -> Any:
+        """Read a body sent without content-length (chunked), stopping at the limit, and
+        hand BentoML a receive() that replays it."""
+        body = await read_body(receive, self.max_body)
+        sent = False
+
+        async def replay() -> dict:
+            nonlocal sent
+            if sent:
+                return await receive()  # e.g. http.disconnect
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return replay
