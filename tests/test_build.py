@@ -6,8 +6,8 @@ import subprocess
 
 import httpx
 import pytest
-
 from conftest import FLAGSHIP, NB2PROD, NOTEBOOKS, nb2prod
+
 from nb2prod.build import packaging, testing
 from nb2prod.runtime import registry
 from nb2prod.serve import Server, serving

@@ -3,22 +3,20 @@ by value; what cannot be taken, refused in the notebook, located, all at once.""
 
 import json
 import pickle
-import subprocess
-
 import re
+import subprocess
 import textwrap
 from pathlib import Path
 
 import bentoml
 import pandas as pd
 import pytest
-
 from conftest import NB2PROD, NOTEBOOKS
+
 from nb2prod.authoring import capture
-from nb2prod.core.errors import ExportError
 from nb2prod.build.notebook import from_sources
-from nb2prod.runtime.loading import CAPTURED, code_module, pack
-from nb2prod.runtime.loading import load_version
+from nb2prod.core.errors import ExportError
+from nb2prod.runtime.loading import CAPTURED, code_module, load_version, pack
 
 CELL = """
 import re

@@ -6,9 +6,9 @@ import subprocess
 import bentoml
 import nbformat
 import pytest
+from conftest import FLAGSHIP, NB2PROD, label_of
 from nbformat.v4 import new_code_cell, new_notebook
 
-from conftest import FLAGSHIP, NB2PROD, label_of
 from nb2prod.authoring.doctor import REQUIREMENTS, diagnose
 
 STATIC = [r.name for r in REQUIREMENTS] + ["code exports cleanly"]

@@ -279,8 +279,8 @@ def test_mostly_zero_column_isolates_the_zeros():
 
 
 def test_records_are_binned_like_the_frame_the_service_makes_of_them():
-    from nb2prod.runtime.schema import FrameMaker
     from nb2prod.core.spec import ColumnSpec
+    from nb2prod.runtime.schema import FrameMaker
 
     columns = (ColumnSpec("x", "float", True), ColumnSpec("k", "integer", True),
                ColumnSpec("city", "category", True, ("paris", "lyon", "nice", "rome")),

@@ -8,11 +8,11 @@ import httpx
 import joblib
 import pandas as pd
 import pytest
-
 from conftest import NOTEBOOKS, built
+
 from nb2prod.authoring.proof import same
-from nb2prod.serve import serving
 from nb2prod.runtime.loading import load_version
+from nb2prod.serve import serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 NOTEBOOK = NOTEBOOKS / "lightgbm_categorical.ipynb"

@@ -5,10 +5,10 @@ import subprocess
 
 import httpx
 import pytest
-
 from conftest import NB2PROD, ROOT
-from nb2prod.serve import serving
+
 from nb2prod.runtime.loading import load_version
+from nb2prod.serve import serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 NOTEBOOK = ROOT / "examples" / "loan_approval" / "loan_approval.ipynb"

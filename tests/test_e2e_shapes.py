@@ -8,11 +8,10 @@ import subprocess
 
 import httpx
 import pytest
-
 from conftest import NB2PROD, NOTEBOOKS, built
-from nb2prod.runtime.loading import CAPTURED
+
+from nb2prod.runtime.loading import CAPTURED, load_version
 from nb2prod.serve import serving
-from nb2prod.runtime.loading import load_version
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 TOKEN = "shapes-admin-token-0123456789"

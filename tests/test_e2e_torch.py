@@ -8,12 +8,11 @@ import pytest
 torch = pytest.importorskip("torch")  # CI installs it with the dev extra (pinned, CPU)
 
 import httpx  # noqa: E402
-
 from conftest import NOTEBOOKS, built  # noqa: E402
+
 from nb2prod.authoring.proof import same  # noqa: E402
-from nb2prod.runtime.loading import load_version_parts  # noqa: E402
+from nb2prod.runtime.loading import load_version, load_version_parts  # noqa: E402
 from nb2prod.serve import serving  # noqa: E402
-from nb2prod.runtime.loading import load_version  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 NOTEBOOK = NOTEBOOKS / "torch_module.ipynb"

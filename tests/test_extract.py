@@ -4,12 +4,12 @@ import textwrap
 
 import nbformat
 import pytest
+from conftest import FLAGSHIP
 from nbformat.v4 import new_code_cell, new_notebook
 
-from conftest import FLAGSHIP
-from nb2prod.core.errors import ExportError, NotebookError
 from nb2prod.build.extract import extract
 from nb2prod.build.notebook import read
+from nb2prod.core.errors import ExportError, NotebookError
 
 
 def notebook_of(tmp_path, *sources, name="scratch"):

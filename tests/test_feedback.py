@@ -10,8 +10,15 @@ from audit_db import SALT, answer, rid
 
 from nb2prod.core.errors import UsageError
 from nb2prod.runtime.audit import AuditUnavailable
-from nb2prod.runtime.feedback import (KINDS, FeedbackLog, LabelError, UnknownRecordError,
-                                      export_feedback, infer_kind, predicted_label)
+from nb2prod.runtime.feedback import (
+    KINDS,
+    FeedbackLog,
+    LabelError,
+    UnknownRecordError,
+    export_feedback,
+    infer_kind,
+    predicted_label,
+)
 
 HAS_PARQUET = any(importlib.util.find_spec(m) for m in ("pyarrow", "fastparquet"))
 

@@ -7,8 +7,8 @@ import re
 import bentoml
 import httpx
 import pytest
-
 from conftest import nb2prod
+
 from nb2prod.authoring.doctor import diagnose
 from nb2prod.build.notebook import read
 from nb2prod.serve import serving

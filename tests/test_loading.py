@@ -9,8 +9,16 @@ import joblib
 import pytest
 
 from nb2prod.core.errors import ModelStoreError
-from nb2prod.runtime.loading import (ARTIFACT, CAPTURED, CODE, code_module, load_artifact,
-                                     load_version_parts, pack, sha256_of)
+from nb2prod.runtime.loading import (
+    ARTIFACT,
+    CAPTURED,
+    CODE,
+    code_module,
+    load_artifact,
+    load_version_parts,
+    pack,
+    sha256_of,
+)
 
 CODE_SOURCE = '''
 class Scale:

@@ -8,9 +8,8 @@ import subprocess
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook, new_output
-
 from conftest import NB2PROD
+from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 
 def nb2prod_test(*args, cwd):

@@ -2,8 +2,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from nb2prod.core.errors import UsageError
 from nb2prod.build.notebook import python_of, read
+from nb2prod.core.errors import UsageError
 
 
 def test_cells_are_numbered_as_a_person_counts_them(tmp_path):

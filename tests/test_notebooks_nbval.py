@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 SHIPPED = sorted([*ROOT.glob("notebooks/*.ipynb"), *ROOT.glob("examples/**/*.ipynb")])

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import FLAGSHIP, label_of
 from IPython.core.interactiveshell import InteractiveShell
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 
-from conftest import FLAGSHIP, label_of
 from nb2prod.authoring import panel, scaffold
 from nb2prod.authoring.doctor import REQUIREMENTS
 

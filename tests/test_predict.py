@@ -4,7 +4,6 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import nb2prod as n2p
-
 from nb2prod.core.markers import Marked
 from nb2prod.runtime.predict import NoFallbackError, Policy, Predictor, RequestRejected
 
@@ -201,8 +200,8 @@ TRAINING = pd.DataFrame({"channel": pd.Categorical(["web", "store", "phone", "we
 def served(checks, seen):
     """What the service does with records: a Predictor over the compiled drafted suite,
     fed the frame the service makes and the same rows as the model gets them."""
-    from nb2prod.checks.compiled import CompiledSuite
     from nb2prod.authoring.drafting import infer_columns
+    from nb2prod.checks.compiled import CompiledSuite
     from nb2prod.runtime.schema import FrameMaker
 
     def model_fn(model, X):

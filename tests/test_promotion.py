@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from nb2prod.lifecycle import promotion
 from nb2prod.authoring.drafting import evaluate_gate
 from nb2prod.core.spec import ColumnSpec, Contract, at_most
+from nb2prod.lifecycle import promotion
 
 COLUMNS = (ColumnSpec("age", "integer", False), ColumnSpec("income", "float", True))
 

@@ -14,10 +14,10 @@ import types
 import pytest
 
 import nb2prod as n2p
-from nb2prod.runtime import registry
 from nb2prod.core.errors import ModelStoreError
 from nb2prod.core.settings import ENV_CHAMPION, ENV_CHAMPION_FILE
-from nb2prod.runtime.registry import Promotion, ProductionMoved
+from nb2prod.runtime import registry
+from nb2prod.runtime.registry import ProductionMoved, Promotion
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -149,8 +149,8 @@ def test_an_unreadable_registry_is_a_clear_error():
 @pytest.fixture
 def saved_model(monkeypatch):
     """A real model version in the session's store, saved from a notebook-like __main__."""
-    from sklearn.dummy import DummyClassifier
     import pandas as pd
+    from sklearn.dummy import DummyClassifier
 
     main = types.ModuleType("__main__")
     monkeypatch.setitem(sys.modules, "__main__", main)

@@ -17,22 +17,21 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import FLAGSHIP, NB2PROD, NOTEBOOKS
+from process_tree import kill_tree
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from conftest import FLAGSHIP, NB2PROD, NOTEBOOKS
-from nb2prod.checks.compiled import CompiledSuite
 from nb2prod.build.extract import extract
-from nb2prod.core.markers import Marked, collect
 from nb2prod.build.notebook import read
+from nb2prod.checks.compiled import CompiledSuite
+from nb2prod.core.markers import Marked, collect
+from nb2prod.runtime.loading import code_module, load_version
 from nb2prod.runtime.predict import Policy, Predictor
-from nb2prod.runtime.loading import code_module
 from nb2prod.serve import Server
-from nb2prod.runtime.loading import load_version
-from process_tree import kill_tree
 
 DEADLINE = 0.5  # seconds: model_hangs' save_model(timeout_s=0.5)
 MISBEHAVES = {"model_raises": "error", "model_hangs": "timeout",

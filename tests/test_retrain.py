@@ -23,19 +23,18 @@ import time
 from dataclasses import replace
 
 import httpx
-
 import pytest
+from conftest import NB2PROD, NOTEBOOKS, nb2prod
 from sklearn.datasets import load_breast_cancer
 from typer.testing import CliRunner
 
-from conftest import NB2PROD, NOTEBOOKS, nb2prod
 from nb2prod.build import packaging
-from nb2prod.runtime import registry
 from nb2prod.cli import app
 from nb2prod.core.errors import BuildError
 from nb2prod.lifecycle.retrain import fingerprint
-from nb2prod.serve import serving
+from nb2prod.runtime import registry
 from nb2prod.runtime.loading import load_version
+from nb2prod.serve import serving
 
 NOTEBOOK = NOTEBOOKS / "scores_champion.ipynb"
 NAME = "scores_champion"

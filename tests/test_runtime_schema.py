@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from nb2prod.runtime.schema import FrameMaker, record_type
 from nb2prod.core.spec import ColumnSpec
+from nb2prod.runtime.schema import FrameMaker, record_type
 
 COLUMNS = (ColumnSpec("age", "integer", False), ColumnSpec("income", "float", True),
            ColumnSpec("region", "category", False, ("n", "s")),

@@ -8,14 +8,14 @@ import textwrap
 
 import nbformat
 import pytest
+from conftest import NB2PROD, NOTEBOOKS
 from nbformat.v4 import new_code_cell, new_notebook
 
-from conftest import NB2PROD, NOTEBOOKS
 from nb2prod.build.directives import SKIPPED_SOURCE
-from nb2prod.core.errors import ExportError, NotebookError
 from nb2prod.build.execute import PREPARED, prepare
 from nb2prod.build.extract import extract
 from nb2prod.build.notebook import read
+from nb2prod.core.errors import ExportError, NotebookError
 
 WAYS = ("decorators", "magics", "directives", "tags")
 CELL_WAYS = ("magics", "directives", "tags")  # the spellings that can say export and skip

@@ -88,8 +88,8 @@ def suite_for(df):
 def test_checks_are_stored_as_ge_json_and_the_reference_is_validated(notebook_namespace, capsys):
     import great_expectations as gx
 
-    from nb2prod.runtime.loading import SUITE
     from nb2prod.checks.validation import REPORT_HTML, read
+    from nb2prod.runtime.loading import SUITE
 
     tag = n2p.save_model("people", MODEL, reference=X, checks=suite_for(X))
     contract, path = load_version(tag)

@@ -127,8 +127,9 @@ class Unprocessable(ServiceError):
 
     status = 422
 
-    def __init__(self, what: str, *, detail: list, where: str | None = None,
-                 fix: str | None = None):
+    def __init__(
+        self, what: str, *, detail: list, where: str | None = None, fix: str | None = None
+    ):
         super().__init__(what, where=where, fix=fix)
         self.detail = detail
 

@@ -83,9 +83,11 @@ class Binner:
 
     def __init__(self, profile: dict[str, Any]):
         if profile.get("format") != FORMAT:
-            raise ValueError(f"not a drift profile in format {FORMAT!r} (got "
-                             f"{profile.get('format')!r}); make it with "
-                             "nb2prod.authoring.profile.profile")
+            raise ValueError(
+                f"not a drift profile in format {FORMAT!r} (got "
+                f"{profile.get('format')!r}); make it with "
+                "nb2prod.authoring.profile.profile"
+            )
         feats = profile["features"]
         numeric = [n for n, f in feats.items() if f["kind"] == "numeric"]
         categorical = [n for n, f in feats.items() if f["kind"] == "categorical"]
@@ -109,13 +111,15 @@ class Binner:
         # (edges, 1, features), NaN-padded: x >= NaN is False, so padding adds nothing.
         self.edges = np.full((width, 1, len(numeric)), np.nan)
         for j, e in enumerate(edges):
-            self.edges[:len(e), 0, j] = e
-        self.num_start = self.starts[:len(numeric)].astype(self.dtype)
-        self.num_null = (self.starts[:len(numeric)] + sizes[:len(numeric)] - 1).astype(self.dtype)
-        self.lookups = [{c: int(self.starts[j]) + i for i, c in enumerate(feats[n]["categories"])}
-                        for j, n in enumerate(categorical, start=len(numeric))]
-        cat_sizes = sizes[len(numeric):]
-        self.cat_null = self.starts[len(numeric):] + cat_sizes - 1
+            self.edges[: len(e), 0, j] = e
+        self.num_start = self.starts[: len(numeric)].astype(self.dtype)
+        self.num_null = (self.starts[: len(numeric)] + sizes[: len(numeric)] - 1).astype(self.dtype)
+        self.lookups = [
+            {c: int(self.starts[j]) + i for i, c in enumerate(feats[n]["categories"])}
+            for j, n in enumerate(categorical, start=len(numeric))
+        ]
+        cat_sizes = sizes[len(numeric) :]
+        self.cat_null = self.starts[len(numeric) :] + cat_sizes - 1
         self.cat_other = self.cat_null - 1
         self._seen: tuple[Any, list[Any], np.ndarray, bool] | None = None
 
@@ -133,8 +137,11 @@ class Binner:
 
     def records(self, records: list[dict[str, Any]]) -> np.ndarray:
         """Flat bin indices for JSON-like records; a missing key counts as null."""
-        values = np.fromiter((r.get(name) for r in records for name in self.names),
-                             dtype=object, count=len(records) * len(self.names))
+        values = np.fromiter(
+            (r.get(name) for r in records for name in self.names),
+            dtype=object,
+            count=len(records) * len(self.names),
+        )
         return self.block(values.reshape(len(records), len(self.names)))
 
     def block(self, values: np.ndarray) -> np.ndarray:
@@ -143,8 +150,7 @@ class Binner:
         k = len(self.numeric)
         if k:
             numeric = values[:, :k]
-            self._numeric_bins(numeric if numeric.dtype == float else _floats(numeric),
-                               out[:, :k])
+            self._numeric_bins(numeric if numeric.dtype == float else _floats(numeric), out[:, :k])
         if self.categorical:
             self._categorical_bins(values[:, k:], out[:, k:])
         return out
@@ -162,8 +168,11 @@ class Binner:
         if missed.size:
             nulls = pd.isna(values)
             for i, j in missed.tolist():
-                codes[i, j] = (self.cat_null[j] if nulls[i, j]
-                               else _get(gets[j], json_key(values[i, j]), self.cat_other[j]))
+                codes[i, j] = (
+                    self.cat_null[j]
+                    if nulls[i, j]
+                    else _get(gets[j], json_key(values[i, j]), self.cat_other[j])
+                )
         out[:] = codes
 
     def _numeric_bins(self, values: np.ndarray, out: np.ndarray) -> None:
@@ -174,8 +183,8 @@ class Binner:
         # keep the (edges, rows, features) temporary near 1 MB for big requests.
         step = max(1, 2**20 // max(1, self.edges.size))
         for i in range(0, len(values), step):
-            counts = (values[None, i:i + step] >= self.edges).sum(axis=0, dtype=np.uint8)
-            np.add(counts, self.num_start, out=out[i:i + step], casting="unsafe")
+            counts = (values[None, i : i + step] >= self.edges).sum(axis=0, dtype=np.uint8)
+            np.add(counts, self.num_start, out=out[i : i + step], casting="unsafe")
         nan = np.isnan(values)
         if nan.any():
             np.copyto(out, np.broadcast_to(self.num_null, out.shape), where=nan)
@@ -192,8 +201,10 @@ class Binner:
         where = {str(c): i for i, c in enumerate(labels)}
         missing = [n for n in self.names if n not in where]
         if missing:
-            raise ValueError(f"drift monitor: column(s) {missing} of the reference profile "
-                             "are missing from the observed frame")
+            raise ValueError(
+                f"drift monitor: column(s) {missing} of the reference profile "
+                "are missing from the observed frame"
+            )
         positions = np.array([where[n] for n in self.names], dtype=np.intp)
         identity = bool(np.array_equal(positions, np.arange(len(labels))))
         self._seen = (X.columns, labels, positions, identity)  # one atomic assignment
@@ -246,14 +257,24 @@ class DriftMonitor:
     allocation that outlives the call); ``report()`` for ``GET /drift`` and gauges.
     """
 
-    def __init__(self, profile: dict[str, Any], *, window: int = 10_000,
-                 threshold: float = 0.2, min_rows: int = 500, check_every: int = 100):
+    def __init__(
+        self,
+        profile: dict[str, Any],
+        *,
+        window: int = 10_000,
+        threshold: float = 0.2,
+        min_rows: int = 500,
+        check_every: int = 100,
+    ):
         if window < 1 or not 1 <= min_rows <= window:
-            raise ValueError(f"need 1 <= min_rows <= window; got min_rows={min_rows}, "
-                             f"window={window}")
+            raise ValueError(
+                f"need 1 <= min_rows <= window; got min_rows={min_rows}, window={window}"
+            )
         if threshold <= 0 or check_every < 1:
-            raise ValueError(f"need threshold > 0 and check_every >= 1; got "
-                             f"threshold={threshold}, check_every={check_every}")
+            raise ValueError(
+                f"need threshold > 0 and check_every >= 1; got "
+                f"threshold={threshold}, check_every={check_every}"
+            )
         self.binner = Binner(profile)
         self.window, self.threshold = window, float(threshold)
         self.min_rows, self.check_every = min_rows, check_every
@@ -280,7 +301,7 @@ class DriftMonitor:
         if n == 0:
             return []
         # Only the newest `window` rows can stay in the window.
-        return self._add(self.binner(X if n <= self.window else X.iloc[n - self.window:]), n)
+        return self._add(self.binner(X if n <= self.window else X.iloc[n - self.window :]), n)
 
     def observe_records(self, records: list[dict[str, Any]]) -> list[str]:
         """``observe`` for the request's records themselves; a missing key counts as null.
@@ -290,7 +311,7 @@ class DriftMonitor:
         """
         if not records:
             return []
-        return self._add(self.binner.records(records[-self.window:]), len(records))
+        return self._add(self.binner.records(records[-self.window :]), len(records))
 
     def bins(self, floats: pd.DataFrame | None, records: list[dict[str, Any]]) -> np.ndarray:
         """The newest ``window`` rows' bins, for ``add`` later: from ``floats``, the
@@ -299,8 +320,8 @@ class DriftMonitor:
         ``records``."""
         if floats is not None and not self.binner.categorical:
             n = len(floats)
-            return self.binner(floats if n <= self.window else floats.iloc[n - self.window:])
-        return self.binner.records(records[-self.window:])
+            return self.binner(floats if n <= self.window else floats.iloc[n - self.window :])
+        return self.binner.records(records[-self.window :])
 
     def add(self, flat: np.ndarray, n: int) -> list[str]:
         """Count ``n`` observed rows whose newest ones ``bins`` binned; as ``observe``."""
@@ -331,25 +352,38 @@ class DriftMonitor:
             status, scores = dict(self._status), dict(self._psi)
             rows, seen = self._filled, self._seen
         drifting = [n for n in self.binner.order if status[n] == "drift"]
-        overall = ("insufficient_data" if rows < self.min_rows
-                   else "drift" if drifting else "ok")
-        return {"status": overall, "rows": rows, "window": self.window, "observed": seen,
-                "threshold": self.threshold, "min_rows": self.min_rows, "drifting": drifting,
-                "features": {n: {"kind": self.binner.kinds[n], "psi": scores[n],
-                                 "status": status[n]} for n in self.binner.order}}
+        overall = "insufficient_data" if rows < self.min_rows else "drift" if drifting else "ok"
+        return {
+            "status": overall,
+            "rows": rows,
+            "window": self.window,
+            "observed": seen,
+            "threshold": self.threshold,
+            "min_rows": self.min_rows,
+            "drifting": drifting,
+            "features": {
+                n: {"kind": self.binner.kinds[n], "psi": scores[n], "status": status[n]}
+                for n in self.binner.order
+            },
+        }
 
     def histogram(self, feature: str) -> dict[str, Any]:
         """One feature's bins: labels, reference shares and window shares (for debugging)."""
         if feature not in self.binner.kinds:
-            raise KeyError(f"{feature!r} is not in the reference profile; profiled: "
-                           f"{self.binner.names}")
+            raise KeyError(
+                f"{feature!r} is not in the reference profile; profiled: {self.binner.names}"
+            )
         j = self.binner.names.index(feature)
         labels = self.binner.labels[feature]
         span = slice(int(self.binner.starts[j]), int(self.binner.starts[j]) + len(labels))
         with self._lock:
             counts, rows = self._counts[span].copy(), self._filled
-        return {"bins": labels, "reference": self.binner.reference[span].tolist(),
-                "window": (counts / max(rows, 1)).tolist(), "rows": rows}
+        return {
+            "bins": labels,
+            "reference": self.binner.reference[span].tolist(),
+            "window": (counts / max(rows, 1)).tolist(),
+            "rows": rows,
+        }
 
     def _write(self, flat: np.ndarray) -> None:
         """Put ``flat``'s rows (at most ``window``) into the ring; keep counts in step."""
@@ -384,15 +418,26 @@ class DriftMonitor:
         enough = self._filled >= self.min_rows
         entered = []
         for name, score in zip(self.binner.names, scores.tolist()):
-            status = ("insufficient_data" if not enough
-                      else "drift" if score > self.threshold else "ok")
+            status = (
+                "insufficient_data" if not enough else "drift" if score > self.threshold else "ok"
+            )
             before = self._status[name]
             if status == "drift" and before != "drift":
                 entered.append(name)
-                log.warning("drift: input %r has PSI %.3f > %.3g over the last %d rows",
-                            name, score, self.threshold, self._filled)
+                log.warning(
+                    "drift: input %r has PSI %.3f > %.3g over the last %d rows",
+                    name,
+                    score,
+                    self.threshold,
+                    self._filled,
+                )
             elif before == "drift" and status != "drift":
-                log.info("drift: input %r is back to PSI %.3f <= %.3g over the last %d rows",
-                         name, score, self.threshold, self._filled)
+                log.info(
+                    "drift: input %r is back to PSI %.3f <= %.3g over the last %d rows",
+                    name,
+                    score,
+                    self.threshold,
+                    self._filled,
+                )
             self._status[name], self._psi[name] = status, round(score, 6)
         return entered

@@ -84,14 +84,16 @@ class KindRegistry:
     def get(self, name: str) -> LabelKind:
         """The kind called ``name``, or a ``UsageError`` listing the known ones."""
         if name not in self._kinds:
-            raise UsageError(f"unknown output kind {name!r}", where="FeedbackLog(kind=...)",
-                             fix=f"use one of {sorted(self._kinds)}")
+            raise UsageError(
+                f"unknown output kind {name!r}",
+                where="FeedbackLog(kind=...)",
+                fix=f"use one of {sorted(self._kinds)}",
+            )
         return self._kinds[name]
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _family(value: Any) -> str:
@@ -100,11 +102,15 @@ def _family(value: Any) -> str:
 
 def _class_problem(label: Any, predicted: Any) -> str | None:
     if not (isinstance(label, (str, bool)) or _number(label)):
-        return (f"a classifier label is one class (a string, integer or boolean), "
-                f"not {type(label).__name__} {label!r}")
+        return (
+            f"a classifier label is one class (a string, integer or boolean), "
+            f"not {type(label).__name__} {label!r}"
+        )
     if isinstance(label, str) != isinstance(predicted, str):
-        return (f"the label {label!r} is {_family(label)} but the model predicts "
-                f"{_family(predicted)} (e.g. {predicted!r})")
+        return (
+            f"the label {label!r} is {_family(label)} but the model predicts "
+            f"{_family(predicted)} (e.g. {predicted!r})"
+        )
     return None
 
 
@@ -117,11 +123,24 @@ def _value_problem(label: Any, predicted: Any) -> str | None:
 
 
 KINDS = KindRegistry()
-KINDS.register(LabelKind("classifier", "accuracy",
-                         field=lambda v: isinstance(v, (str, int)),  # bool is an int
-                         problem=_class_problem, score=lambda y, p: float(y == p)))
-KINDS.register(LabelKind("regressor", "mae", field=_number, problem=_value_problem,
-                         score=lambda y, p: abs(float(y) - float(p))))
+KINDS.register(
+    LabelKind(
+        "classifier",
+        "accuracy",
+        field=lambda v: isinstance(v, (str, int)),  # bool is an int
+        problem=_class_problem,
+        score=lambda y, p: float(y == p),
+    )
+)
+KINDS.register(
+    LabelKind(
+        "regressor",
+        "mae",
+        field=_number,
+        problem=_value_problem,
+        score=lambda y, p: abs(float(y) - float(p)),
+    )
+)
 
 
 def predicted_label(prediction: Any, kind: LabelKind, label_field: str | None = None) -> Any:
@@ -130,16 +149,20 @@ def predicted_label(prediction: Any, kind: LabelKind, label_field: str | None = 
         return prediction
     if label_field is not None:
         if label_field not in prediction:
-            raise Nb2prodError(f"the prediction has no field {label_field!r}",
-                               where=f"fields {list(prediction)}",
-                               fix=f"set label_field to one of {list(prediction)}")
+            raise Nb2prodError(
+                f"the prediction has no field {label_field!r}",
+                where=f"fields {list(prediction)}",
+                fix=f"set label_field to one of {list(prediction)}",
+            )
         return prediction[label_field]
     for value in prediction.values():
         if kind.field(value):
             return value
-    raise Nb2prodError(f"no field of the prediction can be a {kind.name}'s label",
-                       where=f"fields {list(prediction)}",
-                       fix="set label_field to the field that holds the predicted label")
+    raise Nb2prodError(
+        f"no field of the prediction can be a {kind.name}'s label",
+        where=f"fields {list(prediction)}",
+        fix="set label_field to the field that holds the predicted label",
+    )
 
 
 def infer_kind(prediction: Any, label_field: str | None = None) -> str:
@@ -162,8 +185,9 @@ class FeedbackLog:
     picks the predicted label out of dict-shaped predictions.
     """
 
-    def __init__(self, audit: AuditLog, *, kind: str = "classifier",
-                 label_field: str | None = None):
+    def __init__(
+        self, audit: AuditLog, *, kind: str = "classifier", label_field: str | None = None
+    ):
         self.audit = audit
         self.kind = KINDS.get(kind)
         self.label_field = label_field
@@ -186,26 +210,36 @@ class FeedbackLog:
         with self.audit.transaction() as tx:
             return self.record_in(tx, request_id, row, label)
 
-    def record_in(self, tx: Transaction, request_id: str, row: int,
-                  label: Any) -> FeedbackResult:
+    def record_in(self, tx: Transaction, request_id: str, row: int, label: Any) -> FeedbackResult:
         """``record_feedback`` inside the caller's transaction (the review queue's resolve)."""
         found = tx.answered(request_id, lock=True)  # concurrent labels for one request take turns
         if found is None or not 0 <= row < len(found.output):
             raise UnknownRecordError(
-                f"no audited answer for request {request_id!r}, row {row}" + (
-                    f" (it has {len(found.output)} row(s))" if found is not None else ""),
-                where=self.audit.url, fix="use the request_id a /predict response returned "
-                "and a row below its number of records")
+                f"no audited answer for request {request_id!r}, row {row}"
+                + (f" (it has {len(found.output)} row(s))" if found is not None else ""),
+                where=self.audit.url,
+                fix="use the request_id a /predict response returned "
+                "and a row below its number of records",
+            )
         answer = found.output[row]
         predicted = predicted_label(answer.get("prediction"), self.kind, self.label_field)
         problem = self.kind.problem(label, predicted)
         if problem:
-            raise LabelError(problem, where=f"feedback for request {request_id}, row {row}",
-                             fix=f"send a label of the type this {self.kind.name} predicts")
+            raise LabelError(
+                problem,
+                where=f"feedback for request {request_id}, row {row}",
+                fix=f"send a label of the type this {self.kind.name} predicts",
+            )
         score = self.kind.score(label, predicted)
-        new = tx.write_label(request_id, row, model_version=found.model_version,
-                             source=answer.get("source"), kind=self.kind.name, label=label,
-                             score=score)
+        new = tx.write_label(
+            request_id,
+            row,
+            model_version=found.model_version,
+            source=answer.get("source"),
+            kind=self.kind.name,
+            label=label,
+            score=score,
+        )
         return FeedbackResult(request_id, row, found.model_version, new, score)
 
     def quality(self, model_version: str) -> dict[str, Any]:
@@ -217,6 +251,7 @@ class FeedbackLog:
 
 
 # -- export -----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ExportResult:
@@ -237,20 +272,29 @@ class Writer:
     def check(self, path: Path) -> None:
         """Refuse early, before any database work, when the format's library is missing."""
         if self.needs and not any(importlib.util.find_spec(m) for m in self.needs):
-            raise UsageError(f"writing {path.suffix} needs {' or '.join(self.needs)}, which "
-                             "is not installed", where=str(path),
-                             fix=f"pip install {self.needs[0]}, or export to a .csv path")
+            raise UsageError(
+                f"writing {path.suffix} needs {' or '.join(self.needs)}, which is not installed",
+                where=str(path),
+                fix=f"pip install {self.needs[0]}, or export to a .csv path",
+            )
 
 
 WRITERS = {  # by file extension
     ".csv": Writer(lambda frame, path: frame.to_csv(path, index=False)),
-    ".parquet": Writer(lambda frame, path: frame.to_parquet(path, index=False),
-                       needs=("pyarrow", "fastparquet")),
+    ".parquet": Writer(
+        lambda frame, path: frame.to_parquet(path, index=False), needs=("pyarrow", "fastparquet")
+    ),
 }
 
 
-def export_feedback(url: str | None, name: str, out_path: str | Path, *,
-                    table_prefix: str = "nb2prod_", label_column: str = "label") -> ExportResult:
+def export_feedback(
+    url: str | None,
+    name: str,
+    out_path: str | Path,
+    *,
+    table_prefix: str = "nb2prod_",
+    label_column: str = "label",
+) -> ExportResult:
     """Write model ``name``'s labelled inputs (every version) to ``out_path``.
 
     ``url`` None: ``$NB2PROD_AUDIT_URL``, else the database ``name``'s services write by
@@ -262,11 +306,13 @@ def export_feedback(url: str | None, name: str, out_path: str | Path, *,
     out = Path(out_path)
     writer = WRITERS.get(out.suffix.lower())
     if writer is None:
-        raise UsageError(f"cannot write {out.suffix or 'files without an extension'}",
-                         where=str(out), fix=f"end the path with one of {sorted(WRITERS)}")
+        raise UsageError(
+            f"cannot write {out.suffix or 'files without an extension'}",
+            where=str(out),
+            fix=f"end the path with one of {sorted(WRITERS)}",
+        )
     writer.check(out)
-    audit = AuditLog.open(url, model_version=name, table_prefix=table_prefix,
-                          flush_interval=None)
+    audit = AuditLog.open(url, model_version=name, table_prefix=table_prefix, flush_interval=None)
     try:
         with audit.transaction(readonly=True) as tx:
             rows = tx.labelled_inputs(name)
@@ -274,8 +320,11 @@ def export_feedback(url: str | None, name: str, out_path: str | Path, *,
         audit.close()
     frame = pd.DataFrame([record for record, _ in rows])
     if label_column in frame.columns:
-        raise UsageError(f"the inputs already have a column {label_column!r}", where=str(out),
-                         fix="pass another label_column")
+        raise UsageError(
+            f"the inputs already have a column {label_column!r}",
+            where=str(out),
+            fix="pass another label_column",
+        )
     frame[label_column] = [label for _, label in rows]
     out.parent.mkdir(parents=True, exist_ok=True)
     writer.write(frame, out)

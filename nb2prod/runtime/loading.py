@@ -55,8 +55,9 @@ def sha256_of(path: Path) -> str:
 
 def pack(values: dict[str, bytes], needs_code: set[str]) -> bytes:
     """``captured.pkl``'s bytes: each value pickled on its own, so each loads on its own."""
-    return pickle.dumps({"format": FORMAT, "values": values, "needs_code": sorted(needs_code)},
-                        protocol=5)
+    return pickle.dumps(
+        {"format": FORMAT, "values": values, "needs_code": sorted(needs_code)}, protocol=5
+    )
 
 
 def _resolve(code: ModuleType | None, module: str, name: str) -> Any:
@@ -71,7 +72,8 @@ def _resolve(code: ModuleType | None, module: str, name: str) -> Any:
             raise ModelStoreError(
                 f"the saved model needs {name} from the notebook, but the exported code "
                 f"({getattr(code, '__file__', code.__name__)}) has no {name}",
-                fix="rebuild: nb2prod build exports what the model refers to") from None
+                fix="rebuild: nb2prod build exports what the model refers to",
+            ) from None
     return value
 
 
@@ -123,11 +125,14 @@ def _same_as_imported(folder: Path, modules: dict[str, str]) -> None:
         if "/" in relative:  # .../modules/features/__init__.py: two levels up
             base = base.parent
         there = base / relative
-        if there != (folder / relative).resolve() and \
-                (not there.exists() or sha256_of(there) != sha256):
-            raise ModelStoreError(f"this process has imported another {relative} than the "
-                                  f"one version {folder.parent.name} was saved with",
-                                  fix="start a new process (serve the bento built for it)")
+        if there != (folder / relative).resolve() and (
+            not there.exists() or sha256_of(there) != sha256
+        ):
+            raise ModelStoreError(
+                f"this process has imported another {relative} than the "
+                f"one version {folder.parent.name} was saved with",
+                fix="start a new process (serve the bento built for it)",
+            )
 
 
 def add_modules(folder: Path) -> None:
@@ -154,19 +159,23 @@ def code_module(source: str, name: str, filename: str, captured: bytes | None) -
     return module
 
 
-def load_version_parts(path: Path, contract: Any, *, source: str | None = None,
-                       name: str = "nb2prod_notebook") -> tuple[ModuleType, Any]:
+def load_version_parts(
+    path: Path, contract: Any, *, source: str | None = None, name: str = "nb2prod_notebook"
+) -> tuple[ModuleType, Any]:
     """The code module and the model of the version stored in ``path``, every file checked
     against the sha256 its ``contract`` pins. ``source``: the code to run instead of the
     version's own ``code.py`` (a bento's copy), which must be the same code."""
+
     def pinned(file: str, sha256: str | None, read: bool = True) -> bytes | None:
         target = path / file
         if not sha256:
             return None
         if not target.exists() or sha256_of(target) != sha256:
-            raise ModelStoreError(f"{target} is missing or was changed after the model was "
-                                  "saved (its sha256 differs from the contract's)",
-                                  fix="restore the model version or run nb2prod build again")
+            raise ModelStoreError(
+                f"{target} is missing or was changed after the model was "
+                "saved (its sha256 differs from the contract's)",
+                fix="restore the model version or run nb2prod build again",
+            )
         return target.read_bytes() if read else None
 
     modules = getattr(contract, "modules", None) or {}
@@ -180,8 +189,10 @@ def load_version_parts(path: Path, contract: Any, *, source: str | None = None,
     if source is None:
         source = own.decode() if own is not None else ""
     elif own is not None and hashlib.sha256(source.encode()).hexdigest() != contract.code_sha256:
-        raise ModelStoreError(f"model version {path.name} was saved with other notebook code "
-                              "than this service runs", fix="serve the bento built for it")
+        raise ModelStoreError(
+            f"model version {path.name} was saved with other notebook code than this service runs",
+            fix="serve the bento built for it",
+        )
     module = code_module(source, name, str(path / CODE), captured)
     pinned(ARTIFACT, contract.artifact_sha256, read=False)
     return module, load_artifact(path / ARTIFACT, module)
@@ -195,16 +206,20 @@ def load_version(tag: str) -> tuple[Contract, Path]:
     try:
         stored = bentoml.models.get(tag)
     except NotFound:
-        raise ModelStoreError(f"model {tag} is not in the BentoML model store "
-                              f"({os.environ.get('BENTOML_HOME', '~/bentoml')})",
-                              fix="run the notebook (or nb2prod build) to save it, or set "
-                                  "BENTOML_HOME to the store that has it") from None
+        raise ModelStoreError(
+            f"model {tag} is not in the BentoML model store "
+            f"({os.environ.get('BENTOML_HOME', '~/bentoml')})",
+            fix="run the notebook (or nb2prod build) to save it, or set "
+            "BENTOML_HOME to the store that has it",
+        ) from None
     path = Path(stored.path)
     try:
         contract = Contract.from_json(json.loads((path / CONTRACT).read_text()))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelStoreError(f"model {tag} has no readable {CONTRACT} ({exc})",
-                              fix="save it with n2p.save_model(...)") from None
+        raise ModelStoreError(
+            f"model {tag} has no readable {CONTRACT} ({exc})",
+            fix="save it with n2p.save_model(...)",
+        ) from None
     return contract, path
 
 
@@ -221,6 +236,8 @@ def verify_artifact(path: Path, sha256: str) -> None:
     """Raise ``ModelStoreError`` unless ``model.joblib`` has the pinned sha256."""
     actual = sha256_of(path / ARTIFACT)
     if actual != sha256:
-        raise ModelStoreError(f"{path / ARTIFACT} has sha256 {actual[:12]}…, but this build "
-                              f"pinned {sha256[:12]}…; the model file was changed after the build",
-                              fix="restore the model version or run nb2prod build again")
+        raise ModelStoreError(
+            f"{path / ARTIFACT} has sha256 {actual[:12]}…, but this build "
+            f"pinned {sha256[:12]}…; the model file was changed after the build",
+            fix="restore the model version or run nb2prod build again",
+        )

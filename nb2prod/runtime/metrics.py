@@ -16,21 +16,45 @@ from collections import deque
 
 from prometheus_client import Counter, Gauge, Histogram
 
-PREDICTIONS = Counter("nb2prod_predictions", "Rows answered, by source and reason",
-                      ["model_version", "source", "reason"])
-CHECK_FAILURES = Counter("nb2prod_check_failures", "Rows failing an input check, by check "
-                         "and severity", ["model_version", "check", "severity"])
-LATENCY = Histogram("nb2prod_predict_seconds", "Time to answer a request: checks, model, "
-                    "guardrails and fallback", ["model_version"],
-                    buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
-FALLBACK_RATIO = Gauge("nb2prod_fallback_ratio", "Share of the last 1,000 rows answered by "
-                       "the fallback", ["model_version"], multiprocess_mode="mostrecent")
-DRIFT = Gauge("nb2prod_drift_psi", "Population stability index per input feature",
-              ["model_version", "feature"], multiprocess_mode="max")
-QUALITY = Gauge("nb2prod_live_quality", "Quality measured from feedback (accuracy or MAE)",
-                ["model_version", "metric"], multiprocess_mode="mostrecent")
-COST = Counter("nb2prod_model_cost", "Cost of model calls (cost_per_call x rows sent to the "
-               "model)", ["model_version"])
+PREDICTIONS = Counter(
+    "nb2prod_predictions",
+    "Rows answered, by source and reason",
+    ["model_version", "source", "reason"],
+)
+CHECK_FAILURES = Counter(
+    "nb2prod_check_failures",
+    "Rows failing an input check, by check and severity",
+    ["model_version", "check", "severity"],
+)
+LATENCY = Histogram(
+    "nb2prod_predict_seconds",
+    "Time to answer a request: checks, model, guardrails and fallback",
+    ["model_version"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+FALLBACK_RATIO = Gauge(
+    "nb2prod_fallback_ratio",
+    "Share of the last 1,000 rows answered by the fallback",
+    ["model_version"],
+    multiprocess_mode="mostrecent",
+)
+DRIFT = Gauge(
+    "nb2prod_drift_psi",
+    "Population stability index per input feature",
+    ["model_version", "feature"],
+    multiprocess_mode="max",
+)
+QUALITY = Gauge(
+    "nb2prod_live_quality",
+    "Quality measured from feedback (accuracy or MAE)",
+    ["model_version", "metric"],
+    multiprocess_mode="mostrecent",
+)
+COST = Counter(
+    "nb2prod_model_cost",
+    "Cost of model calls (cost_per_call x rows sent to the model)",
+    ["model_version"],
+)
 
 _recent: deque[bool] = deque(maxlen=1000)
 _lock = threading.Lock()
@@ -42,8 +66,12 @@ def count_failures(model_version: str, failures: list[tuple[str, str]]) -> None:
         CHECK_FAILURES.labels(model_version, check, severity).inc(n)
 
 
-def count_answers(model_version: str, answers: list[dict], latency_ms: float = 0.0,
-                  cost_per_call: float | None = None) -> None:
+def count_answers(
+    model_version: str,
+    answers: list[dict],
+    latency_ms: float = 0.0,
+    cost_per_call: float | None = None,
+) -> None:
     """Count one request's answers by where they came from, its latency and its cost."""
     sources = Tally((a["source"], a["reason"] or "") for a in answers)
     for (source, reason), n in sources.items():

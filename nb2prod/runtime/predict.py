@@ -51,9 +51,14 @@ class Findings:
         """Record one row's failure of one check under its severity."""
         self.failures.append((failure["check"], severity))
         if severity == "reject":
-            self.rejected.append({"loc": ["records", row] + ([failure["column"]]
-                                                            if failure.get("column") else []),
-                                  "type": "check", **failure})
+            self.rejected.append(
+                {
+                    "loc": ["records", row]
+                    + ([failure["column"]] if failure.get("column") else []),
+                    "type": "check",
+                    **failure,
+                }
+            )
         elif severity == "fallback":
             self.fallback.add(row)
         else:
@@ -72,8 +77,9 @@ def _verdict(name: str, value: Any, n: int) -> np.ndarray:
         return np.full(n, bool(value))
     arr = np.asarray(value)
     if arr.shape != (n,):
-        raise ValueError(f"{name}() returned shape {arr.shape}; expected one bool per row "
-                         f"({n}) or a single bool")
+        raise ValueError(
+            f"{name}() returned shape {arr.shape}; expected one bool per row ({n}) or a single bool"
+        )
     return arr.astype(bool)
 
 
@@ -97,9 +103,14 @@ class Predictor:
     ``on_failures`` receives every request's ``(check, severity)`` failures (metrics).
     """
 
-    def __init__(self, model: Any, marked: Marked, validator: Any = None,
-                 on_failures: Callable[[list[tuple[str, str]]], None] | None = None,
-                 policy: Policy = Policy()):
+    def __init__(
+        self,
+        model: Any,
+        marked: Marked,
+        validator: Any = None,
+        on_failures: Callable[[list[tuple[str, str]]], None] | None = None,
+        policy: Policy = Policy(),
+    ):
         if marked.model is None:
             raise ValueError("no @n2p.model function to serve")
         self.model = model
@@ -118,21 +129,32 @@ class Predictor:
                 column = X[res.column].tolist() if res.column in X else None  # once, not per row
                 for i in rows_hit:
                     value = scalar(column[i]) if column is not None else None
-                    found.add(int(i), res.severity, {
-                        "check": res.type, "column": res.column, "value": value,
-                        "expected": res.expected,
-                        "msg": f"{res.column!r} = {value!r}, expected {res.expected}"})
+                    found.add(
+                        int(i),
+                        res.severity,
+                        {
+                            "check": res.type,
+                            "column": res.column,
+                            "value": value,
+                            "expected": res.expected,
+                            "msg": f"{res.column!r} = {value!r}, expected {res.expected}",
+                        },
+                    )
         for fn in self.marked.checks:
             ok = _verdict(fn.__name__, fn(X), len(X))
             for i in np.flatnonzero(~ok):
-                found.add(int(i), getattr(spec_of(fn), "severity", None) or "reject", {
-                    "check": fn.__name__, "msg": f"row {int(i)} fails check {fn.__name__}()"})
+                found.add(
+                    int(i),
+                    getattr(spec_of(fn), "severity", None) or "reject",
+                    {"check": fn.__name__, "msg": f"row {int(i)} fails check {fn.__name__}()"},
+                )
         if found.failures and self.on_failures:
             self.on_failures(found.failures)
         return found
 
-    def predict(self, X: pd.DataFrame,
-                model_input: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+    def predict(
+        self, X: pd.DataFrame, model_input: pd.DataFrame | None = None
+    ) -> list[dict[str, Any]]:
         """One ``{"prediction", "source", "reason", "warnings"}`` per row of ``X``.
 
         The checks see ``X`` as the request gave it; the model, its guardrails and the
@@ -149,38 +171,59 @@ class Predictor:
         answers: list[Any] = [None] * n
         todo = [i for i in range(n) if reasons[i] is None]
         if todo:
-            self._model(X if len(todo) == n else X.iloc[todo].reset_index(drop=True),
-                        todo, reasons, answers)
+            self._model(
+                X if len(todo) == n else X.iloc[todo].reset_index(drop=True), todo, reasons, answers
+            )
         review = self.policy.low_confidence == "review"
-        bad = [i for i in range(n) if reasons[i] is not None
-               and not (review and reasons[i] == "low_confidence")]
+        bad = [
+            i
+            for i in range(n)
+            if reasons[i] is not None and not (review and reasons[i] == "low_confidence")
+        ]
         if bad:
-            for i, value in zip(bad, self._run_fallback(X.iloc[bad].reset_index(drop=True),
-                                                        [reasons[i] for i in bad])):
+            for i, value in zip(
+                bad,
+                self._run_fallback(X.iloc[bad].reset_index(drop=True), [reasons[i] for i in bad]),
+            ):
                 answers[i] = value
-        return [{"prediction": None if source == "pending_review" else a, "source": source,
-                 "reason": r, "warnings": found.warnings.get(i, [])}
-                for i, (a, r) in enumerate(zip(answers, reasons))
-                for source in [_source(r, review)]]
+        return [
+            {
+                "prediction": None if source == "pending_review" else a,
+                "source": source,
+                "reason": r,
+                "warnings": found.warnings.get(i, []),
+            }
+            for i, (a, r) in enumerate(zip(answers, reasons))
+            for source in [_source(r, review)]
+        ]
 
-    def _model(self, X: pd.DataFrame, positions: list[int], reasons: list[str | None],
-               answers: list[Any]) -> None:
+    def _model(
+        self, X: pd.DataFrame, positions: list[int], reasons: list[str | None], answers: list[Any]
+    ) -> None:
         """Ask the model for ``X`` (the rows at ``positions``); mark rows it cannot answer."""
         model = self.marked.model
         assert model is not None  # Predictor refuses a code module without one
         try:
-            result = (self.deadline.call(model, self.model, X) if self.deadline
-                      else model(self.model, X))
+            result = (
+                self.deadline.call(model, self.model, X) if self.deadline else model(self.model, X)
+            )
             got, nan = rows_and_nan(result, len(X))
         except DeadlineExceeded as exc:
-            log.warning("model function %s(): %s; using the fallback for %d row(s)",
-                        model.__name__, exc, len(X))
+            log.warning(
+                "model function %s(): %s; using the fallback for %d row(s)",
+                model.__name__,
+                exc,
+                len(X),
+            )
             for i in positions:
                 reasons[i] = "timeout"
             return
         except Exception:
-            log.exception("model function %s() failed on %d row(s); using the fallback",
-                          model.__name__, len(X))
+            log.exception(
+                "model function %s() failed on %d row(s); using the fallback",
+                model.__name__,
+                len(X),
+            )
             for i in positions:
                 reasons[i] = "error"
             return
@@ -210,11 +253,15 @@ class Predictor:
         fn = self.marked.fallback
         why = ", ".join(sorted({str(r) for r in reasons}))
         if fn is None:
-            raise NoFallbackError(f"the model could not answer {len(X)} row(s) ({why}) and the "
-                                  "notebook defines no @n2p.fallback")
+            raise NoFallbackError(
+                f"the model could not answer {len(X)} row(s) ({why}) and the "
+                "notebook defines no @n2p.fallback"
+            )
         try:
             return rows(fn(X), len(X))
         except Exception:
             log.exception("fallback %s() failed on %d row(s)", fn.__name__, len(X))
-            raise NoFallbackError(f"the model could not answer {len(X)} row(s) ({why}) and "
-                                  f"the fallback {fn.__name__}() failed too; see the server log")
+            raise NoFallbackError(
+                f"the model could not answer {len(X)} row(s) ({why}) and "
+                f"the fallback {fn.__name__}() failed too; see the server log"
+            ) from None  # logged above with its traceback; the client gets no traceback

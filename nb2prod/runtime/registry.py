@@ -112,16 +112,20 @@ class Registry:
 
     def to_json(self) -> dict[str, Any]:
         """The stored form (``production`` repeated at the top for readers in a hurry)."""
-        return {"name": self.name,
-                "production": self.production.version if self.production else None,
-                "history": [asdict(p) for p in self.history], "notes": self.notes}
+        return {
+            "name": self.name,
+            "production": self.production.version if self.production else None,
+            "history": [asdict(p) for p in self.history],
+            "notes": self.notes,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Registry":
         """Inverse of ``to_json``; unknown keys in a history entry are ignored."""
         known = {f.name for f in fields(Promotion)}
-        history = tuple(Promotion(**{k: v for k, v in p.items() if k in known})
-                        for p in data.get("history", ()))
+        history = tuple(
+            Promotion(**{k: v for k, v in p.items() if k in known}) for p in data.get("history", ())
+        )
         return cls(data["name"], history, dict(data.get("notes", {})))
 
 
@@ -139,9 +143,11 @@ def read(name: str) -> Registry:
     except FileNotFoundError:
         return Registry(name)
     except (ValueError, KeyError, TypeError) as exc:
-        raise ModelStoreError(f"{path} is not a readable registry ({exc})",
-                              fix="restore it from a backup: nb2prod replaces it atomically, "
-                                  "so something else wrote to it") from None
+        raise ModelStoreError(
+            f"{path} is not a readable registry ({exc})",
+            fix="restore it from a backup: nb2prod replaces it atomically, "
+            "so something else wrote to it",
+        ) from None
 
 
 def production(name: str) -> str | None:
@@ -194,6 +200,7 @@ def promote(name: str, move: Promotion, expected: str | None) -> Registry:
     The check and the move happen under one lock (compare-and-swap): a version judged
     against one production never replaces another. Raises ``ProductionMoved`` otherwise.
     """
+
     def edit(registry: Registry) -> Registry:
         current = registry.production.version if registry.production else None
         if current != expected:
@@ -201,8 +208,10 @@ def promote(name: str, move: Promotion, expected: str | None) -> Registry:
                 f"production of {name} moved from {expected or 'none'} to {current or 'none'} "
                 f"while {move.version} was being judged; it was not promoted",
                 fix=f"retrain again, or `nb2prod promote {name} {move.version}` to judge it "
-                    "against the new production")
+                "against the new production",
+            )
         return replace(registry, history=registry.history + (replace(move, replaced=current),))
+
     return change(name, edit)
 
 
@@ -242,8 +251,10 @@ def score_champion(evaluate: Callable[[Any], Mapping[str, float]]) -> dict[str, 
         floats = {k: float(v) for k, v in scored.items()}
         metrics: dict[str, float] | None = floats
         found: dict[str, Any] = {"version": tag, "metrics": floats}
-        print(f"nb2prod: production {tag} on this holdout: "
-              + ", ".join(f"{k} = {v:.4g}" for k, v in floats.items()))
+        print(
+            f"nb2prod: production {tag} on this holdout: "
+            + ", ".join(f"{k} = {v:.4g}" for k, v in floats.items())
+        )
     except Exception as exc:  # the candidate's run must not fail because of production
         metrics, found = None, {"version": tag, "error": f"{type(exc).__name__}: {exc}"}
         print(f"nb2prod: production {tag} could not be scored on this holdout: {found['error']}")
@@ -279,10 +290,12 @@ def versions(name: str) -> list[Version]:
         stored = []
     if not stored:
         known = sorted({m.tag.name for m in bentoml.models.list()})
-        raise ModelStoreError(f"no model versions named {name!r} in the BentoML store "
-                              f"({os.environ.get('BENTOML_HOME', '~/bentoml')})",
-                              fix=f"known names: {', '.join(known) or 'none'}; save one "
-                                  "with nb2prod build or nb2prod retrain")
+        raise ModelStoreError(
+            f"no model versions named {name!r} in the BentoML store "
+            f"({os.environ.get('BENTOML_HOME', '~/bentoml')})",
+            fix=f"known names: {', '.join(known) or 'none'}; save one "
+            "with nb2prod build or nb2prod retrain",
+        )
     rows = []
     for model in stored:
         tag = str(model.tag)
@@ -290,7 +303,14 @@ def versions(name: str) -> list[Version]:
             contract, _ = load_version(tag)
         except ModelStoreError:
             continue  # not saved by nb2prod: nothing to judge it by
-        rows.append(Version(tag, contract.created_at, registry.status(tag), contract.metrics,
-                            contract.gate_passed,
-                            tuple(registry.notes.get(tag, {}).get("reasons", ()))))
+        rows.append(
+            Version(
+                tag,
+                contract.created_at,
+                registry.status(tag),
+                contract.metrics,
+                contract.gate_passed,
+                tuple(registry.notes.get(tag, {}).get("reasons", ())),
+            )
+        )
     return rows

@@ -93,8 +93,11 @@ class Reloader:
             name, before = running.contract.name, running.model_tag
             move = _production(name)
             if move.version == before:
-                return {"reloaded": False, "model_version": before,
-                        "message": f"{before} is already production of {name}"}
+                return {
+                    "reloaded": False,
+                    "model_version": before,
+                    "message": f"{before} is already production of {name}",
+                }
             contract, path = self._check(move, running)
             self.current.swap(self.open_serving(move.version, contract, path))
             gc.unfreeze()  # the start-up version, frozen by service._settle, may be freed now
@@ -103,25 +106,35 @@ class Reloader:
 
     def _check(self, move: registry.Promotion, running: Any) -> tuple[Any, Any]:
         """The version's contract and files, if this service can serve it; else ``Conflict``."""
-        deploy = (f"deploy its bento instead: bentoml serve {move.bento}" if move.bento
-                  else "deploy a bento built for it")
+        deploy = (
+            f"deploy its bento instead: bentoml serve {move.bento}"
+            if move.bento
+            else "deploy a bento built for it"
+        )
         if move.code_sha256 and move.code_sha256 != self.code_sha256:
-            raise Conflict(f"production {move.version} was built from other notebook code "
-                           f"than this service runs; {deploy}")
+            raise Conflict(
+                f"production {move.version} was built from other notebook code "
+                f"than this service runs; {deploy}"
+            )
         try:
             contract, path = load_version(move.version)
             if move.artifact_sha256 and move.artifact_sha256 != contract.artifact_sha256:
-                raise Conflict(f"model {move.version} in the store is not the file that was "
-                               "promoted (sha256 differs); promote it again")
+                raise Conflict(
+                    f"model {move.version} in the store is not the file that was "
+                    "promoted (sha256 differs); promote it again"
+                )
             verify_artifact(path, contract.artifact_sha256)
         except Nb2prodError as exc:  # the detail names server paths: log it, don't send it
             log.error("reload: cannot load %s: %s", move.version, exc)
-            raise Conflict(f"cannot load production {move.version} from this service's model "
-                           f"store (missing or changed; see the server log); {deploy}") from None
+            raise Conflict(
+                f"cannot load production {move.version} from this service's model "
+                f"store (missing or changed; see the server log); {deploy}"
+            ) from None
         changes = schema_changes(running.contract.columns, contract.columns)
         if changes:
-            raise Conflict(f"production {move.version} takes other inputs "
-                           f"({'; '.join(changes)}); {deploy}")
+            raise Conflict(
+                f"production {move.version} takes other inputs ({'; '.join(changes)}); {deploy}"
+            )
         return contract, path
 
 
@@ -134,7 +147,9 @@ def _production(name: str) -> registry.Promotion:
         raise ServiceError("cannot read the model registry; see the server log") from None
     if move is None:
         log.error("reload: no production version in %s", registry.home(name))
-        raise Conflict(f"the model registry has no production version of {name}: promote "
-                       f"one with `nb2prod promote {name} VERSION` (the service reads the "
-                       "registry of its BENTOML_HOME)")
+        raise Conflict(
+            f"the model registry has no production version of {name}: promote "
+            f"one with `nb2prod promote {name} VERSION` (the service reads the "
+            "registry of its BENTOML_HOME)"
+        )
     return move

@@ -32,8 +32,9 @@ class ReviewQueue:
         self.audit = audit
         self.feedback = feedback
 
-    def enqueue(self, request_id: str, row: int, reason: str, input: Mapping[str, Any],
-                output: Any) -> int:
+    def enqueue(
+        self, request_id: str, row: int, reason: str, input: Mapping[str, Any], output: Any
+    ) -> int:
         """Queue ``row`` of request ``request_id`` for review; returns the item id.
 
         Queueing the same row again changes nothing and returns the existing id.
@@ -56,14 +57,19 @@ class ReviewQueue:
         with self.audit.transaction() as tx:
             found = tx.review_item(item_id, lock=True)  # two reviewers: one wins
             if found is None:
-                raise UnknownRecordError(f"no review item {item_id}", where=self.audit.url,
-                                         fix="take item ids from the pending() list")
+                raise UnknownRecordError(
+                    f"no review item {item_id}",
+                    where=self.audit.url,
+                    fix="take item ids from the pending() list",
+                )
             item, verdict = found
             if verdict is not None:
                 raise AlreadyResolvedError(
                     f"review item {item_id} was resolved at {verdict.resolved_at} with label "
-                    f"{verdict.label!r}", where=f"request {item.request_id}, row {item.row}",
-                    fix="to change the label, send feedback for that request and row")
+                    f"{verdict.label!r}",
+                    where=f"request {item.request_id}, row {item.row}",
+                    fix="to change the label, send feedback for that request and row",
+                )
             result = self.feedback.record_in(tx, item.request_id, item.row, label)
             tx.resolve_review(item_id, label)
         return result

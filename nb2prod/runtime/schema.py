@@ -42,15 +42,31 @@ def _category_type(col: ColumnSpec) -> Any:
     """The JSON type of the column's categories, open to values training never had."""
     known = [v.item() if isinstance(v, np.generic) else v for v in col.categories or ()]
     # bool before int: True is an int to Python, but a JSON boolean is not a number
-    kinds = sorted({"boolean" if isinstance(v, bool) else "integer" if isinstance(v, int)
-                    else "float" if isinstance(v, float) else "string" for v in known})
+    kinds = sorted(
+        {
+            "boolean"
+            if isinstance(v, bool)
+            else "integer"
+            if isinstance(v, int)
+            else "float"
+            if isinstance(v, float)
+            else "string"
+            for v in known
+        }
+    )
     types = [_FINITE if k == "float" else _PYTHON[k] for k in kinds]
     kind: Any = types[0] if len(types) == 1 else Union[tuple(types)]
     shown = ", ".join(map(str, known[:_SHOWN])) + (
-        f", … ({len(known)} in all)" if len(known) > _SHOWN else "")
-    return Annotated[Optional[kind] if col.nullable else kind, Field(
-        description=f"known values: {shown}; others are accepted and handled by the "
-                    "input checks", examples=known[:_SHOWN])]
+        f", … ({len(known)} in all)" if len(known) > _SHOWN else ""
+    )
+    return Annotated[
+        Optional[kind] if col.nullable else kind,
+        Field(
+            description=f"known values: {shown}; others are accepted and handled by the "
+            "input checks",
+            examples=known[:_SHOWN],
+        ),
+    ]
 
 
 def record_type(columns: tuple[ColumnSpec, ...], name: str) -> type:
@@ -77,8 +93,9 @@ class FrameMaker:
         self.all_float = all(c.dtype == "float" for c in columns)
         # One C call per record for its values in column order (a tuple; one value: a scalar)
         self.values = itemgetter(*self.names) if self.names else (lambda r: ())
-        self.categorical = {n: t for n, t in self.targets.items()
-                            if isinstance(t, pd.CategoricalDtype)}
+        self.categorical = {
+            n: t for n, t in self.targets.items() if isinstance(t, pd.CategoricalDtype)
+        }
 
     @staticmethod
     def _target(col: ColumnSpec) -> Any:
@@ -91,15 +108,16 @@ class FrameMaker:
     def __call__(self, records: list[dict[str, Any]]) -> pd.DataFrame:
         if self.all_float:  # None (a null in a nullable column) becomes NaN
             values = np.array(list(map(self.values, records)), dtype=float)
-            return pd.DataFrame(values.reshape(len(records), len(self.names)),
-                                columns=self.index)
+            return pd.DataFrame(values.reshape(len(records), len(self.names)), columns=self.index)
         X = pd.DataFrame.from_records(records, columns=self.names)
         # Cast only columns whose dtype differs, in one pass over X.dtypes; categoricals
         # are coded below (astype to a category dtype costs ~350 us a column, and pandas
         # deprecates it for values outside the categories).
-        casts = {c: self.targets[c] for c, have in zip(self.names, X.dtypes)
-                 if self.targets[c] is not None and have != self.targets[c]
-                 and c not in self.categorical}
+        casts = {
+            c: self.targets[c]
+            for c, have in zip(self.names, X.dtypes)
+            if self.targets[c] is not None and have != self.targets[c] and c not in self.categorical
+        }
         X = X.astype(casts) if casts else X
         for name, dtype in self.categorical.items():
             X[name] = _coded(X[name].to_numpy(), dtype)
@@ -108,9 +126,12 @@ class FrameMaker:
     def for_model(self, X: pd.DataFrame) -> pd.DataFrame:
         """``X`` with every categorical column back to the training categories (a value
         training never had becomes missing); ``X`` itself when nothing needs it."""
-        back = {name: column.cat.set_categories(dtype.categories)
-                for name, dtype in self.categorical.items()
-                for column in [X[name]] if column.dtype is not dtype and column.dtype != dtype}
+        back = {
+            name: column.cat.set_categories(dtype.categories)
+            for name, dtype in self.categorical.items()
+            for column in [X[name]]
+            if column.dtype is not dtype and column.dtype != dtype
+        }
         return X.assign(**back) if back else X
 
 

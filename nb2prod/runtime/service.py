@@ -45,24 +45,30 @@ def policy_from(contract: Any, now: settings.Settings) -> Policy:
     override it for one deployment (``none`` switches the deadline off)."""
     timeout = contract.timeout_s if now.timeout_s is None else (now.timeout_s or None)
     floor = contract.min_confidence if now.min_confidence is None else now.min_confidence
-    return Policy(timeout_s=timeout, min_confidence=floor,
-                  low_confidence=contract.low_confidence)
+    return Policy(timeout_s=timeout, min_confidence=floor, low_confidence=contract.low_confidence)
 
 
-def _check_start(class_name: str, model_tag: str, model_sha256: str,
-                 code_sha256: str) -> tuple[Any, Path]:
+def _check_start(
+    class_name: str, model_tag: str, model_sha256: str, code_sha256: str
+) -> tuple[Any, Path]:
     """Refuse to start, with a message and no traceback, on a missing or changed model or
     code, or an unreachable audit database."""
     try:
         contract, path = load_version(model_tag)
         if contract.artifact_sha256 != model_sha256:
-            raise ModelStoreError(f"model {model_tag}'s contract names sha256 "
-                                  f"{contract.artifact_sha256[:12]}…, the build pinned "
-                                  f"{model_sha256[:12]}…", fix="run nb2prod build again")
+            raise ModelStoreError(
+                f"model {model_tag}'s contract names sha256 "
+                f"{contract.artifact_sha256[:12]}…, the build pinned "
+                f"{model_sha256[:12]}…",
+                fix="run nb2prod build again",
+            )
         if contract.code_sha256 and code_sha256 != contract.code_sha256:
-            raise ModelStoreError(f"the exported notebook code of this bento is not the code "
-                                  f"model {model_tag} was saved with (it was changed after "
-                                  "the build)", fix="run nb2prod build again")
+            raise ModelStoreError(
+                f"the exported notebook code of this bento is not the code "
+                f"model {model_tag} was saved with (it was changed after "
+                "the build)",
+                fix="run nb2prod build again",
+            )
         verify_artifact(path, model_sha256)
         audit = open_audit(settings.current(), contract, model_tag)  # a bad setting stops here
         if audit is not None:
@@ -73,8 +79,15 @@ def _check_start(class_name: str, model_tag: str, model_sha256: str,
     return contract, path
 
 
-def make_service(*, class_name: str, code_path: str | Path, model_tag: str,
-                 model_sha256: str, built_at: str, module: str) -> Any:
+def make_service(
+    *,
+    class_name: str,
+    code_path: str | Path,
+    model_tag: str,
+    model_sha256: str,
+    built_at: str,
+    module: str,
+) -> Any:
     """The BentoML service for the notebook code in ``code_path`` serving ``model_tag``.
 
     ``model_sha256`` is the artifact hash the build pinned; the service refuses to start
@@ -97,13 +110,21 @@ def make_service(*, class_name: str, code_path: str | Path, model_tag: str,
         now = settings.current()
         code, model = load_version_parts(path, contract, source=source, name=code_path.stem)
         predictor = Predictor(
-            model, collect(vars(code)),
+            model,
+            collect(vars(code)),
             CompiledSuite(json.loads(suite.read_text())) if suite.exists() else None,
             on_failures=lambda failures: metrics.count_failures(tag, failures),
-            policy=policy_from(contract, now))
-        return Serving(model_tag=tag, contract=contract, predictor=predictor, to_frame=to_frame,
-                       profile=json.loads(profile.read_text()) if profile.exists() else None,
-                       settings=now, built_at=built_at)
+            policy=policy_from(contract, now),
+        )
+        return Serving(
+            model_tag=tag,
+            contract=contract,
+            predictor=predictor,
+            to_frame=to_frame,
+            profile=json.loads(profile.read_text()) if profile.exists() else None,
+            settings=now,
+            built_at=built_at,
+        )
 
     def __init__(self: Any) -> None:
         current.swap(open_serving(model_tag, contract, path))
@@ -130,27 +151,41 @@ def make_service(*, class_name: str, code_path: str | Path, model_tag: str,
     # Real objects, not strings: BentoML builds the request schema from them.
     predict.__annotations__ = {
         "records": Annotated[list[Record], Field(min_length=1, max_length=MAX_RECORDS)],  # type: ignore[valid-type]
-        "return": dict}
-    feedback.__annotations__ = {"request_id": Annotated[str, Field(min_length=1, max_length=64)],
-                                "label": Label,
-                                "row": Annotated[int, Field(ge=0, le=MAX_RECORDS - 1)],
-                                "return": dict}
+        "return": dict,
+    }
+    feedback.__annotations__ = {
+        "request_id": Annotated[str, Field(min_length=1, max_length=64)],
+        "label": Label,
+        "row": Annotated[int, Field(ge=0, le=MAX_RECORDS - 1)],
+        "return": dict,
+    }
 
-    cls = type(class_name, (), {
-        "__module__": module, "__doc__": f"nb2prod service for model {model_tag}.",
-        "bento_model": bentoml.models.BentoModel(model_tag), "__init__": __init__,
-        "serving": property(lambda self: current.serving, doc="the Serving answering now"),
-        "predict": bentoml.api(predict), "feedback": bentoml.api(feedback)})
+    cls = type(
+        class_name,
+        (),
+        {
+            "__module__": module,
+            "__doc__": f"nb2prod service for model {model_tag}.",
+            "bento_model": bentoml.models.BentoModel(model_tag),
+            "__init__": __init__,
+            "serving": property(lambda self: current.serving, doc="the Serving answering now"),
+            "predict": bentoml.api(predict),
+            "feedback": bentoml.api(feedback),
+        },
+    )
     svc = bentoml.service(cls, traffic={"timeout": 30}, service_class=DocumentedService)
 
     def on_current(method: str) -> Callable[..., Any]:
         def handle(**args: Any) -> Any:
             with current.use() as serving:  # a reload meanwhile closes it only afterwards
                 return getattr(serving, method)(**args)
+
         return handle
 
-    handlers = {name: on_current(name) for name in ("info", "drift_report", "pending_review",
-                                                   "resolve_review")}
+    handlers = {
+        name: on_current(name)
+        for name in ("info", "drift_report", "pending_review", "resolve_review")
+    }
     handlers["reload"] = Reloader(current, open_serving, code_sha256)
     attach(svc, handlers, settings.current().max_body_bytes)
     return svc
@@ -181,5 +216,10 @@ def _say_if_not_production(name: str, tag: str) -> None:
         log.warning("cannot read the model registry: %s", exc)
         return
     if production is not None and production != tag:
-        log.warning("this service pins %s, but production of %s is %s: POST /admin/reload "
-                    "or serve the bento built for it", tag, name, production)
+        log.warning(
+            "this service pins %s, but production of %s is %s: POST /admin/reload "
+            "or serve the bento built for it",
+            tag,
+            name,
+            production,
+        )

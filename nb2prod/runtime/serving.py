@@ -40,30 +40,44 @@ def open_audit(settings: Settings, contract: Any, model_tag: str) -> AuditLog | 
     ``AuditError`` when the database is unreachable."""
     if not settings.audit:
         return None
-    return AuditLog.open(settings.audit_url, model_version=model_tag,
-                         notebook_sha256=contract.notebook_sha256, pii=contract.pii,
-                         sqlite_synchronous=settings.audit_sync)
+    return AuditLog.open(
+        settings.audit_url,
+        model_version=model_tag,
+        notebook_sha256=contract.notebook_sha256,
+        pii=contract.pii,
+        sqlite_synchronous=settings.audit_sync,
+    )
 
 
 class Serving:
     """Answers requests for one model version and keeps their record."""
 
-    def __init__(self, *, model_tag: str, contract: Any, predictor: Predictor,
-                 to_frame: Any, profile: dict | None, settings: Settings, built_at: str = ""):
+    def __init__(
+        self,
+        *,
+        model_tag: str,
+        contract: Any,
+        predictor: Predictor,
+        to_frame: Any,
+        profile: dict | None,
+        settings: Settings,
+        built_at: str = "",
+    ):
         self.model_tag, self.contract, self.built_at = model_tag, contract, built_at
         self.settings = settings
         self.predictor, self.to_frame = predictor, to_frame
         self.audit = open_audit(settings, contract, model_tag)
-        kind = infer_kind(contract.expected[0]["prediction"]) if contract.expected \
-            else "classifier"
+        kind = infer_kind(contract.expected[0]["prediction"]) if contract.expected else "classifier"
         self.feedback: FeedbackLog | None = None
         self.review: ReviewQueue | None = None
         if self.audit is not None:  # both live in the audit database
             self.feedback = FeedbackLog(self.audit, kind=kind)
             self.review = ReviewQueue(self.audit, self.feedback)
-        self.drift = (DriftMonitor(profile, window=settings.drift_window,
-                                   threshold=settings.drift_threshold)
-                      if profile and settings.drift else None)
+        self.drift = (
+            DriftMonitor(profile, window=settings.drift_window, threshold=settings.drift_threshold)
+            if profile and settings.drift
+            else None
+        )
 
     def predict(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """The answer to one ``POST /predict``: ``Unprocessable`` (422) when a reject-level
@@ -75,8 +89,9 @@ class Serving:
         try:
             answers = self.predictor.predict(X, self.to_frame.for_model(X))
         except RequestRejected as exc:
-            raise Unprocessable(f"{len(exc.errors)} check failure(s): the request is refused",
-                                detail=exc.errors) from None
+            raise Unprocessable(
+                f"{len(exc.errors)} check failure(s): the request is refused", detail=exc.errors
+            ) from None
         except NoFallbackError as exc:
             raise Unavailable(exc.message) from None
         self._watch(seen, len(records))
@@ -85,15 +100,17 @@ class Serving:
         if self.audit is not None:
             review = {i: a["reason"] for i, a in enumerate(answers) if a["reason"] in REVIEWED}
             try:
-                self.audit.record(request_id, records, answers, latency_ms=latency_ms,
-                                  review=review)
+                self.audit.record(
+                    request_id, records, answers, latency_ms=latency_ms, review=review
+                )
             except Nb2prodError as exc:  # never answer what could not be recorded
                 log.error("audit log: %s", exc)
-                raise Unavailable("the prediction could not be recorded in the audit log, so "
-                                  "it is not returned; retry later") from None
+                raise Unavailable(
+                    "the prediction could not be recorded in the audit log, so "
+                    "it is not returned; retry later"
+                ) from None
         metrics.count_answers(self.model_tag, answers, latency_ms, self.contract.cost_per_call)
-        return {"request_id": request_id, "model_version": self.model_tag,
-                "predictions": answers}
+        return {"request_id": request_id, "model_version": self.model_tag, "predictions": answers}
 
     def _bins(self, X: Any, records: list[dict[str, Any]]) -> Any:
         if self.drift is None:
@@ -111,7 +128,8 @@ class Serving:
         try:
             for feature in drift.add(seen, n):
                 metrics.DRIFT.labels(self.model_tag, feature).set(
-                    drift.report()["features"][feature]["psi"] or 0.0)
+                    drift.report()["features"][feature]["psi"] or 0.0
+                )
         except Exception:  # monitoring must never cost a prediction
             log.exception("drift monitoring failed; the prediction is unaffected")
 
@@ -129,32 +147,50 @@ class Serving:
         quality = self.feedback.quality(result.model_version)
         if quality["value"] is not None:
             metrics.QUALITY.labels(result.model_version, quality["metric"]).set(quality["value"])
-        return {"request_id": request_id, "row": row, "new": result.new,
-                "model_version": result.model_version}
+        return {
+            "request_id": request_id,
+            "row": row,
+            "new": result.new,
+            "model_version": result.model_version,
+        }
 
     def startup_line(self) -> str:
         """What this worker serves and how, in one line for the server log: the operator
         sees where the audit log goes (password masked) and what is switched off."""
         deadline = self.predictor.policy.timeout_s
         admin = "on" if self.settings.admin_token else "off (set NB2PROD_ADMIN_TOKEN to enable)"
-        return (f"nb2prod: serving {self.model_tag}; audit log "
-                f"{self.audit.url if self.audit else 'off'}; admin endpoints {admin}; "
-                f"deadline {f'{deadline:g}s' if deadline else 'none'}; "
-                f"drift {'on' if self.drift else 'off'}")
+        return (
+            f"nb2prod: serving {self.model_tag}; audit log "
+            f"{self.audit.url if self.audit else 'off'}; admin endpoints {admin}; "
+            f"deadline {f'{deadline:g}s' if deadline else 'none'}; "
+            f"drift {'on' if self.drift else 'off'}"
+        )
 
     def info(self) -> dict[str, Any]:
         """``GET /model``: the served version's facts plus live quality from feedback."""
         c = self.contract
         return {
-            "name": c.name, "model_version": self.model_tag, "metrics": c.metrics,
-            "gate": [{"metric": g.metric, "value": g.value, "threshold": g.threshold.describe(),
-                      "passed": g.passed} for g in c.gate],
-            "notebook_sha256": c.notebook_sha256, "parameters": c.parameters,
-            "trained_at": c.created_at, "built_at": self.built_at,
+            "name": c.name,
+            "model_version": self.model_tag,
+            "metrics": c.metrics,
+            "gate": [
+                {
+                    "metric": g.metric,
+                    "value": g.value,
+                    "threshold": g.threshold.describe(),
+                    "passed": g.passed,
+                }
+                for g in c.gate
+            ],
+            "notebook_sha256": c.notebook_sha256,
+            "parameters": c.parameters,
+            "trained_at": c.created_at,
+            "built_at": self.built_at,
             "nb2prod_version": c.nb2prod_version,
             # the module-level values the notebook code uses, taken from the training run
             "captured": list(c.captured),
-            "live_quality": self.feedback.quality(self.model_tag) if self.feedback else None}
+            "live_quality": self.feedback.quality(self.model_tag) if self.feedback else None,
+        }
 
     def drift_report(self) -> dict[str, Any]:
         """``GET /drift``: per-feature PSI, thresholds and status; refreshes the gauges."""
@@ -169,16 +205,18 @@ class Serving:
     def pending_review(self) -> dict[str, Any]:
         """``GET /admin/review``: rows waiting for a person, oldest first."""
         items = self.review.pending() if self.review else []
-        return {"pending": [{**vars(i), "created_at": i.created_at.isoformat()}
-                            for i in items]}
+        return {"pending": [{**vars(i), "created_at": i.created_at.isoformat()} for i in items]}
 
     def resolve_review(self, item_id: str, body: Any) -> dict[str, Any]:
         """``POST /admin/review/{item_id}`` with ``{"label": ...}``: the verdict becomes
         feedback. ``Conflict`` (409) when the item was resolved already."""
         if self.review is None:
             raise NotFound("the review queue needs the audit log, which is off")
-        if not re.fullmatch(r"[0-9]{1,18}", item_id) or not isinstance(body, dict) \
-                or "label" not in body:
+        if (
+            not re.fullmatch(r"[0-9]{1,18}", item_id)
+            or not isinstance(body, dict)
+            or "label" not in body
+        ):
             raise BadRequest('POST /admin/review/<item id> with {"label": <the true label>}')
         try:
             result = self.review.resolve(int(item_id), body["label"])
@@ -186,8 +224,12 @@ class Serving:
             raise
         except Nb2prodError as exc:  # any other problem with the label is the request's
             raise BadRequest(exc.what) from None
-        return {"item": int(item_id), "request_id": result.request_id, "row": result.row,
-                "resolved": True}
+        return {
+            "item": int(item_id),
+            "request_id": result.request_id,
+            "row": result.row,
+            "resolved": True,
+        }
 
     def close(self) -> None:
         """Flush and close the audit log."""

@@ -12,10 +12,9 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from nbformat.v4 import new_code_cell, new_markdown_cell
-
 # Run as a script, this folder is on sys.path: reuse the flagship's writer and ids.
 from make_fixtures import HERE, write
+from nbformat.v4 import new_code_cell, new_markdown_cell
 
 
 def _cells(parts: list[tuple[str, str]]) -> list:

@@ -31,6 +31,16 @@ from nb2prod.runtime.audit.log import AuditLog, RecordResult, home_url
 from nb2prod.runtime.audit.pii import MIN_SALT
 from nb2prod.runtime.audit.transaction import Answered, ReviewItem, Transaction, Verdict
 
-__all__ = ["MIN_SALT", "Answered", "AuditError", "AuditLog", "AuditUnavailable",
-           "RecordResult", "ReviewItem", "SpoolFullError", "Transaction", "Verdict",
-           "home_url"]
+__all__ = [
+    "MIN_SALT",
+    "Answered",
+    "AuditError",
+    "AuditLog",
+    "AuditUnavailable",
+    "RecordResult",
+    "ReviewItem",
+    "SpoolFullError",
+    "Transaction",
+    "Verdict",
+    "home_url",
+]

@@ -31,9 +31,15 @@ class Failover:
     ``interval`` set, a daemon thread flushes that often while the spool has entries.
     """
 
-    def __init__(self, spool: Spool, store: Callable[[list[Any], bool], None], *,
-                 unreachable: tuple[type[BaseException], ...], where: str,
-                 interval: float | None = 1.0):
+    def __init__(
+        self,
+        spool: Spool,
+        store: Callable[[list[Any], bool], None],
+        *,
+        unreachable: tuple[type[BaseException], ...],
+        where: str,
+        interval: float | None = 1.0,
+    ):
         self.spool, self.store, self.unreachable, self.where = spool, store, unreachable, where
         self.interval = interval
         self.last_error: str | None = None
@@ -69,7 +75,8 @@ class Failover:
                 f"{self.spool.path} cannot keep the record: {getattr(exc, 'what', exc)}",
                 where=self.where,
                 fix="restore the audit database; spooled records move there on their own "
-                    "and requests are answered again") from None
+                "and requests are answered again",
+            ) from None
         self._start()
         return "spool"
 
@@ -81,9 +88,11 @@ class Failover:
         try:
             moved = self.spool.drain(lambda entries: self.store(entries, True))
         except self.unreachable as exc:
-            raise AuditUnavailable(f"cannot flush the audit spool {self.spool.path}: "
-                                   f"{self._failed(exc)}", where=self.where,
-                                   fix="restore the audit database") from None
+            raise AuditUnavailable(
+                f"cannot flush the audit spool {self.spool.path}: {self._failed(exc)}",
+                where=self.where,
+                fix="restore the audit database",
+            ) from None
         self._succeeded()
         if moved:
             log.warning("audit database %s is back: %d spooled entries stored", self.where, moved)
@@ -104,8 +113,12 @@ class Failover:
     def _failed(self, exc: BaseException) -> str:
         with self._lock:
             if not self._delay:  # once per outage, not once per request
-                log.warning("audit database %s unreachable (%s); spooling to %s until it "
-                            "answers", self.where, describe(exc), self.spool.path)
+                log.warning(
+                    "audit database %s unreachable (%s); spooling to %s until it answers",
+                    self.where,
+                    describe(exc),
+                    self.spool.path,
+                )
             self._delay = min(MAX_BACKOFF, self._delay * 2 or 0.5)
             self._retry_at = time.monotonic() + self._delay
             self.last_error = describe(exc)
@@ -119,8 +132,9 @@ class Failover:
     def _start(self) -> None:
         with self._lock:
             if self.interval is not None and self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._run, daemon=True,
-                                                name="nb2prod-audit-flush")
+                self._thread = threading.Thread(
+                    target=self._run, daemon=True, name="nb2prod-audit-flush"
+                )
                 self._thread.start()
 
     def _run(self) -> None:

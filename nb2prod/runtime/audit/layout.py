@@ -40,35 +40,54 @@ def make_tables(prefix: str = "nb2prod_") -> Tables:
     md = sa.MetaData()
 
     def key() -> list[sa.Column]:
-        return [sa.Column("request_id", sa.String(64), primary_key=True),
-                sa.Column("row", sa.Integer, primary_key=True, autoincrement=False)]
+        return [
+            sa.Column("request_id", sa.String(64), primary_key=True),
+            sa.Column("row", sa.Integer, primary_key=True, autoincrement=False),
+        ]
 
     def when(name: str, nullable: bool = False) -> sa.Column:
         return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)  # always UTC
 
     audit = sa.Table(
-        f"{prefix}audit", md, sa.Column("request_id", sa.String(64), primary_key=True),
+        f"{prefix}audit",
+        md,
+        sa.Column("request_id", sa.String(64), primary_key=True),
         when("created_at"),
         sa.Column("model", sa.String(200), nullable=False, index=True),
         sa.Column("model_version", sa.String(200), nullable=False, index=True),
-        sa.Column("notebook_sha256", sa.String(64)), sa.Column("rows", sa.Integer, nullable=False),
-        sa.Column("input", JSON, nullable=False), sa.Column("output", JSON, nullable=False),
-        sa.Column("latency_ms", sa.Float))
+        sa.Column("notebook_sha256", sa.String(64)),
+        sa.Column("rows", sa.Integer, nullable=False),
+        sa.Column("input", JSON, nullable=False),
+        sa.Column("output", JSON, nullable=False),
+        sa.Column("latency_ms", sa.Float),
+    )
     feedback = sa.Table(
-        f"{prefix}feedback", md, *key(),
+        f"{prefix}feedback",
+        md,
+        *key(),
         sa.Column("model_version", sa.String(200), nullable=False, index=True),
-        sa.Column("source", sa.String(16)), sa.Column("kind", sa.String(32), nullable=False),
-        sa.Column("label", JSON, nullable=False), sa.Column("score", sa.Float, nullable=False),
-        when("created_at"), when("updated_at", nullable=True))
+        sa.Column("source", sa.String(16)),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("label", JSON, nullable=False),
+        sa.Column("score", sa.Float, nullable=False),
+        when("created_at"),
+        when("updated_at", nullable=True),
+    )
     review = sa.Table(
-        f"{prefix}review", md, sa.Column("id", sa.Integer, primary_key=True),
+        f"{prefix}review",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("request_id", sa.String(64), nullable=False),
         sa.Column("row", sa.Integer, nullable=False),
         sa.Column("model_version", sa.String(200), nullable=False),
-        sa.Column("reason", sa.String(64), nullable=False), sa.Column("input", JSON),
-        sa.Column("output", JSON), when("created_at"),
+        sa.Column("reason", sa.String(64), nullable=False),
+        sa.Column("input", JSON),
+        sa.Column("output", JSON),
+        when("created_at"),
         sa.Column("resolved_at", sa.DateTime(timezone=True), index=True),
-        sa.Column("label", JSON), sa.UniqueConstraint(*KEY))
+        sa.Column("label", JSON),
+        sa.UniqueConstraint(*KEY),
+    )
     return Tables(md, audit, feedback, review)
 
 
@@ -108,8 +127,7 @@ class FastInsert:
         self.sql = str(compiled)
         self.positional = compiled.positional
         # a positional dialect always has its order (positiontup); the others name params
-        self.names = list(compiled.positiontup or () if compiled.positional
-                          else compiled.params)
+        self.names = list(compiled.positiontup or () if compiled.positional else compiled.params)
         self.columns = [compiled.binds[n].key if n in compiled.binds else n for n in self.names]
         self.processors = [table.c[c].type.bind_processor(dialect) for c in self.columns]
 
@@ -144,5 +162,7 @@ def check_layout(engine: sa.Engine, metadata: sa.MetaData, where: str) -> None:
             raise AuditError(
                 f"table {table.name} exists without column(s) {missing}: it was made by an "
                 "earlier nb2prod (one audit row per predicted row) or by another program",
-                where=where, fix=f"rename it (ALTER TABLE {table.name} RENAME TO "
-                f"{table.name}_old), or use another database or table prefix")
+                where=where,
+                fix=f"rename it (ALTER TABLE {table.name} RENAME TO "
+                f"{table.name}_old), or use another database or table prefix",
+            )

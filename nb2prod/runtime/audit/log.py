@@ -87,27 +87,47 @@ class RecordResult:
 class AuditLog:
     """A durable, thread-safe audit log over one SQLAlchemy database; see the module doc."""
 
-    def __init__(self, engine: sa.Engine, sink: Sink, tables: Tables, spool: Spool, *,
-                 url: str, model_version: str, notebook_sha256: str | None,
-                 pii: PiiPolicy, flush_interval: float | None):
+    def __init__(
+        self,
+        engine: sa.Engine,
+        sink: Sink,
+        tables: Tables,
+        spool: Spool,
+        *,
+        url: str,
+        model_version: str,
+        notebook_sha256: str | None,
+        pii: PiiPolicy,
+        flush_interval: float | None,
+    ):
         self.url = url  # password masked: safe to show
         self.model_version = model_version
         self.model = model_version.split(":", 1)[0]
         self.notebook_sha256 = notebook_sha256
         self._engine, self._sink, self._tables, self._pii = engine, sink, tables, pii
-        self._failover = Failover(spool, self._store, unreachable=UNREACHABLE, where=url,
-                                  interval=flush_interval)
+        self._failover = Failover(
+            spool, self._store, unreachable=UNREACHABLE, where=url, interval=flush_interval
+        )
         self._inserts: dict[str, FastInsert] = {}
         self._stop_upkeep = sink.maintain(engine)  # SQLite: WAL checkpoints off the request path
 
     @classmethod
-    def open(cls, url: str | os.PathLike | None = None, *, model_version: str,
-             notebook_sha256: str | None = None, pii: Mapping[str, str] | None = None,
-             salt: str | None = None, spool_path: str | os.PathLike | None = None,
-             spool_max_bytes: int = DEFAULT_MAX_BYTES,
-             spool_max_records: int = DEFAULT_MAX_ENTRIES, table_prefix: str = "nb2prod_",
-             timeout: float = 5.0, flush_interval: float | None = 1.0,
-             sqlite_synchronous: str | None = None) -> "AuditLog":
+    def open(
+        cls,
+        url: str | os.PathLike | None = None,
+        *,
+        model_version: str,
+        notebook_sha256: str | None = None,
+        pii: Mapping[str, str] | None = None,
+        salt: str | None = None,
+        spool_path: str | os.PathLike | None = None,
+        spool_max_bytes: int = DEFAULT_MAX_BYTES,
+        spool_max_records: int = DEFAULT_MAX_ENTRIES,
+        table_prefix: str = "nb2prod_",
+        timeout: float = 5.0,
+        flush_interval: float | None = 1.0,
+        sqlite_synchronous: str | None = None,
+    ) -> "AuditLog":
         """Connect, create missing tables, flush a leftover spool; ``AuditError`` if unreachable.
 
         An argument left unset takes its setting (``settings.current()``): ``url``
@@ -123,35 +143,56 @@ class AuditLog:
         """
         env = settings.current()
         policy = PiiPolicy.build(pii, env.pii_salt if salt is None else salt)
-        db, home = _url(url if url is not None else env.audit_url,
-                        model_version.split(":", 1)[0])
+        db, home = _url(url if url is not None else env.audit_url, model_version.split(":", 1)[0])
         shown, sink = mask(db), SINKS.get(db.get_backend_name())
         try:
-            engine = sink.engine(db, timeout=timeout,
-                                 synchronous=sqlite_synchronous or env.audit_sync)
+            engine = sink.engine(
+                db, timeout=timeout, synchronous=sqlite_synchronous or env.audit_sync
+            )
             tables = make_tables(table_prefix)
             sink.create(engine, tables.metadata)
             check_layout(engine, tables.metadata, shown)
         except sa.exc.DBAPIError as exc:
-            raise AuditError(f"cannot open the audit database: {_reason(exc, db)}",
-                             where=shown, fix=sink.fix(db)) from None
+            raise AuditError(
+                f"cannot open the audit database: {_reason(exc, db)}", where=shown, fix=sink.fix(db)
+            ) from None
         except (sa.exc.ArgumentError, ImportError) as exc:
-            raise AuditError(f"cannot open the audit database: {_reason(exc, db)}",
-                             where=shown, fix="check the URL's dialect and install its driver "
-                             "(PostgreSQL: postgresql+psycopg://…, psycopg[binary])") from None
+            raise AuditError(
+                f"cannot open the audit database: {_reason(exc, db)}",
+                where=shown,
+                fix="check the URL's dialect and install its driver "
+                "(PostgreSQL: postgresql+psycopg://…, psycopg[binary])",
+            ) from None
         tag = hashlib.sha256((shown + table_prefix).encode()).hexdigest()[:8]
-        spool = Spool(spool_path or env.audit_spool or
-                      (home or Path()) / f"nb2prod-audit-spool-{tag}.jsonl",
-                      max_bytes=spool_max_bytes, max_entries=spool_max_records)
-        audit = cls(engine, sink, tables, spool, url=shown, model_version=model_version,
-                    notebook_sha256=notebook_sha256, pii=policy, flush_interval=flush_interval)
+        spool = Spool(
+            spool_path or env.audit_spool or (home or Path()) / f"nb2prod-audit-spool-{tag}.jsonl",
+            max_bytes=spool_max_bytes,
+            max_entries=spool_max_records,
+        )
+        audit = cls(
+            engine,
+            sink,
+            tables,
+            spool,
+            url=shown,
+            model_version=model_version,
+            notebook_sha256=notebook_sha256,
+            pii=policy,
+            flush_interval=flush_interval,
+        )
         if len(spool):  # left by an earlier run that lost its database
             audit.flush()
         return audit
 
-    def record(self, request_id: str, inputs: Sequence[Mapping[str, Any]],
-               answers: Sequence[Mapping[str, Any]], *, latency_ms: float,
-               review: Mapping[int, str] | None = None) -> RecordResult:
+    def record(
+        self,
+        request_id: str,
+        inputs: Sequence[Mapping[str, Any]],
+        answers: Sequence[Mapping[str, Any]],
+        *,
+        latency_ms: float,
+        review: Mapping[int, str] | None = None,
+    ) -> RecordResult:
         """Store one request durably before it is answered, in one transaction.
 
         ``inputs``: the request's records; ``answers``: the Predictor's rows
@@ -161,14 +202,20 @@ class AuditLog:
         is unreachable; raises ``AuditUnavailable`` (503) when neither is possible.
         """
         if len(inputs) != len(answers):
-            raise AuditError(f"{len(inputs)} input row(s) but {len(answers)} answer(s)",
-                             where=f"request {request_id}", fix="pass one answer per input row")
+            raise AuditError(
+                f"{len(inputs)} input row(s) but {len(answers)} answer(s)",
+                where=f"request {request_id}",
+                fix="pass one answer per input row",
+            )
         entry = self._entry(request_id, inputs, answers, latency_ms, review or {})
         try:
             stored = self._failover.write(entry)
         except sa.exc.IntegrityError:
-            raise AuditError(f"request id {request_id!r} is already in the audit log",
-                             where=self.url, fix="give every request a new id") from None
+            raise AuditError(
+                f"request id {request_id!r} is already in the audit log",
+                where=self.url,
+                fix="give every request a new id",
+            ) from None
         return RecordResult(request_id, len(inputs), stored)
 
     def flush(self) -> int:
@@ -187,17 +234,22 @@ class AuditLog:
             with self._engine.connect() as conn:
                 conn.execution_options(nb2prod_readonly=readonly)
                 with conn.begin():
-                    yield Transaction(conn, self._tables, self._sink, self._pii,
-                                      self.model_version)
+                    yield Transaction(conn, self._tables, self._sink, self._pii, self.model_version)
         except UNREACHABLE as exc:
-            raise AuditUnavailable(f"the audit database is unreachable: {describe(exc)}",
-                                   where=self.url, fix="restore the audit database") from None
+            raise AuditUnavailable(
+                f"the audit database is unreachable: {describe(exc)}",
+                where=self.url,
+                fix="restore the audit database",
+            ) from None
 
     def status(self) -> dict[str, Any]:
         """``{"url", "spooled", "last_error"}``: where the log writes (password masked),
         requests waiting in the spool, and the last database error (None once it answers)."""
-        return {"url": self.url, "spooled": len(self._failover.spool),
-                "last_error": self._failover.last_error}
+        return {
+            "url": self.url,
+            "spooled": len(self._failover.spool),
+            "last_error": self._failover.last_error,
+        }
 
     def close(self) -> None:
         """Stop the flusher, try a last flush (the spool survives if it fails), disconnect."""
@@ -208,15 +260,19 @@ class AuditLog:
     def _store(self, entries: list[dict[str, Any]], replay: bool) -> None:
         """Insert entries in one transaction; a replay skips requests already stored."""
         if not replay:
-            self._insert([(name, [r for e in entries for r in e[name]])
-                          for name in ("audit", "review")])
+            self._insert(
+                [(name, [r for e in entries for r in e[name]]) for name in ("audit", "review")]
+            )
             return
         with self._engine.begin() as conn:
             for name, key in (("audit", REQUEST_KEY), ("review", KEY)):
                 rows = [r for e in entries for r in e[name]]
-                self._sink.insert_new(conn, getattr(self._tables, name), [
-                    {**r, "created_at": datetime.fromisoformat(r["created_at"])}
-                    for r in rows], key=key)
+                self._sink.insert_new(
+                    conn,
+                    getattr(self._tables, name),
+                    [{**r, "created_at": datetime.fromisoformat(r["created_at"])} for r in rows],
+                    key=key,
+                )
 
     def _insert(self, tables: list[tuple[str, list[dict[str, Any]]]]) -> None:
         """New rows into their tables in one transaction, on a pooled driver connection:
@@ -227,8 +283,9 @@ class AuditLog:
         for name, rows in tables:
             if rows:
                 if name not in self._inserts:  # rows of a table always carry the same keys
-                    self._inserts[name] = FastInsert(getattr(self._tables, name),
-                                                     self._engine.dialect, list(rows[0]))
+                    self._inserts[name] = FastInsert(
+                        getattr(self._tables, name), self._engine.dialect, list(rows[0])
+                    )
                 batches.append((self._inserts[name], rows))
         dialect, raw = self._engine.dialect, None
         statement, params = "BEGIN", None
@@ -249,15 +306,26 @@ class AuditLog:
             if raw is not None:
                 raw.invalidate(exc) if dropped else _quietly(raw.rollback)
             raise sa.exc.DBAPIError.instance(
-                statement, params, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
-                connection_invalidated=dropped, dialect=dialect) from exc
+                statement,
+                params,
+                exc,
+                dialect.loaded_dbapi.Error,
+                hide_parameters=True,
+                connection_invalidated=dropped,
+                dialect=dialect,
+            ) from exc
         finally:
             if raw is not None:
                 raw.close()  # back to the pool (a no-op once invalidated)
 
-    def _entry(self, request_id: str, inputs: Sequence[Mapping[str, Any]],
-               answers: Sequence[Mapping[str, Any]], latency_ms: float,
-               review: Mapping[int, str]) -> dict[str, list[dict[str, Any]]]:
+    def _entry(
+        self,
+        request_id: str,
+        inputs: Sequence[Mapping[str, Any]],
+        answers: Sequence[Mapping[str, Any]],
+        latency_ms: float,
+        review: Mapping[int, str],
+    ) -> dict[str, list[dict[str, Any]]]:
         """One request as JSON-ready rows, ``{"audit": [one], "review": [...]}``, PII removed.
 
         Without PII columns, the records and answers are stored as they are (``dumps``
@@ -267,16 +335,32 @@ class AuditLog:
         if self._pii.columns:
             cleaned = [self._pii.clean(record) for record in inputs]
             inputs = [record for record, _ in cleaned]
-            answers = [self._pii.scrub(answer, secrets)
-                       for answer, (_, secrets) in zip(answers, cleaned)]
-        audit = {"request_id": request_id, "created_at": now, "model": self.model,
-                 "model_version": self.model_version, "notebook_sha256": self.notebook_sha256,
-                 "rows": len(inputs), "input": table(inputs), "output": answers,
-                 "latency_ms": float(latency_ms)}
-        queued = [{"request_id": request_id, "row": i, "created_at": now,
-                   "model_version": self.model_version, "reason": reason,
-                   "input": inputs[i], "output": answers[i].get("prediction")}
-                  for i, reason in sorted(review.items())]
+            answers = [
+                self._pii.scrub(answer, secrets) for answer, (_, secrets) in zip(answers, cleaned)
+            ]
+        audit = {
+            "request_id": request_id,
+            "created_at": now,
+            "model": self.model,
+            "model_version": self.model_version,
+            "notebook_sha256": self.notebook_sha256,
+            "rows": len(inputs),
+            "input": table(inputs),
+            "output": answers,
+            "latency_ms": float(latency_ms),
+        }
+        queued = [
+            {
+                "request_id": request_id,
+                "row": i,
+                "created_at": now,
+                "model_version": self.model_version,
+                "reason": reason,
+                "input": inputs[i],
+                "output": answers[i].get("prediction"),
+            }
+            for i, reason in sorted(review.items())
+        ]
         return {"audit": [audit], "review": queued}
 
 
@@ -303,9 +387,11 @@ def _url(url: str | os.PathLike | None, name: str) -> tuple[sa.URL, Path | None]
     its folder (created: BentoML creates the home, not our part of it)."""
     text = os.fspath(url) if url is not None else None
     if text is not None and text.lower() == "off":  # serving checks first; this is the rest
-        raise AuditError("the audit log is off (NB2PROD_AUDIT_URL=off), so there is nothing "
-                         "to open", where="$NB2PROD_AUDIT_URL",
-                         fix="unset it for the model's own database, or pass a database URL")
+        raise AuditError(
+            "the audit log is off (NB2PROD_AUDIT_URL=off), so there is nothing to open",
+            where="$NB2PROD_AUDIT_URL",
+            fix="unset it for the model's own database, or pass a database URL",
+        )
     if not text:
         home = registry.home(name)
         home.mkdir(parents=True, exist_ok=True)
@@ -315,9 +401,12 @@ def _url(url: str | os.PathLike | None, name: str) -> tuple[sa.URL, Path | None]
     try:
         return sa.make_url(text), None
     except sa.exc.ArgumentError:
-        raise AuditError("not a database URL", where=repr(text.split("@")[-1]),
-                         fix="use sqlite:///path/to/audit.db or "
-                             "postgresql+psycopg://user:password@host:5432/dbname") from None
+        raise AuditError(
+            "not a database URL",
+            where=repr(text.split("@")[-1]),
+            fix="use sqlite:///path/to/audit.db or "
+            "postgresql+psycopg://user:password@host:5432/dbname",
+        ) from None
 
 
 def _reason(exc: BaseException, url: sa.URL) -> str:

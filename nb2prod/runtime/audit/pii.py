@@ -24,8 +24,10 @@ MIN_SALT = 16
 
 _DROPPED = object()
 _JSON_SCALARS = frozenset({int, bool, type(None)})  # JSON as they are; str: see scrub
-PII_ACTIONS = {"drop": lambda policy, value: _DROPPED,
-               "hash": lambda policy, value: None if value is None else policy.digest(value)}
+PII_ACTIONS = {
+    "drop": lambda policy, value: _DROPPED,
+    "hash": lambda policy, value: None if value is None else policy.digest(value),
+}
 
 
 @dataclass(frozen=True)
@@ -42,16 +44,22 @@ class PiiPolicy:
         pii = dict(pii or {})
         bad = {c: a for c, a in pii.items() if a not in PII_ACTIONS}
         if bad:
-            raise AuditError(f"unknown PII action(s) {bad}", where="AuditLog.open(pii=...)",
-                             fix=f"use one of {sorted(PII_ACTIONS)} per column")
+            raise AuditError(
+                f"unknown PII action(s) {bad}",
+                where="AuditLog.open(pii=...)",
+                fix=f"use one of {sorted(PII_ACTIONS)} per column",
+            )
         salt = salt or ""
         if "hash" in pii.values() and len(salt) < MIN_SALT:
-            raise AuditError(f"PII column(s) {sorted(c for c, a in pii.items() if a == 'hash')}"
-                             f" are to be hashed but the salt is "
-                             f"{'missing' if not salt else 'shorter than 16 characters'}",
-                             where=f"${ENV_PII_SALT}", fix=f"set {ENV_PII_SALT} to a secret "
-                             f"of at least {MIN_SALT} random characters, the same for every "
-                             "worker")
+            raise AuditError(
+                f"PII column(s) {sorted(c for c, a in pii.items() if a == 'hash')}"
+                f" are to be hashed but the salt is "
+                f"{'missing' if not salt else 'shorter than 16 characters'}",
+                where=f"${ENV_PII_SALT}",
+                fix=f"set {ENV_PII_SALT} to a secret "
+                f"of at least {MIN_SALT} random characters, the same for every "
+                "worker",
+            )
         return cls(pii, salt.encode())
 
     def digest(self, value: Any) -> str:
@@ -67,8 +75,12 @@ class PiiPolicy:
         if not self.columns:
             return record, {}
         # Plain types skip jsonable(). (v - v == 0 holds for finite floats only.)
-        out = {k: v if type(v) in _JSON_SCALARS or type(v) is str
-               or (type(v) is float and v - v == 0) else jsonable(v) for k, v in record.items()}
+        out = {
+            k: v
+            if type(v) in _JSON_SCALARS or type(v) is str or (type(v) is float and v - v == 0)
+            else jsonable(v)
+            for k, v in record.items()
+        }
         secrets: dict[str, str] = {}
         for key, action in self.columns.items():
             if key not in out:

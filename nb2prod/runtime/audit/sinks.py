@@ -49,24 +49,32 @@ class Sink:
         """Start this family's background upkeep for ``engine``; returns what stops it."""
         return lambda: None
 
-    def insert_new(self, conn: sa.Connection, table: sa.Table, rows: list[dict],
-                   key: tuple[str, ...] = KEY) -> None:
+    def insert_new(
+        self, conn: sa.Connection, table: sa.Table, rows: list[dict], key: tuple[str, ...] = KEY
+    ) -> None:
         """Insert the rows whose ``key`` columns are not stored yet: a replay is a no-op."""
         if not rows:
             return
         if self.upsert is not None:
             conn.execute(self.upsert(table).on_conflict_do_nothing(index_elements=key), rows)
             return
-        have = set(conn.execute(sa.select(*(table.c[k] for k in key)).where(
-            table.c.request_id.in_({r["request_id"] for r in rows}))).tuples())
+        have = set(
+            conn.execute(
+                sa.select(*(table.c[k] for k in key)).where(
+                    table.c.request_id.in_({r["request_id"] for r in rows})
+                )
+            ).tuples()
+        )
         new = [r for r in rows if tuple(r[k] for k in key) not in have]
         if new:
             conn.execute(table.insert(), new)
 
     def fix(self, url: sa.URL) -> str:
         """How to make the database reachable, for error messages."""
-        return (f"start the database at {url.host}:{url.port or 'its default port'} or "
-                f"correct the URL (argument or ${ENV_AUDIT_URL})")
+        return (
+            f"start the database at {url.host}:{url.port or 'its default port'} or "
+            f"correct the URL (argument or ${ENV_AUDIT_URL})"
+        )
 
 
 class SQLiteSink(Sink):
@@ -78,10 +86,14 @@ class SQLiteSink(Sink):
     def engine(self, url: sa.URL, *, timeout: float, synchronous: str) -> sa.Engine:
         """WAL, ``synchronous`` FULL or NORMAL, a busy timeout, and our own ``BEGIN``."""
         if synchronous not in ("FULL", "NORMAL"):
-            raise AuditError(f"sqlite_synchronous={synchronous!r} is not durable enough",
-                             where=url.render_as_string(), fix="use 'FULL' or 'NORMAL'")
-        engine = sa.create_engine(url, json_serializer=dumps,
-                                  connect_args={"timeout": timeout})  # the busy timeout
+            raise AuditError(
+                f"sqlite_synchronous={synchronous!r} is not durable enough",
+                where=url.render_as_string(),
+                fix="use 'FULL' or 'NORMAL'",
+            )
+        engine = sa.create_engine(
+            url, json_serializer=dumps, connect_args={"timeout": timeout}
+        )  # the busy timeout
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _: Any) -> None:
@@ -131,13 +143,16 @@ class SQLiteSink(Sink):
             stop.set()
             thread.join(timeout=10)
             checkpoint()
+
         return stopper
 
     def fix(self, url: sa.URL) -> str:
         """A missing directory or permissions are what usually go wrong with a file."""
         folder = Path(url.database or ".").resolve().parent
-        return (f"make sure the directory {folder} exists and this process can write there, "
-                f"or choose another path (argument or ${ENV_AUDIT_URL})")
+        return (
+            f"make sure the directory {folder} exists and this process can write there, "
+            f"or choose another path (argument or ${ENV_AUDIT_URL})"
+        )
 
 
 class PostgresSink(Sink):
@@ -150,9 +165,14 @@ class PostgresSink(Sink):
         """A larger pool (BentoML's threadpool); ``postgresql://`` means psycopg 3."""
         if url.drivername == "postgresql":
             url = url.set(drivername="postgresql+psycopg")
-        return sa.create_engine(url, json_serializer=dumps, pool_pre_ping=True,
-                                pool_size=10, max_overflow=20,
-                                connect_args={"connect_timeout": max(1, round(timeout))})
+        return sa.create_engine(
+            url,
+            json_serializer=dumps,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
+            connect_args={"connect_timeout": max(1, round(timeout))},
+        )
 
 
 class SinkRegistry:

@@ -52,12 +52,19 @@ class Spool:
     is created, mode 0600, on the first append.
     """
 
-    def __init__(self, path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES,
-                 max_entries: int = DEFAULT_MAX_ENTRIES):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+    ):
         if max_bytes <= 0 or max_entries <= 0:
-            raise AuditError(f"spool limits must be positive, not {max_bytes} bytes and "
-                             f"{max_entries} records", where=str(path),
-                             fix="pass positive spool_max_bytes and spool_max_records")
+            raise AuditError(
+                f"spool limits must be positive, not {max_bytes} bytes and {max_entries} records",
+                where=str(path),
+                fix="pass positive spool_max_bytes and spool_max_records",
+            )
         self.path, self.max_bytes, self.max_entries = Path(path), max_bytes, max_entries
         self._lock = threading.Lock()  # flock does not exclude threads sharing one descriptor
         self._fd: int | None = None
@@ -86,7 +93,8 @@ class Spool:
                     f"limits {self.max_entries} request(s), {self.max_bytes} bytes)",
                     where=str(self.path),
                     fix="bring the audit database back (spooled records then move there "
-                        "on their own), or raise spool_max_bytes / spool_max_records")
+                    "on their own), or raise spool_max_bytes / spool_max_records",
+                )
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 # A crash tore the last write; end that fragment so this entry stays whole.
                 line = b"\n" + line
@@ -118,7 +126,11 @@ class Spool:
             os.ftruncate(fd, 0)
             os.fsync(fd)
             self._seen, self._head, self._newlines, self._open_tail = (
-                (os.fstat(fd).st_ino, 0), b"", 0, False)
+                (os.fstat(fd).st_ino, 0),
+                b"",
+                0,
+                False,
+            )
             return len(entries)
 
     def close(self) -> None:
@@ -160,8 +172,11 @@ class Spool:
         stat = os.fstat(fd)
         (inode, seen), size = self._seen, stat.st_size
         if (stat.st_ino, size) != self._seen:
-            grown = (stat.st_ino == inode and size > seen > 0
-                     and os.pread(fd, len(self._head), 0) == self._head)
+            grown = (
+                stat.st_ino == inode
+                and size > seen > 0
+                and os.pread(fd, len(self._head), 0) == self._head
+            )
             start = seen if grown else 0
             data = os.pread(fd, size - start, start)
             self._newlines = (self._newlines if grown else 0) + data.count(b"\n")
@@ -179,5 +194,9 @@ def _parse(data: bytes, path: Path) -> Iterator[Any]:
         try:
             yield json.loads(line)
         except ValueError:
-            log.warning("%s: line %d is not a whole JSON entry (a write torn by a crash, "
-                        "never acknowledged); skipped", path, number)
+            log.warning(
+                "%s: line %d is not a whole JSON entry (a write torn by a crash, "
+                "never acknowledged); skipped",
+                path,
+                number,
+            )

@@ -59,8 +59,9 @@ _ITEM = tuple(f.name for f in fields(ReviewItem))
 class Transaction:
     """One database transaction over the audit, feedback and review tables."""
 
-    def __init__(self, conn: sa.Connection, tables: Tables, sink: Sink, pii: PiiPolicy,
-                 model_version: str):
+    def __init__(
+        self, conn: sa.Connection, tables: Tables, sink: Sink, pii: PiiPolicy, model_version: str
+    ):
         self._conn, self._tables, self._sink, self._pii = conn, tables, sink, pii
         self._model_version = model_version
 
@@ -75,7 +76,8 @@ class Transaction:
         """
         audit = self._tables.audit
         query = sa.select(audit.c.output, audit.c.model_version).where(
-            audit.c.request_id == request_id)
+            audit.c.request_id == request_id
+        )
         found = self._conn.execute(query.with_for_update() if lock else query).first()
         if found is None:
             return None
@@ -83,26 +85,48 @@ class Transaction:
 
     # -- labels -----------------------------------------------------------------------------
 
-    def write_label(self, request_id: str, row: int, *, model_version: str,
-                    source: str | None, kind: str, label: Any, score: float) -> bool:
+    def write_label(
+        self,
+        request_id: str,
+        row: int,
+        *,
+        model_version: str,
+        source: str | None,
+        kind: str,
+        label: Any,
+        score: float,
+    ) -> bool:
         """Store ``label`` (and its ``score``) for ``row`` of ``request_id``; True when the
         row had no label yet, False when it replaced one (``updated_at`` says when)."""
         fb, now = self._tables.feedback, datetime.now(timezone.utc)
         key = (fb.c.request_id == request_id) & (fb.c.row == row)
-        replaced = self._conn.execute(fb.update().where(key).values(
-            label=label, score=score, kind=kind, updated_at=now)).rowcount
+        replaced = self._conn.execute(
+            fb.update().where(key).values(label=label, score=score, kind=kind, updated_at=now)
+        ).rowcount
         if not replaced:
-            self._conn.execute(fb.insert().values(
-                request_id=request_id, row=row, model_version=model_version, source=source,
-                kind=kind, label=label, score=score, created_at=now))
+            self._conn.execute(
+                fb.insert().values(
+                    request_id=request_id,
+                    row=row,
+                    model_version=model_version,
+                    source=source,
+                    kind=kind,
+                    label=label,
+                    score=score,
+                    created_at=now,
+                )
+            )
         return not replaced
 
     def scores(self, model_version: str, kind: str) -> tuple[int, float | None]:
         """``(n, mean score)`` of the ``kind`` labels of rows ``model_version`` answered;
         the mean is None when n is 0."""
         fb = self._tables.feedback
-        n, mean = self._conn.execute(sa.select(sa.func.count(), sa.func.avg(fb.c.score)).where(
-            fb.c.model_version == model_version, fb.c.kind == kind)).one()
+        n, mean = self._conn.execute(
+            sa.select(sa.func.count(), sa.func.avg(fb.c.score)).where(
+                fb.c.model_version == model_version, fb.c.kind == kind
+            )
+        ).one()
         return int(n), (float(mean) if n else None)
 
     def labelled_inputs(self, model: str) -> list[tuple[dict[str, Any], Any]]:
@@ -112,27 +136,42 @@ class Transaction:
         found = self._conn.execute(
             sa.select(a.c.input, fb.c.row, fb.c.label)
             .join(fb, fb.c.request_id == a.c.request_id)
-            .where(a.c.model == model).order_by(a.c.created_at, a.c.request_id, fb.c.row))
+            .where(a.c.model == model)
+            .order_by(a.c.created_at, a.c.request_id, fb.c.row)
+        )
         return [(records_of(r.input, [r.row])[0], r.label) for r in found]
 
     # -- the review queue -------------------------------------------------------------------
 
-    def queue_review(self, request_id: str, row: int, reason: str, input: Mapping[str, Any],
-                     output: Any) -> int:
+    def queue_review(
+        self, request_id: str, row: int, reason: str, input: Mapping[str, Any], output: Any
+    ) -> int:
         """Queue ``row`` of ``request_id`` for review, through the audit log's PII policy;
         the item's id. A row already queued keeps its item, whose id is returned."""
         clean, secrets = self._pii.clean(input)
         review = self._tables.review
-        self._sink.insert_new(self._conn, review, [{
-            "request_id": request_id, "row": row, "reason": reason,
-            "model_version": self._model_version, "input": clean,
-            "output": self._pii.scrub(output, secrets),
-            "created_at": datetime.now(timezone.utc)}])
-        return self._conn.execute(sa.select(review.c.id).where(
-            review.c.request_id == request_id, review.c.row == row)).scalar_one()
+        self._sink.insert_new(
+            self._conn,
+            review,
+            [
+                {
+                    "request_id": request_id,
+                    "row": row,
+                    "reason": reason,
+                    "model_version": self._model_version,
+                    "input": clean,
+                    "output": self._pii.scrub(output, secrets),
+                    "created_at": datetime.now(timezone.utc),
+                }
+            ],
+        )
+        return self._conn.execute(
+            sa.select(review.c.id).where(review.c.request_id == request_id, review.c.row == row)
+        ).scalar_one()
 
-    def review_item(self, item_id: int, *,
-                    lock: bool = False) -> tuple[ReviewItem, Verdict | None] | None:
+    def review_item(
+        self, item_id: int, *, lock: bool = False
+    ) -> tuple[ReviewItem, Verdict | None] | None:
         """Item ``item_id`` and its verdict (None while pending), or None if there is no
         such item. ``lock=True`` holds it until the transaction ends: of two reviewers
         resolving it at once, one waits and then sees the other's verdict."""
@@ -150,11 +189,17 @@ class Transaction:
         review = self._tables.review
         found = self._conn.execute(
             sa.select(*(review.c[f] for f in _ITEM))
-            .where(review.c.resolved_at.is_(None)).order_by(review.c.id).limit(limit))
+            .where(review.c.resolved_at.is_(None))
+            .order_by(review.c.id)
+            .limit(limit)
+        )
         return [ReviewItem(**r._mapping) for r in found]
 
     def resolve_review(self, item_id: int, label: Any) -> None:
         """Mark item ``item_id`` resolved with ``label``, now."""
         review = self._tables.review
-        self._conn.execute(review.update().where(review.c.id == item_id).values(
-            resolved_at=datetime.now(timezone.utc), label=label))
+        self._conn.execute(
+            review.update()
+            .where(review.c.id == item_id)
+            .values(resolved_at=datetime.now(timezone.utc), label=label)
+        )
