@@ -8,6 +8,7 @@ import httpx
 import joblib
 import pandas as pd
 import pytest
+import yaml
 from conftest import NOTEBOOKS, built
 
 from nb2prod.authoring.proof import same
@@ -104,9 +105,9 @@ def test_docs_json_documents_the_known_values_without_closing_the_set(churn):
     assert record["region"]["examples"] == ["east", "north", "south", "west"]
 
 
-def _packages(bentofile: str) -> list[str]:
-    return sorted(line.strip()[2:] for line in bentofile.splitlines()
-                  if line.startswith("    - "))
+def _packages(bentofile: Path) -> list[str]:
+    # bentoml build stores the bentofile in its own normalised layout: read it as YAML
+    return sorted(yaml.safe_load(bentofile.read_text())["python"]["packages"])
 
 
 def test_a_rebuild_for_promote_or_rollback_pins_what_the_build_pinned(churn):
@@ -120,6 +121,6 @@ def test_a_rebuild_for_promote_or_rollback_pins_what_the_build_pinned(churn):
     manifest = json.loads((out / "nb2prod.json").read_text())
     assert "lightgbm" in manifest["imports"]
     bento, _ = packaging.rebuild(contract.name, manifest["model_tag"], noted=str(out))
-    rebuilt = (Path(bentoml.bentos.get(bento).path) / "src" / "bentofile.yaml").read_text()
-    assert _packages(rebuilt) == _packages((out / "bentofile.yaml").read_text())
+    rebuilt = Path(bentoml.bentos.get(bento).path) / "src" / "bentofile.yaml"
+    assert _packages(rebuilt) == _packages(out / "bentofile.yaml")
     assert any(p.startswith("lightgbm==") for p in _packages(rebuilt))

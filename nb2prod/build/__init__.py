@@ -1,6 +1,6 @@
 """Build: notebook → bento, one stage per module.
 
 read (``notebook``, ``directives``, ``scan``) → execute (papermill) → extract (AST) →
-render → verify (the generated tests) → package (``bentoml build``); ``pipeline`` tells
-the story and holds the public stage functions that lifecycle reuses.
+``packaging``: render, the generated tests and ``bentoml build`` (the one way a bento is
+made, for lifecycle too); ``pipeline`` tells the story.
 """
