@@ -1,6 +1,6 @@
 """Serving overhead: the nb2prod-built flagship service vs. a bare BentoML service.
 
-    .venv/bin/python bench/serve_overhead.py [--quick] [--seconds S] [--rounds R]
+    .venv/bin/python bench/serve_overhead.py [--quick] [--seconds S] [--rounds R] [--against REV]
 
 Builds notebooks/breast_cancer.ipynb with ``nb2prod build`` into a temporary
 BENTOML_HOME and writes a hand-written bare BentoML service that loads the same
@@ -13,6 +13,9 @@ p50/p99 latency and throughput are measured for 1- and 100-row payloads at 1 and
 concurrent clients. Bursts are interleaved (every round runs each case on every
 server, in an order that rotates) so machine noise hits all alike. Targets, for the
 full-featured ``nb2prod`` only: p50 <= 1.2x bare and throughput >= 0.8x bare.
+``--against REV`` also builds the flagship with nb2prod as it was at git revision REV
+(a temporary worktree) and serves that bento too, defaults on, in the same interleaved
+rounds: a change's request-path cost shows as two ratios to the same bare service.
 Writes bench/results/serve_overhead.{json,md}.
 """
 
@@ -80,11 +83,14 @@ class Bare:
 '''
 
 
-def build(home: Path, out: Path, env: dict) -> dict:
-    """Run ``nb2prod build`` on the flagship notebook; return its nb2prod.json manifest."""
+def build(home: Path, out: Path, env: dict, source: Path = ROOT) -> dict:
+    """Run ``nb2prod build`` on the flagship notebook with the nb2prod in ``source`` (a
+    checkout); return its nb2prod.json manifest."""
     t0 = time.perf_counter()
-    proc = subprocess.run([str(BIN / "nb2prod"), "build", str(NOTEBOOK), "--out", str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run([str(BIN / "python"), "-m", "nb2prod.cli", "build",
+                           str(source / "notebooks" / "breast_cancer.ipynb"), "--out", str(out)],
+                          cwd=source, env={**env, "PYTHONPATH": str(source)},
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"nb2prod build failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     manifest = json.loads((out / "nb2prod.json").read_text())
@@ -258,6 +264,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, help="seconds per burst (default 1.2; quick 0.3)")
     # 10 by default: on a noisy 2-core machine, 6 left 1-row medians 0.05 apart run to run
     ap.add_argument("--rounds", type=int, help="interleaved rounds (default 10; quick 2)")
+    ap.add_argument("--against", metavar="REV", help="also serve the flagship as built by "
+                    "nb2prod at git revision REV (defaults on), in the same rounds")
     args = ap.parse_args()
     seconds = args.seconds or (0.3 if args.quick else 1.2)
     rounds = args.rounds or (2 if args.quick else 10)
@@ -271,6 +279,18 @@ def main() -> None:
         contract = json.loads((tmp / "home" / "models" / "breast_cancer" / version
                                / "contract.json").read_text())
         bodies = payloads(contract)
+        bentos = dict.fromkeys(CONFIGS, manifest["bento_tag"])
+        if args.against:
+            label = f"nb2prod@{args.against}"
+            worktree = tmp / "against"
+            subprocess.run(["git", "worktree", "add", "--detach", "-q", str(worktree),
+                            args.against], cwd=ROOT, check=True)
+            try:
+                bentos[label] = build(tmp / "home", tmp / "build-against", env,
+                                      source=worktree)["bento_tag"]
+            finally:
+                subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT)
+            CONFIGS[label] = {}
         (tmp / "bare").mkdir()
         (tmp / "bare" / "service.py").write_text(BARE_SERVICE.format(tag=manifest["model_tag"]))
 
@@ -279,7 +299,7 @@ def main() -> None:
             for name, extra in CONFIGS.items():
                 (tmp / name).mkdir()
                 servers[name] = Server(
-                    manifest["bento_tag"], cwd=tmp / name, log=tmp / f"{name}.log",
+                    bentos[name], cwd=tmp / name, log=tmp / f"{name}.log",
                     env={**env, "NB2PROD_AUDIT_URL": f"sqlite:///{tmp / name / 'audit.db'}",
                          **extra})
             servers["bare"] = Server("service:Bare", cwd=tmp / "bare", env=env,
