@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import nbformat
-import papermill
-from papermill.exceptions import PapermillExecutionError
 
 from nb2prod.build.directives import as_magic
 from nb2prod.build.notebook import INJECTED_TAG, Notebook, read
@@ -183,6 +181,11 @@ def run(
         # the "python3" kernelspec runs `python` from PATH: make that this interpreter
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
+    # papermill (and its engines) costs ~0.3 s to import: only when a notebook runs, not
+    # for the checks and refusals every build makes first
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
     try:
         with _environment(env):
             papermill.execute_notebook(

@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from nb2prod.build import execute, extract, notebook, packaging, scan
-from nb2prod.checks import validation
 from nb2prod.core.errors import BuildError, GateError, NotebookError
 from nb2prod.core.settings import ENV_PII_SALT as SALT_ENV
 from nb2prod.runtime import registry
-from nb2prod.runtime.audit import MIN_SALT
 from nb2prod.runtime.loading import CODE, load_version
 
 T = TypeVar("T")
@@ -152,6 +150,8 @@ def _check_reference(
     nb: notebook.Notebook, model_tag: str, out: Path, echo: Callable[[str], None]
 ) -> None:
     """save_model validated the reference data (real GE, in the kernel): enforce its verdict."""
+    from nb2prod.checks import validation  # pandas: not for the refusals before a run
+
     contract, path = load_version(model_tag)
     report = validation.read(path)
     if report is None:
@@ -234,7 +234,7 @@ def _register(out: Path, model_tag: str, bento_tag: str) -> str:
 
 def _closing(model_tag: str, bento_tag: str, production: str, seconds: float) -> list[str]:
     """The build's last lines: what it made, its status, what serving needs, how to serve."""
-    from nb2prod.runtime.audit import home_url
+    from nb2prod.runtime.audit import MIN_SALT, home_url  # SQLAlchemy: ~0.2 s to import
 
     contract, _ = load_version(model_tag)
     name = contract.name
