@@ -8,11 +8,9 @@ call production; later builds are candidates until ``nb2prod promote``.
 
 from __future__ import annotations
 
-import getpass
 import shutil
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -212,18 +210,8 @@ def _register(out: Path, model_tag: str, bento_tag: str) -> str:
     current = registry.production(contract.name)
     if current is not None:
         return current
-    move = registry.Promotion(
-        version=model_tag,
-        action="promote",
-        reason=FIRST_BUILD,
-        user=getpass.getuser(),
-        at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        bento=bento_tag,
-        code_sha256=packaging.code_sha256(out),
-        artifact_sha256=contract.artifact_sha256,
-        metrics=contract.metrics,
-        notebook_sha256=contract.notebook_sha256,
-        parameters=contract.parameters,
+    move = registry.promotion_to(
+        model_tag, reason=FIRST_BUILD, bento=bento_tag, code_sha256=packaging.code_sha256(out)
     )
     try:
         registry.promote(contract.name, move, expected=None)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import getpass
 import json
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -313,19 +312,11 @@ def promote(
         tag,
         noted.get("build"),
     )
-    contract, _ = load_version(tag)
-    move = Promotion(
-        version=tag,
-        action="promote",
-        at=_now(),
-        user=getpass.getuser(),
+    move = registry.promotion_to(
+        tag,
         reason=reason,
         bento=bento,
         code_sha256=code,
-        artifact_sha256=contract.artifact_sha256,
-        metrics=contract.metrics,
-        notebook_sha256=contract.notebook_sha256,
-        parameters=contract.parameters,
         data=noted.get("data"),
         data_sha256=noted.get("data_sha256"),
         run=noted.get("run"),
@@ -370,7 +361,7 @@ def rollback(
     move = replace(
         target,
         action="rollback",
-        at=_now(),
+        at=registry.now(),
         user=getpass.getuser(),
         reason=reason,
         bento=bento,
@@ -408,7 +399,3 @@ def format_versions(rows: list[registry.Version]) -> list[str]:
         lines.append(f"{row.version:<40}{row.status:<11}{gate:<12}{metrics}")
         lines += [f"    {reason}" for reason in row.reasons]
     return lines
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

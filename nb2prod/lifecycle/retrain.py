@@ -21,7 +21,6 @@ evidence survives and ``nb2prod promote --force`` can still overrule the judgeme
 from __future__ import annotations
 
 import ast
-import getpass
 import hashlib
 import json
 import re
@@ -45,7 +44,7 @@ from nb2prod.runtime.loading import (
     sha256_of,
     verify_artifact,
 )
-from nb2prod.runtime.registry import NotPromoted, Promotion
+from nb2prod.runtime.registry import NotPromoted
 
 DATA_NAME = "data_path"
 _DATA_MARK = re.compile(r"#\s*n2p:\s*data\b")
@@ -140,7 +139,7 @@ def retrain(
         plan.data,
         plan.data_sha256,
         plan.champion,
-        _now(),
+        registry.now(),
     )
     # The packager's interpreters warm up while the kernel runs (which leaves a core idle).
     packager = packaging.Packager(_artifact(plan.champion))
@@ -348,7 +347,7 @@ def _judge(
         champion=scored,
         data=plan.data,
         data_sha256=plan.data_sha256,
-        at=_now(),
+        at=registry.now(),
     )
     for line in describe(report):
         echo(f"      {line}")
@@ -370,17 +369,11 @@ def _artifact(tag: str | None) -> Path | None:
 
 
 def _promote(plan: Plan, candidate: str, built: Path, bento: str, reason: str | None) -> None:
-    contract, _ = load_version(candidate)
-    move = Promotion(
-        version=candidate,
-        action="promote",
-        at=_now(),
-        user=getpass.getuser(),
+    move = registry.promotion_to(
+        candidate,
         reason=reason,
         bento=bento,
         code_sha256=packaging.code_sha256(built),
-        artifact_sha256=contract.artifact_sha256,
-        metrics=contract.metrics,
         notebook_sha256=plan.nb.sha256,
         parameters=plan.parameters,
         data=plan.data,
@@ -397,7 +390,3 @@ def describe(report: Report) -> list[str]:
     if report.error and report.outcome == "failed":
         lines.append(f"FAIL {report.error.splitlines()[0]}")
     return lines
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -23,10 +23,12 @@ notebook's own evaluation on the candidate's holdout (see its docstring).
 from __future__ import annotations
 
 import fcntl
+import getpass
 import json
 import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -72,6 +74,37 @@ class Promotion:
     data_sha256: str | None = None
     run: str | None = None  # the retrain run directory, if a retrain made it
     forced: bool = False  # promoted with --force over a failed judgement
+
+
+def now() -> str:
+    """The time a move or a note is stamped with: UTC, to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def promotion_to(
+    tag: str, *, reason: str | None, bento: str, code_sha256: str, **lineage: Any
+) -> Promotion:
+    """A promotion of ``tag`` made now by this user, with the pins its contract records
+    (a reload checks them); ``lineage`` adds or overrides fields (data, run, forced...)."""
+    from nb2prod.runtime.loading import load_version  # BentoML: only when a move is made
+
+    contract, _ = load_version(tag)
+    recorded: dict[str, Any] = {
+        "artifact_sha256": contract.artifact_sha256,
+        "metrics": contract.metrics,
+        "notebook_sha256": contract.notebook_sha256,
+        "parameters": contract.parameters,
+    }
+    return Promotion(
+        version=tag,
+        action="promote",
+        at=now(),
+        user=getpass.getuser(),
+        reason=reason,
+        bento=bento,
+        code_sha256=code_sha256,
+        **{**recorded, **lineage},
+    )
 
 
 @dataclass(frozen=True)
