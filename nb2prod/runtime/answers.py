@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, WithJsonSchema
 
+from nb2prod.runtime.audit import ReviewItem
+
 # BentoML keeps only a Union's first member in the schema: describe the label ourselves.
 Label = Annotated[
     Union[bool, int, float, str],
@@ -123,23 +125,10 @@ class DriftReport(BaseModel):
     features: dict[str, FeatureDrift]
 
 
-class ReviewItem(BaseModel):
-    """A row waiting for a person: which request and row, why, what came in and went out."""
-
-    id: int
-    request_id: str
-    row: int
-    model_version: str
-    reason: str
-    input: dict[str, Any]
-    output: Any
-    created_at: str
-
-
 class Pending(BaseModel):
     """The review queue, oldest first."""
 
-    pending: list[ReviewItem]
+    pending: list[ReviewItem]  # the audit log's own record: one definition of its fields
 
 
 class Verdict(BaseModel):
