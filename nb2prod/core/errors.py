@@ -80,9 +80,21 @@ class ServiceError(Nb2prodError):
 
 
 class BadRequest(ServiceError):
-    """The request is malformed or its values are wrong: 400."""
+    """The request is malformed or its values are wrong: 400. ``detail``, when given,
+    lists each problem (where, what, the value sent)."""
 
     status = 400
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        detail: list | None = None,
+        where: str | None = None,
+        fix: str | None = None,
+    ):
+        super().__init__(what, where=where, fix=fix)
+        self.detail = detail
 
 
 class Unauthorized(ServiceError):

@@ -8,8 +8,8 @@ the one place where served errors become responses.
 - ``/admin/...`` needs ``Authorization: Bearer $NB2PROD_ADMIN_TOKEN`` (``authorize``, the
   one check, in constant time); with the variable unset the admin routes are disabled
   (404 saying so), never open.
-- ``BodyGuard`` refuses ``POST`` bodies for BentoML's APIs that are not JSON (415) or over
-  ``NB2PROD_MAX_BODY_BYTES`` (413), before BentoML parses anything.
+- ``wire.Direct`` answers ``POST /predict`` and ``POST /feedback`` from the request's bytes,
+  before BentoML's own routes for those APIs (which stay, for the docs).
 - ``error_response`` turns a ``ServiceError`` into its status and ``{"error", "detail"}``
   body, for these routes and for the BentoML APIs alike. Anything else a route raises is
   a bug: logged with its traceback, answered 500 at once, never shown to the client.
@@ -21,7 +21,7 @@ import functools
 import hmac
 import json
 import logging
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 import anyio
 from starlette.exceptions import HTTPException
@@ -37,31 +37,14 @@ from nb2prod.core.errors import (
     ServiceError,
     TooLarge,
     Unauthorized,
-    UnsupportedMediaType,
 )
 from nb2prod.runtime.endpoints import APIS, ENDPOINTS
 from nb2prod.runtime.openapi import DocumentedApp, Endpoint
+from nb2prod.runtime.responses import error_response, json_response
+from nb2prod.runtime.wire import Direct
 
 log = logging.getLogger("nb2prod")
 ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
-
-def error_response(exc: ServiceError) -> Response:
-    """The response for a served error: its status, ``{"error": what}`` and, when the error
-    has one, ``"detail"`` (where and how to fix are in ``what``, or for the server log)."""
-    body: dict[str, Any] = {"error": exc.what}
-    if exc.detail is not None:
-        body["detail"] = exc.detail
-    headers = {"www-authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
-    return json_response(body, exc.status, headers)
-
-
-def json_response(
-    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
-) -> Response:
-    """``body`` as JSON, written by ``json.dumps`` as it always was: a NaN in a report is
-    sent as ``NaN`` rather than failing the request."""
-    return Response(json.dumps(body), status, headers, media_type="application/json")
 
 
 def authorize(request: Request) -> None:
@@ -79,15 +62,18 @@ def authorize(request: Request) -> None:
         raise Unauthorized("admin endpoints need Authorization: Bearer <NB2PROD_ADMIN_TOKEN>")
 
 
-def attach(svc: Any, handlers: Mapping[str, Callable[..., Any]], max_body: int) -> None:
+def attach(
+    svc: Any,
+    handlers: Mapping[str, Callable[..., Any]],
+    max_body: int,
+    direct: Mapping[str, Any],
+) -> None:
     """Mount the app for ``handlers`` in the BentoML service ``svc`` (made with
-    ``service_class=DocumentedService``, so ``/docs.json`` lists its routes), and put
-    ``BodyGuard`` in front of ``svc``'s APIs."""
+    ``service_class=DocumentedService``, so ``/docs.json`` lists its routes), and let
+    ``wire.Direct`` answer the routes in ``direct`` (``/predict``, ``/feedback``)."""
     svc.mount_asgi_app(make_app(handlers, max_body), name="nb2prod")
-    # a middleware, not a route: it must see BentoML's own API requests before they are parsed
-    svc.add_asgi_middleware(
-        BodyGuard, paths=[api.route for api in svc.apis.values()], max_body=max_body
-    )
+    # a middleware, not a route: BentoML's routes for its APIs would match first
+    svc.add_asgi_middleware(Direct, handlers=dict(direct), max_body=max_body)
 
 
 def make_app(handlers: Mapping[str, Callable[..., Any]], max_body: int) -> DocumentedApp:
@@ -174,59 +160,3 @@ async def read_json(receive: Callable[..., Any], limit: int) -> Any:
         return json.loads(raw) if raw else {}
     except ValueError:
         raise BadRequest("the request body is not valid JSON") from None
-
-
-class BodyGuard:
-    """ASGI middleware: a ``POST`` to one of ``paths`` (BentoML's APIs) must send JSON of at
-    most ``max_body`` bytes; refused before BentoML parses it."""
-
-    def __init__(self, app: Any, paths: Iterable[str], max_body: int):
-        self.app, self.paths, self.max_body = app, frozenset(paths), max_body
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["method"] == "POST"
-            and scope["path"].rstrip("/") in self.paths
-        ):
-            try:
-                if self._check(scope):
-                    receive = await self._buffered(receive)
-            except ServiceError as exc:
-                return await error_response(exc)(scope, receive, send)
-        await self.app(scope, receive, send)
-
-    def _check(self, scope: dict) -> bool:
-        """Refuse non-JSON or oversized bodies; True when the size is not declared."""
-        kind = length = ""
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                kind = value.decode("latin-1").split(";")[0].strip().lower()
-            elif name == b"content-length":
-                length = value.decode("latin-1")
-        if kind != "application/json":
-            raise UnsupportedMediaType(
-                f"request bodies must be JSON (content-type: "
-                f"application/json), got {kind or 'no content-type'}"
-            )
-        if length.isdigit() and int(length) > self.max_body:
-            raise TooLarge(
-                f"request body of {length} bytes is over the limit of "
-                f"{self.max_body} (NB2PROD_MAX_BODY_BYTES); send fewer records"
-            )
-        return not length.isdigit()
-
-    async def _buffered(self, receive: Any) -> Any:
-        """Read a body sent without content-length (chunked), stopping at the limit, and
-        hand BentoML a receive() that replays it."""
-        body = await read_body(receive, self.max_body)
-        sent = False
-
-        async def replay() -> dict:
-            nonlocal sent
-            if sent:
-                return await receive()  # e.g. http.disconnect
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        return replay

@@ -9,6 +9,7 @@ within their deadline.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -43,3 +44,34 @@ class Deadline:
             return future.result(timeout=self.seconds)
         except FutureTimeout:
             raise DeadlineExceeded(f"the model did not answer within {self.seconds}s") from None
+
+    async def acall(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``call`` awaited on the running event loop, which serves other requests while
+        ``fn`` runs in its worker thread. No task is created: one future and one timer."""
+        if not self._free.acquire(blocking=False):
+            raise DeadlineExceeded("every model worker is still busy with an overrunning call")
+
+        def run() -> Any:
+            try:
+                return fn(*args)
+            finally:
+                self._free.release()
+
+        loop = asyncio.get_running_loop()
+        waiting = asyncio.wrap_future(self._pool.submit(run), loop=loop)
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            waiting.cancel()  # the thread runs on; its answer is dropped
+
+        timer = loop.call_later(self.seconds, expire)
+        try:
+            return await waiting
+        except asyncio.CancelledError:
+            if expired:
+                raise DeadlineExceeded(f"the model did not answer within {self.seconds}s") from None
+            raise
+        finally:
+            timer.cancel()

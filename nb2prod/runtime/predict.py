@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, Generator
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,43 @@ class NoFallbackError(Exception):
     """The model could not answer some rows and there is no usable fallback."""
 
     message: str
+
+
+@dataclass
+class Outcome:
+    """What the model call gave: its result, or the exception it raised."""
+
+    result: Any = None
+    error: BaseException | None = None
+
+    def value(self) -> Any:
+        """The result, or the call's exception raised again (its traceback kept)."""
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+Steps = Generator[pd.DataFrame, Outcome, Any]  # yields the rows for the model, gets its Outcome
+
+
+def drive(steps: Steps, call: Callable[[pd.DataFrame], Outcome]) -> Any:
+    """Run ``steps`` to the end, answering each model call with ``call``."""
+    try:
+        asked = next(steps)
+        while True:
+            asked = steps.send(call(asked))
+    except StopIteration as done:
+        return done.value
+
+
+async def adrive(steps: Steps, call: Callable[[pd.DataFrame], Awaitable[Outcome]]) -> Any:
+    """``drive`` on an event loop: each model call is awaited, so the loop serves others."""
+    try:
+        asked = next(steps)
+        while True:
+            asked = steps.send(await call(asked))
+    except StopIteration as done:
+        return done.value
 
 
 @dataclass
@@ -155,7 +192,35 @@ class Predictor:
     def predict(
         self, X: pd.DataFrame, model_input: pd.DataFrame | None = None
     ) -> list[dict[str, Any]]:
-        """One ``{"prediction", "source", "reason", "warnings"}`` per row of ``X``.
+        """``steps`` run here and now: the model called in this thread (under the deadline)."""
+        return drive(self.steps(X, model_input), self.call_model)
+
+    def call_model(self, X: pd.DataFrame) -> Outcome:
+        """The model function on ``X``, under the deadline when there is one."""
+        fn = self.marked.model
+        assert fn is not None  # Predictor refuses a code module without one
+        try:
+            return Outcome(
+                self.deadline.call(fn, self.model, X) if self.deadline else fn(self.model, X)
+            )
+        except Exception as exc:
+            return Outcome(error=exc)
+
+    async def acall_model(self, X: pd.DataFrame) -> Outcome:
+        """``call_model`` awaited: with a deadline the model runs in its thread meanwhile."""
+        fn = self.marked.model
+        assert fn is not None
+        try:
+            if self.deadline:
+                return Outcome(await self.deadline.acall(fn, self.model, X))
+            return Outcome(fn(self.model, X))
+        except Exception as exc:
+            return Outcome(error=exc)
+
+    def steps(self, X: pd.DataFrame, model_input: pd.DataFrame | None = None) -> Steps:
+        """One ``{"prediction", "source", "reason", "warnings"}`` per row of ``X``, as a
+        generator that yields the rows the model must answer and is sent its ``Outcome``
+        (``drive`` and ``adrive`` run it: one logic for threads and the event loop).
 
         The checks see ``X`` as the request gave it; the model, its guardrails and the
         fallback see ``model_input`` (default ``X``), the same rows in the training
@@ -171,9 +236,8 @@ class Predictor:
         answers: list[Any] = [None] * n
         todo = [i for i in range(n) if reasons[i] is None]
         if todo:
-            self._model(
-                X if len(todo) == n else X.iloc[todo].reset_index(drop=True), todo, reasons, answers
-            )
+            asked = X if len(todo) == n else X.iloc[todo].reset_index(drop=True)
+            self._model(asked, (yield asked), todo, reasons, answers)
         review = self.policy.low_confidence == "review"
         bad = [
             i
@@ -198,15 +262,19 @@ class Predictor:
         ]
 
     def _model(
-        self, X: pd.DataFrame, positions: list[int], reasons: list[str | None], answers: list[Any]
+        self,
+        X: pd.DataFrame,
+        outcome: Outcome,
+        positions: list[int],
+        reasons: list[str | None],
+        answers: list[Any],
     ) -> None:
-        """Ask the model for ``X`` (the rows at ``positions``); mark rows it cannot answer."""
+        """Take the model's ``outcome`` for ``X`` (the rows at ``positions``); mark rows it
+        could not answer."""
         model = self.marked.model
         assert model is not None  # Predictor refuses a code module without one
         try:
-            result = (
-                self.deadline.call(model, self.model, X) if self.deadline else model(self.model, X)
-            )
+            result = outcome.value()
             got, nan = rows_and_nan(result, len(X))
         except DeadlineExceeded as exc:
             log.warning(

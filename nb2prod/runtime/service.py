@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any, Callable
 
+import anyio
 import bentoml
 from pydantic import Field
 
@@ -35,9 +36,15 @@ from nb2prod.runtime.predict import Policy, Predictor
 from nb2prod.runtime.reload import Current, Reloader
 from nb2prod.runtime.schema import FrameMaker, record_type
 from nb2prod.runtime.serving import Serving, open_audit
+from nb2prod.runtime.wire import (
+    FEEDBACK,
+    MAX_RECORDS,
+    DirectRoute,
+    encode,
+    predict_request,
+)
 
 log = logging.getLogger("nb2prod")
-MAX_RECORDS = 10_000
 
 
 def policy_from(contract: Any, now: settings.Settings) -> Policy:
@@ -187,8 +194,35 @@ def make_service(
         for name in ("info", "drift_report", "pending_review", "resolve_review")
     }
     handlers["reload"] = Reloader(current, open_serving, code_sha256)
-    attach(svc, handlers, settings.current().max_body_bytes)
+    attach(svc, handlers, settings.current().max_body_bytes, _direct(current, Record, class_name))
     return svc
+
+
+def _direct(current: Current, record: type, class_name: str) -> dict[str, DirectRoute]:
+    """What ``wire.Direct`` answers itself: per route, its body's validator, the coroutine
+    for a small body and the function (run in a thread) for a large one."""
+
+    async def predict_inline(body: dict) -> bytes:
+        with current.use() as serving:
+            return encode(await serving.apredict(body["records"]))
+
+    def predict_threaded(body: dict) -> bytes:
+        with current.use() as serving:
+            return encode(serving.predict(body["records"]))
+
+    def feedback(body: dict) -> bytes:
+        with current.use() as serving:
+            return encode(serving.record_feedback(body["request_id"], body["label"], body["row"]))
+
+    async def feedback_inline(body: dict) -> bytes:  # it reads and writes the audit database
+        return await anyio.to_thread.run_sync(feedback, body)
+
+    return {
+        "/predict": DirectRoute(
+            predict_request(record, class_name), predict_inline, predict_threaded
+        ),
+        "/feedback": DirectRoute(FEEDBACK, feedback_inline, feedback),
+    }
 
 
 def _settle() -> None:

@@ -28,7 +28,14 @@ from nb2prod.runtime import metrics
 from nb2prod.runtime.audit import AuditLog
 from nb2prod.runtime.drift import DriftMonitor
 from nb2prod.runtime.feedback import FeedbackLog, infer_kind
-from nb2prod.runtime.predict import NoFallbackError, Predictor, RequestRejected
+from nb2prod.runtime.predict import (
+    NoFallbackError,
+    Predictor,
+    RequestRejected,
+    Steps,
+    adrive,
+    drive,
+)
 from nb2prod.runtime.review import ReviewQueue
 
 log = logging.getLogger("nb2prod")
@@ -82,12 +89,20 @@ class Serving:
     def predict(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """The answer to one ``POST /predict``: ``Unprocessable`` (422) when a reject-level
         check fails, ``Unavailable`` (503) when there is no fallback to answer for the
-        model or the answer cannot be audited."""
+        model or the answer cannot be audited. The model is called in this thread."""
+        return drive(self.steps(records), self.predictor.call_model)
+
+    async def apredict(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """``predict`` on the event loop: the model call is awaited (``adrive``)."""
+        return await adrive(self.steps(records), self.predictor.acall_model)
+
+    def steps(self, records: list[dict[str, Any]]) -> Steps:
+        """``predict`` as steps that yield the model's rows (``predict.Predictor.steps``)."""
         started = time.perf_counter()
         X = self.to_frame(records)
         seen = self._bins(X, records)  # before the notebook's code could change X
         try:
-            answers = self.predictor.predict(X, self.to_frame.for_model(X))
+            answers = yield from self.predictor.steps(X, self.to_frame.for_model(X))
         except RequestRejected as exc:
             raise Unprocessable(
                 f"{len(exc.errors)} check failure(s): the request is refused", detail=exc.errors

@@ -1,0 +1,232 @@
+"""``POST /predict`` and ``POST /feedback`` straight from the request's bytes.
+
+BentoML's ``@bentoml.api`` path builds pydantic IO models, writes a JSON schema per
+answer and hops to a worker thread for every request: about a millisecond, more than
+the model takes on one row. ``Direct`` is an ASGI middleware inside BentoML's own
+(its metrics, tracing, access log, timeout and concurrency limit still wrap every
+request) that answers these two routes itself:
+
+- the body must be JSON (415), at most ``NB2PROD_MAX_BODY_BYTES`` (413);
+- it is validated in one pydantic-core call against the contract's columns, strictly:
+  a JSON boolean is not a number, a number sent as a string is refused, an integer
+  column takes JSON integers, and unknown keys, at the top or in a record, are refused
+  (400, ``detail`` listing every problem by row and column);
+- a small request is answered on the event loop, the model called in the deadline's
+  thread and awaited, so the loop keeps serving meanwhile; a large one (over
+  ``INLINE_BYTES``) is answered in one worker thread, so it never holds up small ones;
+- the answer is encoded once, with orjson.
+
+The ``@bentoml.api`` methods stay: BentoML documents ``/predict`` from them (the real
+columns and types in ``/docs.json``), and in-process callers may use them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Annotated, Any, Awaitable, Callable
+
+import anyio
+import orjson
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
+
+from nb2prod.core.errors import BadRequest, ServiceError, TooLarge, UnsupportedMediaType
+from nb2prod.runtime.answers import Label
+from nb2prod.runtime.responses import error_response
+
+log = logging.getLogger("nb2prod")
+MAX_RECORDS = 10_000
+INLINE_BYTES = 64 * 1024  # ~100 rows of 30 numbers: answered on the event loop
+SHOWN_ERRORS = 20  # problems listed in a 400's detail; the count says how many in all
+SHOWN_VALUE = 80  # characters of a refused value shown back to the client
+
+
+def predict_request(record: type, name: str) -> TypeAdapter:
+    """The validator of a ``/predict`` body: ``{"records": [record, ...]}`` and nothing else."""
+    body = TypedDict(  # type: ignore[misc]
+        f"{name}PredictRequest",
+        {"records": Annotated[list[record], Field(min_length=1, max_length=MAX_RECORDS)]},  # type: ignore[valid-type]
+    )
+    body.__pydantic_config__ = ConfigDict(extra="forbid", strict=True)  # type: ignore[attr-defined]
+    return TypeAdapter(body)
+
+
+class FeedbackRequest(TypedDict):
+    """A ``/feedback`` body: which answer, and its true label."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid", strict=True)  # type: ignore[misc]
+    request_id: Annotated[str, Field(min_length=1, max_length=64)]
+    label: Label
+    row: Annotated[int, Field(ge=0, le=MAX_RECORDS - 1)]
+
+
+FEEDBACK = TypeAdapter(FeedbackRequest)
+
+
+def decode(adapter: TypeAdapter, raw: bytes) -> dict[str, Any]:
+    """``raw`` validated by ``adapter``; ``BadRequest`` listing each problem otherwise."""
+    try:
+        return adapter.validate_json(raw)
+    except ValidationError as exc:
+        raise refusal(exc) from None
+    except RecursionError:  # pydantic-core's own limit catches most; never a 500
+        raise BadRequest("the request body is nested too deeply") from None
+
+
+def refusal(exc: ValidationError) -> BadRequest:
+    """A 400 naming every problem: where (``loc``: "records", row, column), what, and the
+    value sent (shortened), as pydantic found them."""
+    problems = exc.errors(include_url=False, include_context=False)
+    detail = [
+        {
+            "loc": list(p["loc"]),
+            "type": p["type"],
+            "msg": p["msg"],
+            **(
+                {"value": _shown(p["input"])}
+                if p["type"] not in ("missing", "json_invalid")
+                else {}
+            ),
+        }
+        for p in problems[:SHOWN_ERRORS]
+    ]
+    first = detail[0]
+    where = ".".join(str(part) for part in first["loc"]) or "the body"
+    if first["type"] == "json_invalid":
+        return BadRequest(f"the request body is not valid JSON: {first['msg']}", detail=detail)
+    more = (
+        f" ({len(problems)} problems in all; detail lists {len(detail)})"
+        if len(problems) > 1
+        else ""
+    )
+    return BadRequest(f"invalid request at {where}: {first['msg']}{more}", detail=detail)
+
+
+def _shown(value: Any) -> Any:
+    """A refused value as the client may see it again: scalars as they came, anything else
+    (or a long text) as a shortened text."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    return text if len(text) <= SHOWN_VALUE else text[:SHOWN_VALUE] + "…"
+
+
+def content_type(scope: dict) -> tuple[str, str]:
+    """The request's media type (lower case, no parameters) and declared content-length."""
+    kind = length = ""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            kind = value.decode("latin-1").split(";")[0].strip().lower()
+        elif name == b"content-length":
+            length = value.decode("latin-1")
+    return kind, length
+
+
+async def read_json_body(scope: dict, receive: Callable[..., Any], limit: int) -> bytes:
+    """The body of a JSON request, refused as not JSON (415) or too large (413) — by its
+    declared length before reading, and while reading when it declared none."""
+    kind, length = content_type(scope)
+    if kind != "application/json":
+        raise UnsupportedMediaType(
+            "request bodies must be JSON (content-type: application/json), got "
+            f"{kind or 'no content-type'}"
+        )
+    if length.isdigit() and int(length) > limit:
+        raise TooLarge(
+            f"request body of {length} bytes is over the limit of {limit} "
+            "(NB2PROD_MAX_BODY_BYTES); send fewer records"
+        )
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > limit:
+            raise TooLarge(
+                f"request body is over the limit of {limit} bytes (NB2PROD_MAX_BODY_BYTES); "
+                "send fewer records"
+            )
+        more = message.get("more_body", False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request had arrived: nothing to answer."""
+
+
+@dataclass(frozen=True)
+class DirectRoute:
+    """A route ``Direct`` answers: the body is validated by ``adapter``; a small one is
+    answered by the coroutine ``inline`` on the event loop, a large one by ``threaded``
+    in a worker thread. Both return the answer's JSON bytes or raise ``ServiceError``."""
+
+    adapter: TypeAdapter
+    inline: Callable[[Any], Awaitable[bytes]]
+    threaded: Callable[[Any], bytes]
+
+
+class Direct:
+    """ASGI middleware answering ``POST`` to the paths in ``handlers`` (``DirectRoute``)
+    itself; every other request goes on to BentoML."""
+
+    def __init__(self, app: Any, handlers: dict[str, DirectRoute], max_body: int):
+        self.app, self.handlers, self.max_body = app, handlers, max_body
+        self.routes = frozenset(handlers)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        if path not in self.routes:
+            path = path.rstrip("/")
+            if path not in self.routes:
+                return await self.app(scope, receive, send)
+        route = self.handlers[path]
+        try:
+            raw = await read_json_body(scope, receive, self.max_body)
+            if len(raw) <= INLINE_BYTES:
+                body = await route.inline(decode(route.adapter, raw))
+            else:  # decoding a big body takes milliseconds too: all of it off the loop
+                body = await anyio.to_thread.run_sync(
+                    functools.partial(_decoded_then, route, raw), limiter=_big()
+                )
+        except ClientGone:
+            return
+        except ServiceError as exc:
+            return await error_response(exc)(scope, receive, send)
+        except Exception:  # a bug: logged with its traceback, answered 500 at once
+            log.exception("POST %s failed", path)
+            return await error_response(ServiceError("internal error; see the server log"))(
+                scope, receive, send
+            )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _decoded_then(route: DirectRoute, raw: bytes) -> bytes:
+    return route.threaded(decode(route.adapter, raw))
+
+
+@functools.lru_cache(maxsize=1)
+def _big() -> anyio.CapacityLimiter:
+    """One large request at a time per worker: more would only share the same core and
+    the GIL, and hold up the small requests on the event loop longer."""
+    return anyio.CapacityLimiter(1)
+
+
+def encode(answer: Any) -> bytes:
+    """An answer as JSON bytes (a NaN in a report becomes null)."""
+    return orjson.dumps(answer)
