@@ -318,3 +318,33 @@ def test_a_changed_code_file_in_the_bento_refuses_to_start(flagship_build, tmp_p
     assert f"{name}_code.py, the bento's notebook code, is missing or was changed" in said[0]
     assert f"restore {name}_code.py or run nb2prod build again" in said[0]
     assert "Traceback" not in str(refused.value)
+
+
+@pytest.mark.parametrize("change", ["edited", "missing"])
+def test_the_code_pin_is_checked_before_anything_else(change, tmp_path):
+    from nb2prod.runtime.service import make_service
+
+    code = tmp_path / "churn_code.py"
+    code.write_text("def predict(model, X):\n    return X\n", encoding="utf-8")
+    pinned = hashlib.sha256(code.read_bytes()).hexdigest()
+    if change == "edited":
+        code.write_text("def predict(model, X):\n    return X * 2\n", encoding="utf-8")
+    else:
+        code.unlink()
+    with pytest.raises(SystemExit) as refused:  # before the model store is even asked
+        make_service(
+            class_name="Churn",
+            code_path=code,
+            code_sha256=pinned,
+            model_tag="churn:none",
+            model_sha256="0" * 64,
+            built_at="",
+            module="x",
+        )
+    said = str(refused.value)
+    assert said.startswith(
+        "nb2prod: cannot serve Churn: churn_code.py, the bento's notebook "
+        "code, is missing or was changed after the build"
+    ), said
+    assert said.endswith("how to fix: restore churn_code.py or run nb2prod build again"), said
+    assert "\n" not in said
