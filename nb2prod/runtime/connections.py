@@ -49,7 +49,14 @@ def guarded(base: type, seconds: float) -> type:
     request is not received within ``seconds``."""
     import h11
 
-    received = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
+    # the request is in (or the connection is a WebSocket now): the deadline is met
+    received = (
+        h11.DONE,
+        h11.MUST_CLOSE,
+        h11.CLOSED,
+        h11.MIGHT_SWITCH_PROTOCOL,
+        h11.SWITCHED_PROTOCOL,
+    )
     tally = _Tally()
 
     class ReadDeadline(base):
