@@ -8,6 +8,7 @@ does both for a version from an earlier build's code, for promote and rollback.
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import os
 import subprocess
@@ -44,6 +45,8 @@ def render(
         "notebook_sha256": contract.notebook_sha256,
         "model_tag": model_tag,
         "model_sha256": contract.artifact_sha256,
+        # pinned as the model file is: a changed <name>_code.py does not start
+        "code_sha256": hashlib.sha256(exported.source.encode()).hexdigest(),
         "version": __version__,
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "packages": pinned_packages(sorted(set(imported_modules(exported.source) + imports))),

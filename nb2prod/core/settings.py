@@ -48,6 +48,16 @@ def _optional_seconds(value: str) -> float | None:
     return 0.0 if value.strip().lower() == "none" else float(value)
 
 
+def _seconds_or_off(value: str) -> float | None:
+    # None: no limit ("none", "off" or 0); else a positive number of seconds
+    if value.strip().lower() in ("none", *OFF):
+        return None
+    seconds = float(value)
+    if seconds <= 0:
+        raise ValueError(value)
+    return seconds
+
+
 def _optional_float(value: str) -> float | None:
     return float(value) if value else None
 
@@ -171,6 +181,17 @@ _SPEC: dict[str, tuple[Variable, Callable[[str], Any], str]] = {
         int,
         "10485760",
     ),
+    "read_timeout_s": (
+        Variable(
+            "NB2PROD_READ_TIMEOUT_S",
+            DEPLOYMENT,
+            "10",
+            "seconds a client has to send a whole request (headers and body) once connected "
+            "or answered, else the connection is closed; `none` turns it off",
+        ),
+        _seconds_or_off,
+        "10 or none",
+    ),
     "panel": (
         Variable(
             "NB2PROD_PANEL",
@@ -286,6 +307,7 @@ class Settings:
     drift_window: int
     drift_threshold: float
     max_body_bytes: int
+    read_timeout_s: float | None  # None: no deadline for receiving a request
     panel: bool
     run_file: str | None
     notebook_sha256: str | None

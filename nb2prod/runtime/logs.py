@@ -33,7 +33,10 @@ class ClientErrors(logging.Filter):
 def _summary(exc: BaseException) -> str | None:
     """What was wrong with the request, without its values; None for a server error."""
     from pydantic import ValidationError
+    from starlette.requests import ClientDisconnect
 
+    if isinstance(exc, ClientDisconnect):  # e.g. closed for sending too slowly
+        return "the client's connection closed before its request was complete"
     if isinstance(exc, ValidationError):
         first = exc.errors(include_input=False, include_context=False, include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"])

@@ -2,12 +2,13 @@
 
 Generated ``service.py`` is a few lines that call ``make_service``; what a request goes
 through lives in ``serving.py`` and ``predict.py``, tested once. Start-up problems (a
-missing or changed model file, an unreachable audit database) stop ``bentoml serve``
-with one line saying what to fix, before any worker starts.
+missing or changed model or code file, an unreachable audit database) stop ``bentoml
+serve`` with one line saying what to fix, before any worker starts. A worker closes
+connections that send their request too slowly (``connections.py``) and stops on its own
+when its arbiter is gone (``watchdog.py``).
 """
 
 import gc
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -21,7 +22,7 @@ from nb2prod.checks.compiled import CompiledSuite
 from nb2prod.core import settings
 from nb2prod.core.errors import ModelStoreError, Nb2prodError, ServiceError
 from nb2prod.core.markers import collect
-from nb2prod.runtime import logs, metrics, registry
+from nb2prod.runtime import connections, logs, metrics, registry, watchdog
 from nb2prod.runtime.answers import Label
 from nb2prod.runtime.app import attach, error_response
 from nb2prod.runtime.loading import (
@@ -29,6 +30,7 @@ from nb2prod.runtime.loading import (
     SUITE,
     load_version,
     load_version_parts,
+    sha256_of,
     verify_artifact,
 )
 from nb2prod.runtime.openapi import DocumentedService
@@ -56,11 +58,12 @@ def policy_from(contract: Any, now: settings.Settings) -> Policy:
 
 
 def _check_start(
-    class_name: str, model_tag: str, model_sha256: str, code_sha256: str
+    class_name: str, model_tag: str, model_sha256: str, code_path: Path, code_sha256: str
 ) -> tuple[Any, Path]:
     """Refuse to start, with a message and no traceback, on a missing or changed model or
     code, or an unreachable audit database."""
     try:
+        _check_code(code_path, code_sha256)
         contract, path = load_version(model_tag)
         if contract.artifact_sha256 != model_sha256:
             raise ModelStoreError(
@@ -86,10 +89,25 @@ def _check_start(
     return contract, path
 
 
+def _check_code(code_path: Path, code_sha256: str) -> None:
+    """The bento's notebook code is the file the build wrote, or ``ModelStoreError``."""
+    try:
+        same = sha256_of(code_path) == code_sha256
+    except OSError:
+        same = False
+    if not same:
+        raise ModelStoreError(
+            f"{code_path.name}, the bento's notebook code, is missing or was changed after "
+            f"the build (its sha256 is not {code_sha256[:12]}…, which service.py pins)",
+            fix=f"restore {code_path.name} or run nb2prod build again",
+        )
+
+
 def make_service(
     *,
     class_name: str,
     code_path: str | Path,
+    code_sha256: str,
     model_tag: str,
     model_sha256: str,
     built_at: str,
@@ -97,16 +115,18 @@ def make_service(
 ) -> Any:
     """The BentoML service for the notebook code in ``code_path`` serving ``model_tag``.
 
-    ``model_sha256`` is the artifact hash the build pinned; the service refuses to start
-    when the stored file differs, or when the code is not the code the version was saved
-    with. Each model version served gets its own instance of the code module, with that
-    version's captured values (``loading.py``).
+    ``model_sha256`` and ``code_sha256`` are the hashes the build pinned; the service
+    refuses to start when the model file or the code file differs, or when the code is
+    not the code the version was saved with. Each model version served gets its own
+    instance of the code module, with that version's captured values (``loading.py``).
     """
     code_path = Path(code_path)
-    source = code_path.read_text()
-    code_sha256 = hashlib.sha256(source.encode()).hexdigest()
-    contract, path = _check_start(class_name, model_tag, model_sha256, code_sha256)
+    contract, path = _check_start(class_name, model_tag, model_sha256, code_path, code_sha256)
+    source = code_path.read_text(encoding="utf-8")
     logs.install()  # refused requests: one line, no traceback, no input values
+    # Before BentoML's worker configures uvicorn, which happens after this import.
+    connections.install(settings.current().read_timeout_s)
+    arbiter = watchdog.arbiter()  # now: the arbiter may die while the model loads
     to_frame = FrameMaker(contract.columns)  # a reload keeps the request schema: same columns
     Record = record_type(contract.columns, class_name)
     current = Current()  # this worker's Serving, shared with the HTTP app
@@ -134,6 +154,7 @@ def make_service(
         )
 
     def __init__(self: Any) -> None:
+        watchdog.watch(arbiter)
         current.swap(open_serving(model_tag, contract, path))
         _announce(current.serving)
         _say_if_not_production(contract.name, model_tag)

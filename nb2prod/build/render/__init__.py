@@ -63,7 +63,7 @@ def pinned_packages(modules: list[str]) -> list[str]:
 def render(out: Path, context: dict[str, Any], code: str) -> None:
     """Write service.py, the code module, bentofile.yaml, tests/ and nb2prod's runtime."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{context['name']}_code.py").write_text(code)
+    (out / f"{context['name']}_code.py").write_text(code, encoding="utf-8")  # as pinned
     packages = "\n".join(f"    - {p}" for p in context["packages"])
     for template, target in OUTPUTS.items():
         text = Template((TEMPLATES / template).read_text()).substitute(
