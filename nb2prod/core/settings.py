@@ -171,6 +171,17 @@ _SPEC: dict[str, tuple[Variable, Callable[[str], Any], str]] = {
         int,
         "10485760",
     ),
+    "log_summary_s": (
+        Variable(
+            "NB2PROD_LOG_SUMMARY_S",
+            DEPLOYMENT,
+            "60",
+            "a failure's traceback is logged once per model version; repeats are counted "
+            "and summed up in one line at most this often (seconds)",
+        ),
+        float,
+        "60",
+    ),
     "panel": (
         Variable(
             "NB2PROD_PANEL",
@@ -286,6 +297,7 @@ class Settings:
     drift_window: int
     drift_threshold: float
     max_body_bytes: int
+    log_summary_s: float
     panel: bool
     run_file: str | None
     notebook_sha256: str | None
