@@ -19,8 +19,12 @@ FORGED = "\n[ERROR] FORGED LOG LINE"
 @pytest.fixture(scope="module")
 def server(flagship_build, tmp_path_factory):
     db = tmp_path_factory.mktemp("audit") / "audit.db"
-    env = {**os.environ, "NB2PROD_AUDIT_URL": f"sqlite:///{db}", "NB2PROD_ADMIN_TOKEN": TOKEN,
-           "NB2PROD_MAX_BODY_BYTES": str(3 * 2**20)}
+    env = {
+        **os.environ,
+        "NB2PROD_AUDIT_URL": f"sqlite:///{db}",
+        "NB2PROD_ADMIN_TOKEN": TOKEN,
+        "NB2PROD_MAX_BODY_BYTES": str(3 * 2**20),
+    }
     served = Server(flagship_build["bento_tag"], env=env)
     try:
         served.wait_ready()
@@ -65,10 +69,15 @@ def test_a_key_that_forges_or_floods_a_log_line_gives_one_bounded_line(server, f
     assert sum("FORGED" in line for line in lines) <= 1  # the key, escaped, inside one line
 
 
-@pytest.mark.parametrize("method, path", [("GET", "/admin/review/../reload"),
-                                          ("POST", "/admin/reload/../review"),
-                                          ("GET", "/admin/review/%2e%2e/reload"),
-                                          ("GET", "/admin//review")])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/admin/review/../reload"),
+        ("POST", "/admin/reload/../review"),
+        ("GET", "/admin/review/%2e%2e/reload"),
+        ("GET", "/admin//review"),
+    ],
+)
 def test_admin_paths_match_exactly(server, method, path):
     status, body = send(server, method, path, headers=ADMIN)
     assert status == 404, body
@@ -76,25 +85,41 @@ def test_admin_paths_match_exactly(server, method, path):
 
 
 def test_admin_posts_take_json_or_nothing_and_any_unparsable_body_is_400(server):
-    plain = send(server, "POST", "/admin/review/1", b'{"label": "benign"}',
-                 {**ADMIN, "content-type": "text/plain"})
+    plain = send(
+        server,
+        "POST",
+        "/admin/review/1",
+        b'{"label": "benign"}',
+        {**ADMIN, "content-type": "text/plain"},
+    )
     assert plain[0] == 415 and "application/json" in plain[1]["error"]
-    deep = send(server, "POST", "/admin/review/1",
-                b'{"label": ' + b"[" * 10000 + b"]" * 10000 + b"}", {**ADMIN, **JSON})
+    deep = send(
+        server,
+        "POST",
+        "/admin/review/1",
+        b'{"label": ' + b"[" * 10000 + b"]" * 10000 + b"}",
+        {**ADMIN, **JSON},
+    )
     assert deep == (400, {"error": "the request body is nested too deeply to parse"})
     assert send(server, "POST", "/admin/reload", b"", ADMIN)[0] == 200  # no body: fine
 
 
 def test_feedback_labels_must_be_a_class_of_the_model(server, flagship_build):
     example = dict(load_version(flagship_build["model_tag"])[0].examples[0])
-    status, answer = send(server, "POST", "/predict",
-                          json.dumps({"records": [example]}).encode(), JSON)
+    status, answer = send(
+        server, "POST", "/predict", json.dumps({"records": [example]}).encode(), JSON
+    )
     assert status == 200, answer
     request_id = answer["request_id"]
 
     def feedback(label):
-        return send(server, "POST", "/feedback",
-                    json.dumps({"request_id": request_id, "label": label}).encode(), JSON)
+        return send(
+            server,
+            "POST",
+            "/feedback",
+            json.dumps({"request_id": request_id, "label": label}).encode(),
+            JSON,
+        )
 
     status, body = feedback("definitely-not-a-class")
     assert status == 400, body

@@ -13,14 +13,17 @@ from nb2prod.runtime.logs import ClientErrors, Tracebacks, safe
 from nb2prod.runtime.predict import Predictor
 
 
-@pytest.mark.parametrize("text, shown", [
-    ("plain text, ünïcode", "plain text, ünïcode"),
-    ("a\n[ERROR] FORGED", "a\\n[ERROR] FORGED"),
-    ("cr\rtab\tesc\x1b[31m", "cr\\rtab\\tesc\\x1b[31m"),
-    ("back\\slash", "back\\\\slash"),  # else "\\n" in the text would read as an escape
-    ("line\u2028sep", "line\\u2028sep"),
-    (123, "123"),
-])
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("plain text, ünïcode", "plain text, ünïcode"),
+        ("a\n[ERROR] FORGED", "a\\n[ERROR] FORGED"),
+        ("cr\rtab\tesc\x1b[31m", "cr\\rtab\\tesc\\x1b[31m"),
+        ("back\\slash", "back\\\\slash"),  # else "\\n" in the text would read as an escape
+        ("line\u2028sep", "line\\u2028sep"),
+        (123, "123"),
+    ],
+)
 def test_safe_escapes_control_characters(text, shown):
     assert safe(text) == shown
 
@@ -41,8 +44,15 @@ def refused(key):
         Strict.model_validate({"x": 1, key: 2})
     except ValidationError as exc:
         error = exc
-    return logging.LogRecord(logs.BENTOML_HTTP, logging.ERROR, __file__, 1,
-                             "Exception on %s", ("/predict\nX",), (type(error), error, None))
+    return logging.LogRecord(
+        logs.BENTOML_HTTP,
+        logging.ERROR,
+        __file__,
+        1,
+        "Exception on %s",
+        ("/predict\nX",),
+        (type(error), error, None),
+    )
 
 
 @pytest.mark.parametrize("key", ["mean radius\n[ERROR] FORGED LOG LINE", "k" * 2**20])

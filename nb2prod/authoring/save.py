@@ -80,8 +80,8 @@ def save_model(
     ``pii`` maps input columns to ``"hash"`` or ``"drop"`` for the audit log;
     ``cost_per_call`` is summed per model version in the metrics; ``classes`` are the
     classes a classifier predicts, or its training labels (default: the model's
-    ``classes_``, else the examples' predicted labels; see ``classes.py``): feedback
-    labels must be one of them.
+    ``classes_``, else the labels the model function gives ``reference``; see
+    ``classes.py``): feedback labels must be one of them.
     Call it after the ``@n2p.model`` function is defined.
 
     The version also holds the notebook code the service runs and, pickled, every other

@@ -126,19 +126,22 @@ def shown(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
-def _label_problem(label: Any, what: str) -> str | None:
-    """Why ``label`` is no label at all (a container, null, an over-long string)."""
+def _described(label: Any) -> str:
+    """``str 'x'``, ``float inf``; ``a list``, ``an object``, ``null`` for JSON's others."""
+    if label is None or isinstance(label, (list, dict, tuple)):
+        return shown(label)
+    return f"{type(label).__name__} {shown(label)}"
+
+
+def _label_problem(label: Any) -> str | None:
+    """Why ``label`` can be no class at all (a container, null, an over-long string)."""
     if isinstance(label, str):
         if len(label) > MAX_LABEL_CHARS:
             return f"the label is {len(label)} characters long; at most {MAX_LABEL_CHARS}"
         return None
     if isinstance(label, bool) or _number(label):
         return None
-    return f"a {what} label is {'one class' if what == 'classifier' else 'a number'}, not " + (
-        shown(label)
-        if label is None or isinstance(label, (list, dict))
-        else f"{type(label).__name__} {shown(label)}"
-    )
+    return f"a classifier label is one class, not {_described(label)}"
 
 
 def same_class(label: Any, cls: Any) -> bool:
@@ -160,9 +163,8 @@ def listed(classes: Iterable[Any]) -> str:
 
 
 def _class_label(label: Any, predicted: Any, classes: tuple[Any, ...] | None) -> Any:
-    """The class ``label`` names, or a ``LabelError``'s message (a ``str`` wrapped in
-    ``_Refused``) when it names none."""
-    problem = _label_problem(label, "classifier")
+    """The class ``label`` names (the label to store), or ``_Refused`` saying why none."""
+    problem = _label_problem(label)
     if problem:
         return _Refused(problem)
     if classes is None:  # a version saved before classes were stored: check the family
@@ -182,13 +184,9 @@ def _class_label(label: Any, predicted: Any, classes: tuple[Any, ...] | None) ->
 
 
 def _value_label(label: Any, predicted: Any, classes: tuple[Any, ...] | None) -> Any:
+    """A regressor's label as a float (the label to store), or ``_Refused`` saying why not."""
     if not _number(label):
-        what = (
-            shown(label)
-            if label is None or isinstance(label, (list, dict))
-            else (f"{type(label).__name__} {shown(label)}")
-        )
-        return _Refused(f"a regressor label is a finite number, not {what}")
+        return _Refused(f"a regressor label is a finite number, not {_described(label)}")
     if not _number(predicted):
         return _Refused(
             f"the audited prediction {shown(predicted)} has no number to compare the label with"
