@@ -63,6 +63,8 @@ def test_a_key_that_forges_or_floods_a_log_line_gives_one_bounded_line(server, f
         body = json.dumps({"records": [{**example, key: 1}]}).encode()
         status, _ = send(server, "POST", "/predict", body, JSON)
         assert status in (400, 422), status  # refused as the client's error, not a 5xx
+    # the access log writes the path percent-decoded: %0A would be a line break
+    assert send(server, "GET", "/model%0A%5BERROR%5D%20FORGED%20LOG%20LINE")[0] == 404
     lines = server.output().splitlines()[before:]
     assert not any(line.lstrip().startswith("[ERROR] FORGED") for line in lines), lines
     assert all(len(line) < 2000 for line in lines), max(map(len, lines))

@@ -66,6 +66,26 @@ def test_a_refused_request_is_one_bounded_line_whatever_its_keys(key):
     assert "Extra inputs are not permitted" in line
 
 
+def test_the_access_log_escapes_the_decoded_path():
+    logs.install()
+    access = logging.getLogger(logs.BENTOML_ACCESS)
+    assert sum(isinstance(f, logs.Escaped) for f in access.filters) == 1
+    logs.install()  # once per process, however often a service is made
+    assert sum(isinstance(f, logs.Escaped) for f in access.filters) == 1
+    record = logging.LogRecord(
+        logs.BENTOML_ACCESS,
+        logging.INFO,
+        __file__,
+        1,
+        "%s (%s) (%s) %.3fms",
+        ("127.0.0.1:1", "method=GET,path=/x\n[ERROR] FORGED" + "p" * 10**4, "status=404", 1.5),
+        None,
+    )
+    next(f for f in access.filters if isinstance(f, logs.Escaped)).filter(record)
+    line = record.getMessage()
+    assert "\n" not in line and len(line) < 1000 and "path=/x\\n[ERROR] FORGED" in line
+
+
 class Clock:
     def __init__(self):
         self.now = 0.0

@@ -24,6 +24,7 @@ import traceback
 from typing import Any, Callable
 
 BENTOML_HTTP = "bentoml._internal.server.http_app"  # the logger of BentoML's log_exception
+BENTOML_ACCESS = "bentoml.access"  # one line per request: its (percent-decoded) path, ...
 LIMIT = 200  # characters of one piece of client text in a log line
 
 
@@ -70,13 +71,34 @@ def _summary(exc: BaseException) -> str | None:
     return None
 
 
-def install(logger_name: str = BENTOML_HTTP) -> Any:
-    """Add the filter to BentoML's HTTP logger, once per process; returns the filter."""
-    logger = logging.getLogger(logger_name)
+class Escaped(logging.Filter):
+    """A logging filter that passes every text argument of a record through ``safe``."""
+
+    def __init__(self, limit: int = 4 * LIMIT):
+        super().__init__()
+        self.limit = limit
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Escape and cut the record's text arguments in place; let every record through."""
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                safe(a, self.limit) if isinstance(a, str) else a for a in record.args
+            )
+        return True
+
+
+def install(logger_name: str = BENTOML_HTTP, access: str = BENTOML_ACCESS) -> Any:
+    """Add ``ClientErrors`` to BentoML's HTTP logger and ``Escaped`` to its access log,
+    once per process; returns the ``ClientErrors`` filter."""
+    _add(logging.getLogger(access), Escaped)
+    return _add(logging.getLogger(logger_name), ClientErrors)
+
+
+def _add(logger: logging.Logger, kind: type[logging.Filter]) -> logging.Filter:
     for existing in logger.filters:
-        if isinstance(existing, ClientErrors):
+        if isinstance(existing, kind):
             return existing
-    found = ClientErrors()
+    found = kind()
     logger.addFilter(found)
     return found
 
