@@ -10,6 +10,8 @@ Feedback for a classifier must name one of them (``runtime/feedback.py``), so
 3. the distinct labels the ``@n2p.model`` function gives the training inputs (the
    ``reference``, up to ``SAMPLE`` rows of it) and the ``examples``: a PyTorch or custom
    model has no ``classes_``. A class training never predicts is missing, so it says so.
+   (``save_model`` passes no reference for a model with a ``cost_per_call``: a paid API
+   is not called a thousand times to guess its classes; only the examples are used.)
 
 The examples' predicted labels must be among the classes: a ``@n2p.model`` function that
 maps the model's classes (``0/1`` to ``"benign"/"malignant"``) serves other classes than
@@ -28,7 +30,7 @@ from nb2prod.core.jsonify import rows, scalar
 from nb2prod.core.markers import Marked
 from nb2prod.runtime.feedback import KINDS, infer_kind, listed, predicted_label, same_class
 
-SAMPLE = 10_000  # reference rows the model function labels when classes are not given
+SAMPLE = 1_000  # reference rows the model function labels when classes are not given
 
 
 def classes_for(

@@ -110,7 +110,10 @@ def save_model(
     suite = _suite_json(checks, columns)
     compiled = CompiledSuite(suite) if suite else None
     examples_json, expected = _answer_examples(model, marked, columns, examples, compiled)
-    known_classes = classes_for(model, classes, expected, marked, reference)
+    # a model that calls a paid API is not asked to label the training inputs
+    known_classes = classes_for(
+        model, classes, expected, marked, reference if cost_per_call is None else None
+    )
     nb, origin = capture.kernel_notebook()
     if nb is None:
         print(
