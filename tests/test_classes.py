@@ -58,6 +58,18 @@ def test_a_model_function_that_maps_the_classes_is_labelled_on_the_training_inpu
     assert "pass classes=[...]" in said
 
 
+def test_a_model_function_answering_booleans_has_boolean_classes(capsys):
+    model = LogisticRegression().fit(X, y)  # classes_ 0, 1; the function says True/False
+
+    def predict(model, X):
+        p = model.predict_proba(X)[:, 1]
+        return pd.DataFrame({"default": p >= 0.5, "probability": p})
+
+    found = classes_for(model, None, answered(True, field="default"), Marked(model=predict), X)
+    assert found == (False, True) and all(type(c) is bool for c in found)
+    assert "(e.g. True)" in capsys.readouterr().out
+
+
 def test_a_model_without_classes_like_pytorch_is_labelled_on_the_training_inputs(capsys):
     class Net:  # no classes_: what a torch module or a custom class gives
         def __call__(self, X):
