@@ -2,6 +2,7 @@
 service, without a model: routes and path parameters, the admin token, the body guard,
 errors as statuses, and /docs.json listing every nb2prod endpoint with its schemas."""
 
+import json
 import logging
 
 import bentoml
@@ -133,13 +134,102 @@ def test_a_served_error_from_a_route_is_its_status_and_message(client, admin):
 
 
 def test_a_body_that_is_not_json_is_400_and_an_oversized_one_413(client, admin):
-    bad = client.post("/admin/review/1", content=b"{nope", headers=admin)
-    assert (bad.status_code, bad.json()) == (400, {"error": "the request body is not valid JSON"})
+    json_type = {**admin, "content-type": "application/json"}
+    for body in (b"{nope", b"\xff\xfe", b'{"label": 1} trailing'):
+        bad = client.post("/admin/review/1", content=body, headers=json_type)
+        assert (bad.status_code, bad.json()) == (400, {"error": "the request body is not valid "
+                                                                "JSON"}), body
     big = client.post("/admin/review/1", json={"label": "x" * MAX_BODY}, headers=admin)
     assert big.status_code == 413 and "NB2PROD_MAX_BODY_BYTES" in big.json()["error"]
 
 
+def test_a_body_nested_too_deep_to_parse_is_400_not_500():
+    deep = b'{"label": ' + b"[" * 10_000 + b"]" * 10_000 + b"}"
+    with pytest.raises(http.BadRequest, match="nested too deeply") as err:
+        http.parse_json(deep)
+    assert err.value.status == 400
+
+
+def test_admin_posts_take_json_or_no_body(client, admin):
+    calls.clear()
+    for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+        r = client.post("/admin/review/1", content=b'{"label": 1}',
+                        headers={**admin, "content-type": kind})
+        assert r.status_code == 415 and kind in r.json()["error"], r.text
+    untyped = client.post("/admin/reload", content=b"x", headers=admin)
+    assert untyped.status_code == 415 and "no content-type" in untyped.json()["error"]
+    assert calls == []  # the handler never saw them
+    assert client.post("/admin/reload", headers=admin).status_code == 200  # no body at all
+    typed = client.post("/admin/review/1", content=b'{"label": 1}',
+                        headers={**admin, "content-type": "application/json; charset=utf-8"})
+    assert typed.status_code == 200 and calls == [("1", {"label": 1})]
+
+
+def asgi(client, method, path, headers=()):
+    """``method path`` sent to the app as given (httpx would normalise ``..``)."""
+    async def call():
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
+                 "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
+                 "server": ("testserver", 80),
+                 "headers": [(k.encode(), v.encode()) for k, v in headers]}
+        out = {"body": b""}
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            out.update(status=message["status"]) if "status" in message else None
+            out["body"] += message.get("body", b"")
+
+        await client.app(scope, receive, send)
+        return out["status"], json.loads(out["body"])
+    return client.portal.call(call)
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/admin/review/../reload"), ("POST", "/admin/reload/../review"),
+    ("GET", "/admin/./review"), ("GET", "/admin//review"), ("POST", "/admin/review/1/.."),
+])
+def test_admin_paths_match_exactly_never_normalised(client, admin, method, path):
+    calls.clear()
+    status, body = asgi(client, method, path, list(admin.items()))
+    assert status == 404 and "paths are matched exactly" in body["error"], body
+    assert calls == []
+    assert asgi(client, "GET", "/admin/review", list(admin.items())) == (200, {"pending": []})
+
+
 # -- the admin token ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("token", ["short", "x" * 15])
+def test_a_token_under_16_characters_keeps_the_admin_routes_disabled(client, monkeypatch,
+                                                                     token):
+    monkeypatch.setenv("NB2PROD_ADMIN_TOKEN", token)
+    r = client.get("/admin/review", headers={"authorization": f"Bearer {token}"})
+    assert r.status_code == 404
+    assert r.json()["error"].startswith(f"admin endpoints are disabled: NB2PROD_ADMIN_TOKEN is "
+                                        f"{len(token)} characters; it must be at least 16")
+    assert http.admin_disabled("x" * 16) is None
+
+
+def test_the_startup_line_says_why_the_admin_routes_are_off():
+    from types import SimpleNamespace
+
+    from nb2prod.core.settings import Settings
+    from nb2prod.runtime.serving import Serving
+
+    def line(token):
+        env = {"NB2PROD_ADMIN_TOKEN": token} if token else {}
+        serving = SimpleNamespace(model_tag="m:1", audit=None, drift=None,
+                                  settings=Settings.from_env(env),
+                                  predictor=SimpleNamespace(policy=SimpleNamespace(timeout_s=2)))
+        return Serving.startup_line(serving)
+
+    assert "admin endpoints off (NB2PROD_ADMIN_TOKEN is 5 characters; it must be at least 16" \
+        in line("short")
+    assert "admin endpoints off (set NB2PROD_ADMIN_TOKEN to enable them)" in line(None)
+    assert "admin endpoints on;" in line("x" * 16)
+
 
 def test_admin_routes_are_404_saying_how_to_enable_them_without_a_token(client, monkeypatch):
     monkeypatch.delenv("NB2PROD_ADMIN_TOKEN", raising=False)

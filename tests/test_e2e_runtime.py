@@ -177,7 +177,7 @@ def test_the_default_audit_database_is_the_models_own_and_export_finds_it(flagsh
     said = [line for line in output.splitlines() if "nb2prod: serving" in line]
     assert len(said) == 1, output  # one worker, one line
     assert (f"nb2prod: serving {flagship_build['model_tag']}; audit log sqlite:///{db}; "
-            "admin endpoints off (set NB2PROD_ADMIN_TOKEN to enable); deadline 2s; drift on"
+            "admin endpoints off (set NB2PROD_ADMIN_TOKEN to enable them); deadline 2s; drift on"
             ) in said[0]
     out = tmp_path / "labelled.csv"
     proc = subprocess.run([*NB2PROD, "feedback", "export", "breast_cancer", "--out", str(out)],

@@ -70,10 +70,11 @@ def test_a_second_label_for_a_row_replaces_the_first(db):
 
 
 @pytest.mark.parametrize("label, message", [
-    ({"label": 1}, "not dict"),
-    ([1], "not list"),
-    (None, "not NoneType"),
+    ({"label": 1}, "not an object"),
+    ([1], "not a list"),
+    (None, "not null"),
     ("1", "is text but the model predicts a number"),
+    ("x" * 257, "the label is 257 characters long; at most 256"),
 ])
 def test_a_label_the_classifier_cannot_compare_is_a_bad_request(db, label, message):
     log = db.open()
@@ -89,10 +90,56 @@ def test_regressor_labels_are_finite_numbers(db):
     log = db.open()
     fb = FeedbackLog(log, kind="regressor")
     request = classified(log, [{"price": 10.0}])
-    for bad in ("ten", True, float("inf"), [10.0]):
-        with pytest.raises(LabelError):
+    for bad in ("ten", True, float("inf"), float("nan"), [10.0], None, {"v": 1}):
+        with pytest.raises(LabelError, match="a regressor label is a finite number") as err:
             fb.record_feedback(request, bad)
+        assert err.value.status == 400
     assert fb.record_feedback(request, 12.5).score == 2.5
+    assert fb.record_feedback(request, 12).label == 12.0  # stored as a float
+    assert [r["label"] for r in db.rows("feedback")] == [12.0]
+
+
+def test_a_classifier_label_must_be_one_of_its_classes(db):
+    log = db.open()
+    fb = FeedbackLog(log, classes=(0, 1))
+    request = classified(log, [{"label": 1, "probability": 0.9}])
+    for bad in ("definitely-not-a-class", "1", True, 2, 0.5, -1):
+        with pytest.raises(LabelError, match=r"is not a class this model predicts; "
+                                             r"the classes are 0, 1") as err:
+            fb.record_feedback(request, bad)
+        assert err.value.status == 400 and err.value.fix == "send one of 0, 1"
+    assert db.rows("feedback") == []
+    # a number names the class of its value; it is stored as the class, in the class's type
+    assert fb.record_feedback(request, 1.0).label == 1
+    [stored] = db.rows("feedback")
+    assert stored["label"] == 1 and type(stored["label"]) is int
+
+
+def test_string_classes_and_boolean_classes_take_only_themselves(db):
+    log = db.open()
+    request = classified(log, [{"diagnosis": "benign", "p": 0.1}])
+    named = FeedbackLog(log, classes=("benign", "malignant"))
+    with pytest.raises(LabelError, match="'benign', 'malignant'"):
+        named.record_feedback(request, "Benign")
+    assert named.record_feedback(request, "benign").score == 1.0
+    flags = FeedbackLog(log, classes=(False, True))
+    with pytest.raises(LabelError, match="False, True"):
+        flags.record_feedback(classified(log, [True]), 1)
+
+
+def test_a_refused_label_is_never_shown_whole(db):
+    log = db.open()
+    fb = FeedbackLog(log, classes=tuple(f"class {i}" for i in range(50)))
+    request = classified(log, ["class 3"])
+    deep: list = []
+    for _ in range(10_000):  # what json.loads makes of a 10,000-deep array
+        deep = [deep]
+    for bad in ("x" * 9 * 2**20, deep, {"k" * 2**20: 1}):
+        with pytest.raises(LabelError) as err:
+            fb.record_feedback(request, bad)
+        assert len(str(err.value)) < 1000
+    with pytest.raises(LabelError, match=r"'class 19' and 30 more"):
+        fb.record_feedback(request, "class 99")
 
 
 def test_classifier_accuracy_per_model_version(db):
@@ -179,6 +226,17 @@ def test_export_to_csv_is_a_labelled_data_set(db, tmp_path):
     assert list(frame.columns) == ["age", "email", "label"]
     assert sorted(frame["age"]) == [30, 32] and list(frame["label"]) == [1, 1]
     assert all(e.startswith("sha256:") for e in frame["email"])
+
+
+def test_export_writes_labels_in_the_classes_own_type(db, tmp_path):
+    log = db.open()
+    fb = FeedbackLog(log, classes=(0, 1))
+    request = classified(log, [1, 0, 1])
+    for row, label in enumerate((1.0, 0, 1)):  # 1.0 is class 1: exported as 1, an integer
+        fb.record_feedback(request, label, row=row)
+    result = export_feedback(db.url, "demo", tmp_path / "labels.csv", table_prefix=db.prefix)
+    frame = pd.read_csv(result.path)
+    assert list(frame["label"]) == [1, 0, 1] and frame["label"].dtype.kind == "i"
 
 
 @pytest.mark.skipif(not HAS_PARQUET, reason="pyarrow is not installed: parquet export is "

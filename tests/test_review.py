@@ -93,6 +93,24 @@ def test_a_bad_label_leaves_the_item_pending(db):
     assert db.rows("feedback") == []
 
 
+def test_a_verdict_must_be_a_class_and_is_stored_as_one(db):
+    log = db.open()
+    queue = ReviewQueue(log, FeedbackLog(log, classes=(0, 1)))
+    log.record(rid(), [{"x": 1}], [answer(1)], latency_ms=1, review={0: "guardrail"})
+    [item] = queue.pending()
+    for bad in ("definitely-not-a-class", "1", "x" * 300):
+        with pytest.raises(LabelError) as err:
+            queue.resolve(item.id, bad)
+        assert err.value.status == 400
+    with pytest.raises(LabelError, match="the classes are 0, 1"):
+        queue.resolve(item.id, 7)
+    assert [i.id for i in queue.pending()] == [item.id]
+    assert queue.resolve(item.id, 1.0).label == 1
+    [stored] = db.rows("feedback")
+    assert stored["label"] == 1 and type(stored["label"]) is int
+    assert [r["label"] for r in db.rows("review")] == [1]
+
+
 def test_review_items_are_spooled_with_their_audit_record(db):
     log = db.open()
     with db.down():

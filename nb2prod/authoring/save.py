@@ -22,6 +22,7 @@ import pandas as pd
 from nb2prod.authoring import capture, proof
 from nb2prod.authoring import profile as drift
 from nb2prod.authoring.capture import MAX_CAPTURED_BYTES
+from nb2prod.authoring.classes import classes_for
 from nb2prod.authoring.drafting import evaluate_gate, infer_columns
 from nb2prod.build import scan
 from nb2prod.checks import validation
@@ -64,6 +65,7 @@ def save_model(
     pii: Mapping[str, str] | None = None,
     cost_per_call: float | None = None,
     max_captured_bytes: int = MAX_CAPTURED_BYTES,
+    classes: Any = None,
 ) -> str:
     """Write a new version of ``name`` to the BentoML model store and return its tag.
 
@@ -76,7 +78,10 @@ def save_model(
     ``timeout_s`` or returns a ``confidence`` column below ``min_confidence``
     (``low_confidence="review"`` returns such rows as ``pending_review`` instead);
     ``pii`` maps input columns to ``"hash"`` or ``"drop"`` for the audit log;
-    ``cost_per_call`` is summed per model version in the metrics.
+    ``cost_per_call`` is summed per model version in the metrics; ``classes`` are the
+    classes a classifier predicts, or its training labels (default: the model's
+    ``classes_``, else the labels the model function gives ``reference``; see
+    ``classes.py``): feedback labels must be one of them.
     Call it after the ``@n2p.model`` function is defined.
 
     The version also holds the notebook code the service runs and, pickled, every other
@@ -105,6 +110,10 @@ def save_model(
     suite = _suite_json(checks, columns)
     compiled = CompiledSuite(suite) if suite else None
     examples_json, expected = _answer_examples(model, marked, columns, examples, compiled)
+    # a model that calls a paid API is not asked to label the training inputs
+    known_classes = classes_for(
+        model, classes, expected, marked, reference if cost_per_call is None else None
+    )
     nb, origin = capture.kernel_notebook()
     if nb is None:
         print(
@@ -163,6 +172,7 @@ def save_model(
                     "failed": {sev: len(validated.failed(sev)) for sev in SEVERITIES},
                 },
                 **policy,
+                classes=known_classes,
                 nb2prod_version=__version__,
                 created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             )

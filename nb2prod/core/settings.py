@@ -192,6 +192,17 @@ _SPEC: dict[str, tuple[Variable, Callable[[str], Any], str]] = {
         _seconds_or_off,
         "10 or none",
     ),
+    "log_summary_s": (
+        Variable(
+            "NB2PROD_LOG_SUMMARY_S",
+            DEPLOYMENT,
+            "60",
+            "a failure's traceback is logged once per model version; repeats are counted "
+            "and summed up in one line at most this often (seconds)",
+        ),
+        float,
+        "60",
+    ),
     "panel": (
         Variable(
             "NB2PROD_PANEL",
@@ -308,6 +319,7 @@ class Settings:
     drift_threshold: float
     max_body_bytes: int
     read_timeout_s: float | None  # None: no deadline for receiving a request
+    log_summary_s: float
     panel: bool
     run_file: str | None
     notebook_sha256: str | None

@@ -126,6 +126,9 @@ class Contract:
     low_confidence: str = "fallback"  # or "review": returned as pending_review
     pii: dict[str, str] = field(default_factory=dict)  # column -> "hash" | "drop"
     cost_per_call: float | None = None  # for models that call paid APIs
+    # what a classifier can predict, JSON-ready (feedback labels must be one of them);
+    # None: a regressor, or a version saved before classes were stored
+    classes: tuple[Any, ...] | None = None
     code_sha256: str | None = None  # of code.py, the exported notebook code
     captured_sha256: str | None = None  # of captured.pkl, the values that code uses
     captured: tuple[dict[str, Any], ...] = ()  # per value: name, type, bytes, cell
@@ -155,4 +158,6 @@ class Contract:
         rest["expected"] = tuple(rest.get("expected", ()))
         rest["unsupported"] = tuple(rest.get("unsupported", ()))
         rest["captured"] = tuple(rest.get("captured", ()))
+        if rest.get("classes") is not None:
+            rest["classes"] = tuple(rest["classes"])
         return cls(columns=cols, gate=gate, **rest)

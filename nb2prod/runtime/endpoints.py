@@ -19,8 +19,10 @@ from nb2prod.runtime.openapi import Endpoint
 STARTING = (503, "the service is still starting")
 ADMIN_REFUSED = (
     (401, "no or the wrong bearer token"),
-    (404, "admin endpoints are disabled (NB2PROD_ADMIN_TOKEN is unset)"),
+    (404, "admin endpoints are disabled (NB2PROD_ADMIN_TOKEN is unset or under 16 characters)"),
 )
+# an admin POST sends JSON or no body at all
+UNPARSABLE, NOT_JSON_OR_EMPTY = (400, "the body does not parse as JSON"), (415, "not JSON")
 ENDPOINTS = (
     Endpoint(
         "GET",
@@ -64,11 +66,16 @@ ENDPOINTS = (
             }
         },
         errors=(
-            (400, "not a review item id, or no label"),
+            (
+                400,
+                "not a review item id, no label, a label that is not one of the model's "
+                "classes (or not a finite number, for a regressor), or not JSON",
+            ),
             *ADMIN_REFUSED,
             (404, "no such review item, or the audit log is off"),
             (409, "the item was resolved already"),
             (413, "the body is too large"),
+            NOT_JSON_OR_EMPTY,
             STARTING,
         ),
     ),
@@ -80,8 +87,10 @@ ENDPOINTS = (
         response=Reloaded,
         admin=True,
         errors=(
+            UNPARSABLE,
             *ADMIN_REFUSED,
             (409, "production is a version this service cannot serve"),
+            NOT_JSON_OR_EMPTY,
             STARTING,
         ),
     ),
@@ -115,7 +124,11 @@ APIS = (
         summary="",
         response=FeedbackRecorded,
         errors=(
-            (400, "a label of the wrong kind"),
+            (
+                400,
+                "a label that is not one of the model's classes (named in the error), or "
+                "not a finite number for a regressor",
+            ),
             (404, "no such request or row, or the audit log is off"),
             TOO_LARGE,
             NOT_JSON,

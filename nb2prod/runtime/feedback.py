@@ -1,17 +1,27 @@
 """Feedback: the true label for an audited answer, joined to it, and live quality per version.
 
-``FeedbackLog(audit, kind=..., label_field=...)`` stores labels next to the audit log.
-``record_feedback`` joins a label to its audited row by (request_id, row): an unknown
-pair is ``UnknownRecordError`` (404); a label that cannot be compared with the model's
-output is ``LabelError`` (400). A second label for the same row *replaces* the first
-(labels get corrected; ``updated_at`` says when) and the result's ``new`` is False.
+``FeedbackLog(audit, kind=..., label_field=..., classes=...)`` stores labels next to the
+audit log. ``record_feedback`` joins a label to its audited row by (request_id, row): an
+unknown pair is ``UnknownRecordError`` (404); a label that cannot be compared with the
+model's output is ``LabelError`` (400). A second label for the same row *replaces* the
+first (labels get corrected; ``updated_at`` says when) and the result's ``new`` is False.
 
 What a label is compared with comes from the output kind, a ``LabelKind`` in ``KINDS``:
 
-- ``classifier``: accuracy. A label is a string, integer or boolean and must be of the
-  predicted label's family (text vs number); a row scores 1 when ``label == predicted``.
-- ``regressor``: mean absolute error. A label is a finite number; a row scores
-  ``|label - predicted|``.
+- ``classifier``: accuracy. A label is one of ``classes``, the classes the model can
+  predict (``save_model`` stores them with the version). It matches a class by JSON
+  type and value: a number class takes any number of its value (class ``1`` takes ``1``
+  and ``1.0``, never ``"1"`` or ``true``), a string class the same string, a boolean
+  class ``true``/``false``. The label is stored as the class itself, in the class's own
+  type, so ``export_feedback`` writes what retraining can use. Anything else is a 400
+  naming the valid classes. A version saved before classes were stored (``classes``
+  None) takes any string, integer or boolean of the predicted label's family (text vs
+  number). A row scores 1 when ``label == predicted``.
+- ``regressor``: mean absolute error. A label is a finite number, not a boolean, stored
+  as a float; a row scores ``|label - predicted|``.
+
+A string label is at most ``MAX_LABEL_CHARS`` characters; lists, objects and null are
+never labels. Error messages show a refused label cut short, never whole.
 
 The predicted label of a scalar prediction is the prediction itself. For a DataFrame-shaped
 prediction (one dict per row) it is ``prediction[label_field]`` when ``label_field`` is
@@ -28,12 +38,15 @@ import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import pandas as pd
 
 from nb2prod.core.errors import BadRequest, Nb2prodError, NotFound, UsageError
 from nb2prod.runtime.audit import AuditLog, Transaction
+
+MAX_LABEL_CHARS = 256  # a class name longer than this is no class name
+SHOWN_CLASSES = 20  # classes listed in a refusal; the rest are counted
 
 
 class UnknownRecordError(NotFound, LookupError):
@@ -53,21 +66,23 @@ class FeedbackResult:
     model_version: str
     new: bool
     score: float
+    label: Any = None  # as stored: the class itself, or a regressor's float
 
 
 @dataclass(frozen=True)
 class LabelKind:
     """How labels for one kind of output are checked and scored.
 
-    ``field`` says whether a prediction field can hold the predicted label; ``problem``
-    returns why a label cannot be compared with a prediction (or None); ``score`` is one
-    row's contribution to ``metric``, averaged by ``quality``.
+    ``field`` says whether a prediction field can hold the predicted label; ``label``
+    takes (label, predicted, classes) and returns the label to store, or why it cannot
+    be compared with the prediction (a ``_Refused``); ``score`` is one row's
+    contribution to ``metric``, averaged by ``quality``.
     """
 
     name: str
     metric: str
     field: Callable[[Any], bool]
-    problem: Callable[[Any, Any], str | None]
+    label: Callable[[Any, Any, "tuple[Any, ...] | None"], Any]
     score: Callable[[Any, Any], float]
 
 
@@ -100,26 +115,90 @@ def _family(value: Any) -> str:
     return "text" if isinstance(value, str) else "a number"
 
 
-def _class_problem(label: Any, predicted: Any) -> str | None:
-    if not (isinstance(label, (str, bool)) or _number(label)):
-        return (
-            f"a classifier label is one class (a string, integer or boolean), "
-            f"not {type(label).__name__} {label!r}"
-        )
-    if isinstance(label, str) != isinstance(predicted, str):
-        return (
-            f"the label {label!r} is {_family(label)} but the model predicts "
-            f"{_family(predicted)} (e.g. {predicted!r})"
-        )
-    return None
+def shown(value: Any, limit: int = 60) -> str:
+    """A label for an error message: its repr, cut at ``limit`` characters. A list or an
+    object is named by its type only (its repr can be megabytes, or nest too deep)."""
+    if isinstance(value, (list, dict, tuple)):
+        return {"dict": "an object", "tuple": "a list"}.get(type(value).__name__, "a list")
+    if value is None:
+        return "null"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
-def _value_problem(label: Any, predicted: Any) -> str | None:
+def _described(label: Any) -> str:
+    """``str 'x'``, ``float inf``; ``a list``, ``an object``, ``null`` for JSON's others."""
+    if label is None or isinstance(label, (list, dict, tuple)):
+        return shown(label)
+    return f"{type(label).__name__} {shown(label)}"
+
+
+def _label_problem(label: Any) -> str | None:
+    """Why ``label`` can be no class at all (a container, null, an over-long string)."""
+    if isinstance(label, str):
+        if len(label) > MAX_LABEL_CHARS:
+            return f"the label is {len(label)} characters long; at most {MAX_LABEL_CHARS}"
+        return None
+    if isinstance(label, bool) or _number(label):
+        return None
+    return f"a classifier label is one class, not {_described(label)}"
+
+
+def same_class(label: Any, cls: Any) -> bool:
+    """True when ``label`` (as JSON decoded it) names the class ``cls``: the same JSON
+    type and value (see the module doc: ``1.0`` names class ``1``, ``"1"`` does not)."""
+    if isinstance(cls, bool) or isinstance(label, bool):
+        return isinstance(cls, bool) and isinstance(label, bool) and cls == label
+    if isinstance(cls, str) or isinstance(label, str):
+        return isinstance(cls, str) and isinstance(label, str) and cls == label
+    return _number(label) and float(label) == float(cls)
+
+
+def listed(classes: Iterable[Any]) -> str:
+    """The classes for a message: the first ``SHOWN_CLASSES``, then how many more."""
+    classes = list(classes)
+    text = ", ".join(shown(c) for c in classes[:SHOWN_CLASSES])
+    more = len(classes) - SHOWN_CLASSES
+    return f"{text}{f' and {more} more' if more > 0 else ''}"
+
+
+def _class_label(label: Any, predicted: Any, classes: tuple[Any, ...] | None) -> Any:
+    """The class ``label`` names (the label to store), or ``_Refused`` saying why none."""
+    problem = _label_problem(label)
+    if problem:
+        return _Refused(problem)
+    if classes is None:  # a version saved before classes were stored: check the family
+        if isinstance(label, str) != isinstance(predicted, str):
+            return _Refused(
+                f"the label {shown(label)} is {_family(label)} but the model predicts "
+                f"{_family(predicted)} (e.g. {shown(predicted)})"
+            )
+        return label
+    for cls in classes:
+        if same_class(label, cls):
+            return cls
+    return _Refused(
+        f"the label {shown(label)} is not a class this model predicts; "
+        f"the classes are {listed(classes)}"
+    )
+
+
+def _value_label(label: Any, predicted: Any, classes: tuple[Any, ...] | None) -> Any:
+    """A regressor's label as a float (the label to store), or ``_Refused`` saying why not."""
     if not _number(label):
-        return f"a regressor label is a finite number, not {type(label).__name__} {label!r}"
+        return _Refused(f"a regressor label is a finite number, not {_described(label)}")
     if not _number(predicted):
-        return f"the audited prediction {predicted!r} has no number to compare the label with"
-    return None
+        return _Refused(
+            f"the audited prediction {shown(predicted)} has no number to compare the label with"
+        )
+    return float(label)
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """Why a label was refused (a label itself is never of this type)."""
+
+    why: str
 
 
 KINDS = KindRegistry()
@@ -128,7 +207,7 @@ KINDS.register(
         "classifier",
         "accuracy",
         field=lambda v: isinstance(v, (str, int)),  # bool is an int
-        problem=_class_problem,
+        label=_class_label,
         score=lambda y, p: float(y == p),
     )
 )
@@ -137,7 +216,7 @@ KINDS.register(
         "regressor",
         "mae",
         field=_number,
-        problem=_value_problem,
+        label=_value_label,
         score=lambda y, p: abs(float(y) - float(p)),
     )
 )
@@ -182,15 +261,22 @@ class FeedbackLog:
     """Labels joined to the audit log, and quality per model version; see the module doc.
 
     ``kind`` is a name in ``KINDS`` (``"classifier"`` or ``"regressor"``); ``label_field``
-    picks the predicted label out of dict-shaped predictions.
+    picks the predicted label out of dict-shaped predictions; ``classes`` are the classes
+    a classifier's label must be one of (None: not known, see the module doc).
     """
 
     def __init__(
-        self, audit: AuditLog, *, kind: str = "classifier", label_field: str | None = None
+        self,
+        audit: AuditLog,
+        *,
+        kind: str = "classifier",
+        label_field: str | None = None,
+        classes: Iterable[Any] | None = None,
     ):
         self.audit = audit
         self.kind = KINDS.get(kind)
         self.label_field = label_field
+        self.classes = tuple(classes) if classes is not None else None
 
     def record_feedback(self, request_id: str, label: Any, row: int = 0) -> FeedbackResult:
         """Store the true ``label`` of ``row`` of request ``request_id``; see the module doc.
@@ -223,13 +309,7 @@ class FeedbackLog:
             )
         answer = found.output[row]
         predicted = predicted_label(answer.get("prediction"), self.kind, self.label_field)
-        problem = self.kind.problem(label, predicted)
-        if problem:
-            raise LabelError(
-                problem,
-                where=f"feedback for request {request_id}, row {row}",
-                fix=f"send a label of the type this {self.kind.name} predicts",
-            )
+        label = self.label(label, predicted, where=f"feedback for request {request_id}, row {row}")
         score = self.kind.score(label, predicted)
         new = tx.write_label(
             request_id,
@@ -240,7 +320,19 @@ class FeedbackLog:
             label=label,
             score=score,
         )
-        return FeedbackResult(request_id, row, found.model_version, new, score)
+        return FeedbackResult(request_id, row, found.model_version, new, score, label)
+
+    def label(self, label: Any, predicted: Any, where: str) -> Any:
+        """``label`` as it is stored (see the module doc), or ``LabelError`` saying why not."""
+        stored = self.kind.label(label, predicted, self.classes)
+        if isinstance(stored, _Refused):
+            fix = (
+                f"send one of {listed(self.classes)}"
+                if self.classes is not None and self.kind.name == "classifier"
+                else f"send a label of the type this {self.kind.name} predicts"
+            )
+            raise LabelError(stored.why, where=where, fix=fix)
+        return stored
 
     def quality(self, model_version: str) -> dict[str, Any]:
         """``{"kind", "metric", "value", "n"}`` over the labelled rows ``model_version``

@@ -20,6 +20,7 @@ import pandas as pd
 from nb2prod.core.jsonify import rows, rows_and_nan, scalar
 from nb2prod.core.markers import Marked, spec_of
 from nb2prod.runtime.deadline import Deadline, DeadlineExceeded
+from nb2prod.runtime.logs import Tracebacks
 
 log = logging.getLogger("nb2prod")
 
@@ -137,7 +138,8 @@ class Predictor:
     """Answers a batch of validated rows with the notebook's marked functions.
 
     ``validator`` is a compiled expectation suite (``CompiledSuite``) or None;
-    ``on_failures`` receives every request's ``(check, severity)`` failures (metrics).
+    ``on_failures`` receives every request's ``(check, severity)`` failures (metrics);
+    ``version`` (the model tag) is what the log counts failures per.
     """
 
     def __init__(
@@ -147,6 +149,7 @@ class Predictor:
         validator: Any = None,
         on_failures: Callable[[list[tuple[str, str]]], None] | None = None,
         policy: Policy = Policy(),
+        version: str = "",
     ):
         if marked.model is None:
             raise ValueError("no @n2p.model function to serve")
@@ -155,6 +158,8 @@ class Predictor:
         self.validator = validator
         self.on_failures = on_failures
         self.policy = policy
+        self.version = version
+        self.tracebacks = Tracebacks()
         self.deadline = Deadline(policy.timeout_s) if policy.timeout_s else None
 
     def inspect(self, X: pd.DataFrame) -> Findings:
@@ -286,11 +291,11 @@ class Predictor:
             for i in positions:
                 reasons[i] = "timeout"
             return
-        except Exception:
-            log.exception(
-                "model function %s() failed on %d row(s); using the fallback",
-                model.__name__,
-                len(X),
+        except Exception as exc:
+            self._failed(
+                f"{model.__name__}()",
+                exc,
+                f"model function {model.__name__}() failed on {len(X)} row(s); using the fallback",
             )
             for i in positions:
                 reasons[i] = "error"
@@ -303,11 +308,16 @@ class Predictor:
         for fn in self.marked.guardrails:
             try:
                 ok = _verdict(fn.__name__, fn(X, result), len(X))
-            except Exception:  # an unverifiable answer is not trusted
-                log.exception("guardrail %s() raised; treating all rows as failed", fn.__name__)
+            except Exception as exc:  # an unverifiable answer is not trusted
+                self._failed(
+                    f"{fn.__name__}()", exc, f"guardrail {fn.__name__}() raised; all rows fail it"
+                )
                 ok = np.zeros(len(X), dtype=bool)
             for j in np.flatnonzero(~ok):
                 reasons[positions[j]] = reasons[positions[j]] or "guardrail"
+
+    def _failed(self, site: str, exc: BaseException, what: str) -> None:
+        self.tracebacks.failed(log, self.version, site, exc, what)
 
     def _confidence(self, result: Any, positions: list[int], reasons: list[str | None]) -> None:
         floor = self.policy.min_confidence
@@ -327,8 +337,10 @@ class Predictor:
             )
         try:
             return rows(fn(X), len(X))
-        except Exception:
-            log.exception("fallback %s() failed on %d row(s)", fn.__name__, len(X))
+        except Exception as exc:
+            self._failed(
+                f"{fn.__name__}()", exc, f"fallback {fn.__name__}() failed on {len(X)} row(s)"
+            )
             raise NoFallbackError(
                 f"the model could not answer {len(X)} row(s) ({why}) and "
                 f"the fallback {fn.__name__}() failed too; see the server log"

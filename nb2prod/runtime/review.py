@@ -7,8 +7,10 @@ or ``ReviewQueue.enqueue`` from anywhere else. Typical reasons are ``"guardrail"
 item. Inputs pass through the audit log's PII policy, so the queue never holds raw PII.
 
 ``resolve(item_id, label)`` marks the item resolved *and* records the label as feedback
-(the same join and label checks as ``FeedbackLog.record_feedback``), in one transaction:
-an invalid label leaves the item pending. Resolving an item twice is
+(the same join and label checks as ``FeedbackLog.record_feedback``: one of the model's
+classes, or a finite number for a regressor), in one transaction: an invalid label
+leaves the item pending (400 naming the valid classes). The verdict is stored as
+feedback stores the label: as the class itself. Resolving an item twice is
 ``AlreadyResolvedError`` (409); to correct a label afterwards, send feedback for its row.
 """
 
@@ -71,5 +73,5 @@ class ReviewQueue:
                     fix="to change the label, send feedback for that request and row",
                 )
             result = self.feedback.record_in(tx, item.request_id, item.row, label)
-            tx.resolve_review(item_id, label)
+            tx.resolve_review(item_id, result.label)  # as feedback stored it: the class
         return result

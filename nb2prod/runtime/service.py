@@ -142,6 +142,7 @@ def make_service(
             CompiledSuite(json.loads(suite.read_text())) if suite.exists() else None,
             on_failures=lambda failures: metrics.count_failures(tag, failures),
             policy=policy_from(contract, now),
+            version=tag,
         )
         return Serving(
             model_tag=tag,

@@ -25,6 +25,7 @@ from nb2prod.core.errors import (
 )
 from nb2prod.core.settings import Settings
 from nb2prod.runtime import metrics
+from nb2prod.runtime.app import admin_disabled
 from nb2prod.runtime.audit import AuditLog
 from nb2prod.runtime.drift import DriftMonitor
 from nb2prod.runtime.feedback import FeedbackLog, infer_kind
@@ -78,7 +79,9 @@ class Serving:
         self.feedback: FeedbackLog | None = None
         self.review: ReviewQueue | None = None
         if self.audit is not None:  # both live in the audit database
-            self.feedback = FeedbackLog(self.audit, kind=kind)
+            self.feedback = FeedbackLog(
+                self.audit, kind=kind, classes=getattr(contract, "classes", None)
+            )
             self.review = ReviewQueue(self.audit, self.feedback)
         self.drift = (
             DriftMonitor(profile, window=settings.drift_window, threshold=settings.drift_threshold)
@@ -150,7 +153,9 @@ class Serving:
 
     def record_feedback(self, request_id: str, label: Any, row: int) -> dict[str, Any]:
         """The answer to one ``POST /feedback``: ``NotFound`` for an unknown request or
-        row (or with the audit log off), ``BadRequest`` for a label of the wrong kind."""
+        row (or with the audit log off), ``BadRequest`` for any label the model's kind
+        refuses: ``label`` is whatever JSON value the client sent (``feedback.py`` says
+        which are taken)."""
         if self.feedback is None:
             raise NotFound("feedback needs the audit log, which is off (NB2PROD_AUDIT_URL=off)")
         try:
@@ -173,7 +178,8 @@ class Serving:
         """What this worker serves and how, in one line for the server log: the operator
         sees where the audit log goes (password masked) and what is switched off."""
         deadline = self.predictor.policy.timeout_s
-        admin = "on" if self.settings.admin_token else "off (set NB2PROD_ADMIN_TOKEN to enable)"
+        why = admin_disabled(self.settings.admin_token)
+        admin = "on" if why is None else f"off ({why})"
         return (
             f"nb2prod: serving {self.model_tag}; audit log "
             f"{self.audit.url if self.audit else 'off'}; admin endpoints {admin}; "
@@ -247,6 +253,7 @@ class Serving:
         }
 
     def close(self) -> None:
-        """Flush and close the audit log."""
+        """Write the failures counted since the last summary; flush and close the audit log."""
+        self.predictor.tracebacks.flush(log)
         if self.audit is not None:
             self.audit.close()
