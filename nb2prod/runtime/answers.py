@@ -14,19 +14,23 @@ from pydantic import BaseModel, WithJsonSchema
 from nb2prod.runtime.audit import ReviewItem
 
 # BentoML keeps only a Union's first member in the schema: describe the label ourselves.
+# A label is never null, a list or an object (runtime/feedback.py refuses them).
 Label = Annotated[
     Union[bool, int, float, str],
     WithJsonSchema(
         {
-            "description": "the true label, of the kind the model predicts: text, a number or a "
-            "boolean"
+            "anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}],
+            "description": "the true label, of the kind the model predicts: one of its "
+            "classes (text, a number or a boolean), or a finite number for a regressor",
         }
     ),
 ]
 
 
 class Error(BaseModel):
-    """Every refusal: what went wrong and how to fix it; ``detail`` lists each problem."""
+    """Every refusal: what went wrong and how to fix it; ``detail``, when there is one,
+    lists each problem (a 400's: ``loc`` — "records", row, column —, ``type``, ``msg`` and
+    the ``value`` sent; a 422's: the row, check and value)."""
 
     error: str
     detail: Optional[list[dict[str, Any]]] = None

@@ -107,6 +107,12 @@ APIS = (
         summary="",
         response=Predictions,
         errors=(
+            (
+                400,
+                "not JSON, or not {\"records\": [...]} with 1 to 10,000 records of the "
+                "contract's columns and types (a boolean is not a number, a number in a string "
+                "is refused, unknown keys are refused): detail lists each problem",
+            ),
             TOO_LARGE,
             NOT_JSON,
             (422, "a reject-level check refused rows: detail lists them"),
@@ -127,7 +133,8 @@ APIS = (
             (
                 400,
                 "a label that is not one of the model's classes (named in the error), or "
-                "not a finite number for a regressor",
+                "not a finite number for a regressor; or a body that is not JSON or not "
+                "{request_id, label, row} (detail lists each problem)",
             ),
             (404, "no such request or row, or the audit log is off"),
             TOO_LARGE,

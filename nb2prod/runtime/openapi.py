@@ -147,7 +147,7 @@ class DocumentedService(bentoml.Service):
             schema, components = schemas((*app.endpoints, *app.apis))
             paths = operations(app.endpoints, self.name, schema)
             spec.paths.update({p: PathItem(**ops) for p, ops in paths.items()})
-            for api in app.apis:  # BentoML's APIs are POSTs; its 400 (validation) stays
+            for api in app.apis:  # BentoML's APIs are POSTs; our refusals replace its own
                 if api.path not in spec.paths:
                     continue  # a service without this API
                 op = spec.paths[api.path].post
