@@ -1,0 +1,121 @@
+"""The database an ``AuditLog`` writes to, kept honest: ``Database``.
+
+Tables are made and checked once (``prepare``), not per request; for SQLite, ``prepare``
+also remembers which file the path leads to (``watch.FileWatch``), and ``check_file``
+says, after each commit, whether the file written is still that one. When it is not
+(the file or its directory removed, moved or replaced while serving: issue 13), the
+write raises ``DatabaseMoved``, which the log treats as an outage (the record goes to
+the spool), the loss is logged once, loudly, and the next write opens the path afresh on
+new connections (the pool's old ones write to the file nobody reads).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from nb2prod.runtime.audit.errors import DatabaseMoved
+from nb2prod.runtime.audit.layout import Tables, check_layout
+from nb2prod.runtime.audit.sinks import Sink
+
+log = logging.getLogger("nb2prod")
+
+
+class Database:
+    """One audit database: made ready once, and again after its SQLite file was lost."""
+
+    def __init__(self, engine: sa.Engine, sink: Sink, tables: Tables, *, url: str, spool: Path):
+        self.engine, self.sink, self.tables, self.url, self.spool = (
+            engine,
+            sink,
+            tables,
+            url,
+            spool,
+        )
+        self.watch = sink.watch(engine.url)  # SQLite: is the open file still at its path?
+        self.ready = False  # tables made and checked (and the file remembered)
+        self._lock = threading.Lock()
+
+    @property
+    def file(self) -> Path | None:
+        """The SQLite file, or None for a database server."""
+        return self.watch.path if self.watch else None
+
+    def prepare(self) -> tuple[int, int] | None:
+        """Make and check the tables the first time, or after the file was lost; returns
+        the identity of the file written (SQLite; None for others), for ``check_file``.
+
+        Raises the driver's error (``OperationalError``...) while the database is away,
+        ``DatabaseMoved`` when a WAL is there without its database file, ``AuditError``
+        for tables of another layout.
+        """
+        if not self.ready:
+            with self._lock:
+                if not self.ready:
+                    self._open()
+        return self.watch.identity if self.watch else None
+
+    def check_file(self, identity: tuple[int, int] | None) -> None:
+        """Raise ``DatabaseMoved`` if the SQLite file written (``identity``, from
+        ``prepare`` before the write) is no longer the one at its path: then the write
+        must not be acknowledged. One ``stat``: ~2 µs (``watch``)."""
+        if self.watch is None:
+            return
+        why = self.watch.moved(identity)
+        if why:
+            self._lost(why, identity)
+            raise DatabaseMoved(f"the audit database file {self.watch.path} was {why}")
+
+    def failed(self) -> None:
+        """A write failed as unreachable: SQLite, which opens a file it cannot write
+        read-only and keeps the connection so, gets new connections for the next try
+        (the pooled ones stayed read-only after the file was writable again)."""
+        if self.watch is not None:
+            self.engine.dispose()
+
+    def notice_moved(self) -> None:
+        """The maintenance thread's check (every ``sinks.CHECKPOINT_S``): an idle worker
+        finds out too, and says so, before its next write."""
+        if self.watch is not None and self.ready:
+            identity = self.watch.identity
+            why = self.watch.moved(identity)
+            if why:
+                self._lost(why, identity)
+
+    def _open(self) -> None:
+        watch = self.watch
+        if watch is not None:
+            self.engine.dispose()  # the pool's connections may hold a lost file
+            wal = watch.path.with_name(watch.path.name + "-wal")
+            if not watch.path.exists() and wal.exists():
+                # a new database file would take this WAL, another file's pages, as its own
+                raise DatabaseMoved(
+                    f"{wal} is there without its database file {watch.path.name} "
+                    "(moved without it?): put the database back or move the WAL away"
+                )
+        self.sink.create(self.engine, self.tables.metadata)
+        check_layout(self.engine, self.tables.metadata, self.url)
+        if watch is not None:
+            watch.remember()
+        self.ready = True
+
+    def _lost(self, why: str, identity: tuple[int, int] | None) -> None:
+        """The file ``identity`` is gone from its path: say so once, loudly; the next
+        write opens the path again (records go to the spool, or get 503, until it works)."""
+        with self._lock:
+            if not self.ready or self.watch is None or self.watch.identity != identity:
+                return  # noticed already, or opened again since
+            self.ready = False
+        log.error(
+            "audit database file %s was %s while serving: nothing more is written to "
+            "the file this worker had open, since nobody can read it. Records go to the "
+            "spool %s (or are refused with 503 if it cannot take them) until a database "
+            "can be opened at that path again; restore the file or its directory, or the "
+            "next write creates a new database there",
+            self.watch.path,
+            why,
+            self.spool,
+        )
