@@ -150,3 +150,15 @@ def test_the_wal_stays_bounded_under_sustained_large_writes(tmp_path, monkeypatc
     assert written * 250_000 > 10 * sinks.WAL_LIMIT  # sustained: far more than the limit
     assert settled <= sinks.WAL_LIMIT
     assert max(sizes) < 16 * sinks.WAL_LIMIT  # what one round's writes add, and no more
+
+
+def test_the_retention_setting_is_off_unless_a_positive_number_of_days():
+    from nb2prod.core.errors import Nb2prodError
+    from nb2prod.core.settings import Settings
+
+    assert Settings.from_env({}).audit_retain_days is None
+    assert Settings.from_env({"NB2PROD_AUDIT_RETAIN_DAYS": "30"}).audit_retain_days == 30.0
+    assert Settings.from_env({"NB2PROD_AUDIT_RETAIN_DAYS": "off"}).audit_retain_days is None
+    for bad in ("0", "-3", "a month"):
+        with pytest.raises(Nb2prodError, match="NB2PROD_AUDIT_RETAIN_DAYS"):
+            Settings.from_env({"NB2PROD_AUDIT_RETAIN_DAYS": bad})
