@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 from nb2prod.runtime.audit.errors import DatabaseMoved
-from nb2prod.runtime.audit.layout import Tables, check_layout
+from nb2prod.runtime.audit.layout import FastInsert, Tables, check_layout
 from nb2prod.runtime.audit.sinks import Sink
 
 log = logging.getLogger("nb2prod")
@@ -38,6 +39,7 @@ class Database:
         self.watch = sink.watch(engine.url)  # SQLite: is the open file still at its path?
         self.ready = False  # tables made and checked (and the file remembered)
         self._lock = threading.Lock()
+        self._inserts: dict[str, FastInsert] = {}
 
     @property
     def file(self) -> Path | None:
@@ -68,6 +70,50 @@ class Database:
         if why:
             self._lost(why, identity)
             raise DatabaseMoved(f"the audit database file {self.watch.path} was {why}")
+
+    def insert(self, tables: list[tuple[str, list[dict[str, Any]]]]) -> None:
+        """New rows into their tables in one transaction, on a pooled driver connection:
+        SQLAlchemy's ``Connection`` (events, transaction objects) cost twice the insert.
+        Driver errors are raised as SQLAlchemy's (``OperationalError``, ``IntegrityError``,
+        ...), and a connection the database dropped is discarded, as the engine would."""
+        batches = []
+        for name, rows in tables:
+            if rows:
+                if name not in self._inserts:  # rows of a table always carry the same keys
+                    self._inserts[name] = FastInsert(
+                        getattr(self.tables, name), self.engine.dialect, list(rows[0])
+                    )
+                batches.append((self._inserts[name], rows))
+        dialect, raw = self.engine.dialect, None
+        statement, params = "BEGIN", None
+        try:
+            raw = self.engine.raw_connection()  # pool checkout (and pre-ping, where set)
+            cursor = raw.cursor()
+            try:
+                self.sink.begin_driver(cursor)
+                for insert, rows in batches:
+                    statement, params = insert.sql, insert.params(rows)
+                    cursor.executemany(statement, params)
+                statement, params = "COMMIT", None
+                raw.commit()
+            finally:
+                cursor.close()
+        except dialect.loaded_dbapi.Error as exc:
+            dropped = raw is None or dialect.is_disconnect(exc, raw.dbapi_connection, None)
+            if raw is not None:
+                raw.invalidate(exc) if dropped else _quietly(raw.rollback)
+            raise sa.exc.DBAPIError.instance(
+                statement,
+                params,
+                exc,
+                dialect.loaded_dbapi.Error,
+                hide_parameters=True,
+                connection_invalidated=dropped,
+                dialect=dialect,
+            ) from exc
+        finally:
+            if raw is not None:
+                raw.close()  # back to the pool (a no-op once invalidated)
 
     def failed(self) -> None:
         """A write failed as unreachable: SQLite, which opens a file it cannot write
@@ -119,3 +165,11 @@ class Database:
             why,
             self.spool,
         )
+
+
+def _quietly(action: Any) -> None:
+    """Run ``action``; a connection already broken may fail to roll back, which is fine."""
+    try:
+        action()
+    except Exception:  # noqa: BLE001 - the original error is what gets reported
+        pass

@@ -61,7 +61,6 @@ from nb2prod.runtime.audit.failover import Failover
 from nb2prod.runtime.audit.layout import (
     KEY,
     REQUEST_KEY,
-    FastInsert,
     Tables,
     make_tables,
     table,
@@ -117,7 +116,6 @@ class AuditLog:
         self._failover = Failover(
             spool, self._store, unreachable=UNREACHABLE, where=url, interval=flush_interval
         )
-        self._inserts: dict[str, FastInsert] = {}
         self._db = Database(engine, sink, tables, url=url, spool=spool.path)
         # SQLite: WAL checkpoints and the check that the file is still there, off the
         # request path
@@ -345,7 +343,7 @@ class AuditLog:
         try:
             identity = self._db.prepare()
             if not replay:
-                self._insert(
+                self._db.insert(
                     [(name, [r for e in entries for r in e[name]]) for name in ("audit", "review")]
                 )
             else:
@@ -365,50 +363,6 @@ class AuditLog:
             self._db.failed()
             raise
         self._db.check_file(identity)  # not acknowledged (nor the spool emptied) if lost
-
-    def _insert(self, tables: list[tuple[str, list[dict[str, Any]]]]) -> None:
-        """New rows into their tables in one transaction, on a pooled driver connection:
-        SQLAlchemy's ``Connection`` (events, transaction objects) cost twice the insert.
-        Driver errors are raised as SQLAlchemy's (``OperationalError``, ``IntegrityError``,
-        ...), and a connection the database dropped is discarded, as the engine would."""
-        batches = []
-        for name, rows in tables:
-            if rows:
-                if name not in self._inserts:  # rows of a table always carry the same keys
-                    self._inserts[name] = FastInsert(
-                        getattr(self._tables, name), self._engine.dialect, list(rows[0])
-                    )
-                batches.append((self._inserts[name], rows))
-        dialect, raw = self._engine.dialect, None
-        statement, params = "BEGIN", None
-        try:
-            raw = self._engine.raw_connection()  # pool checkout (and pre-ping, where set)
-            cursor = raw.cursor()
-            try:
-                self._sink.begin_driver(cursor)
-                for insert, rows in batches:
-                    statement, params = insert.sql, insert.params(rows)
-                    cursor.executemany(statement, params)
-                statement, params = "COMMIT", None
-                raw.commit()
-            finally:
-                cursor.close()
-        except dialect.loaded_dbapi.Error as exc:
-            dropped = raw is None or dialect.is_disconnect(exc, raw.dbapi_connection, None)
-            if raw is not None:
-                raw.invalidate(exc) if dropped else _quietly(raw.rollback)
-            raise sa.exc.DBAPIError.instance(
-                statement,
-                params,
-                exc,
-                dialect.loaded_dbapi.Error,
-                hide_parameters=True,
-                connection_invalidated=dropped,
-                dialect=dialect,
-            ) from exc
-        finally:
-            if raw is not None:
-                raw.close()  # back to the pool (a no-op once invalidated)
 
     def _entry(
         self,
@@ -467,11 +421,3 @@ def prune_log(
         return audit.prune(older_than)
     finally:
         audit.close()
-
-
-def _quietly(action: Any) -> None:
-    """Run ``action``; a connection already broken may fail to roll back, which is fine."""
-    try:
-        action()
-    except Exception:  # noqa: BLE001 - the original error is what gets reported
-        pass
