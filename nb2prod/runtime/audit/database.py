@@ -63,7 +63,7 @@ class Database:
     def check_file(self, identity: tuple[int, int] | None) -> None:
         """Raise ``DatabaseMoved`` if the SQLite file written (``identity``, from
         ``prepare`` before the write) is no longer the one at its path: then the write
-        must not be acknowledged. One ``stat``: ~2 µs (``watch``)."""
+        must not be acknowledged. One ``stat``: a few µs (``watch``)."""
         if self.watch is None:
             return
         why = self.watch.moved(identity)
