@@ -109,3 +109,21 @@ def test_a_read_only_sqlite_file_with_a_leftover_spool_starts_and_flushes(tmp_pa
     assert set(a.request_id for a in acknowledged) <= set(stored) and len(stored) == 7
     for log in (worker, again):
         log.close()
+
+
+def test_a_spool_that_cannot_be_created_is_said_at_start(tmp_path, caplog):
+    spool = tmp_path / "no-such-dir" / "spool.jsonl"
+    log = AuditLog.open(
+        tmp_path / "audit.db",
+        model_version="demo:v1",
+        spool_path=spool,
+        flush_interval=None,
+        start_on_spool=True,
+    )
+    assert any(
+        "cannot create the audit spool" in r.getMessage()
+        and "NB2PROD_AUDIT_SPOOL" in r.getMessage()
+        for r in caplog.records
+    )
+    assert log.record(rid(), [{"x": 1}], [answer()], latency_ms=1).stored == "database"
+    log.close()

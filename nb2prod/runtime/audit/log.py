@@ -226,7 +226,16 @@ class AuditLog:
             )
             return audit
         if start_on_spool:
-            spool.touch()  # the mark that the database was reached (see above)
+            try:
+                spool.touch()  # the mark that the database was reached (see above)
+            except OSError as exc:
+                log.warning(
+                    "cannot create the audit spool %s (%s): during an outage requests "
+                    "will get 503, and a worker restarted during one will not start; "
+                    "create its directory or set NB2PROD_AUDIT_SPOOL to a writable file",
+                    spool.path,
+                    exc,
+                )
         if len(spool):  # left by an earlier run that lost its database
             try:
                 audit.flush()
