@@ -53,14 +53,16 @@ def test_a_database_never_reached_still_stops_the_start(tmp_path):
 
 
 def test_a_restart_during_an_outage_starts_on_the_spool_and_flushes_later(db):
-    first = db.open(start_on_spool=True)
-    assert db.spool.exists() and db.spool.read_text() == ""  # the mark: reached once
+    first = db.open(start_on_spool=True)  # reached: the mark is written in the model's home
+    assert not db.spool.exists()  # and nothing in the working directory
     before = rid()
     first.record(before, [{"x": 0}], [answer()], latency_ms=1)
     with db.down():
+        # a worker restarted in the outage, the spool still empty: the mark lets it start
+        empty = db.open(start_on_spool=True)
         spooled = rid()
-        assert first.record(spooled, [{"x": 1}], [answer()], latency_ms=1).stored == "spool"
-        # the worker dies; a new one starts with a non-empty spool and no database
+        assert empty.record(spooled, [{"x": 1}], [answer()], latency_ms=1).stored == "spool"
+        # it dies too; the next one finds a non-empty spool and still no database
         restarted = db.open(start_on_spool=True)
         during = [rid() for _ in range(3)]
         for r in during:

@@ -116,8 +116,7 @@ def test_with_the_spool_beside_the_database_a_removal_is_503_until_it_is_back(tm
         model_version="demo:v1",
         spool_path=folder / "spool.jsonl",
         flush_interval=None,
-        start_on_spool=True,
-    )  # the spool file exists and is open
+    )
     log.record(rid(), [{"x": 1}], [answer()], latency_ms=1)
     shutil.rmtree(folder)
     for _ in range(3):

@@ -54,7 +54,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import sqlalchemy as sa
 
 from nb2prod.core import settings
-from nb2prod.runtime.audit import retention
+from nb2prod.runtime.audit import retention, where
 from nb2prod.runtime.audit.database import Database
 from nb2prod.runtime.audit.errors import AuditError, AuditUnavailable, DatabaseMoved, describe
 from nb2prod.runtime.audit.failover import Failover
@@ -159,12 +159,13 @@ class AuditLog:
         ``flush_interval=None`` turns the background flusher off (then call ``flush()``).
 
         ``start_on_spool=True`` is the service's way: an outage must not become a service
-        outage. The first successful open creates the spool file (empty): it is the mark
-        that this database was reached from here before. While that file exists, a
-        database that is unreachable at open (or a leftover spool that cannot be flushed)
-        is no error: the log starts with records going to the spool and a background
-        flush when the database answers. Without the spool file the database was never
-        reached, and open raises ``AuditError`` as without the flag. ``retain_days``
+        outage. The first successful open writes a mark that this database was reached
+        (``where.reached_mark``: an empty file in the model's home, shared by replicas on
+        one ``BENTOML_HOME``). With the mark, or a non-empty spool, a database that is
+        unreachable at open (or a leftover spool that cannot be flushed) is no error: the
+        log starts with records going to the spool and a background flush when the
+        database answers. Without either the database was never reached, and open raises
+        ``AuditError`` as without the flag. ``retain_days``
         prunes requests older than that, hourly, in a thread (``prune``).
         """
         env = settings.current()
@@ -202,40 +203,23 @@ class AuditLog:
             flush_interval=flush_interval,
             retain_days=retain_days,
         )
+        reached = where.reached_mark(model_version.split(":", 1)[0], tag)
         try:
             audit._db.prepare()
         except Exception as exc:
-            if not (start_on_spool and isinstance(exc, UNREACHABLE) and spool.path.exists()):
-                audit.close()
-                if isinstance(exc, sa.exc.DBAPIError | DatabaseMoved):
-                    raise AuditError(
-                        f"cannot open the audit database: {reason(exc, db)}",
-                        where=shown,
-                        fix=sink.fix(db),
-                    ) from None
-                raise
-            audit._db.failed()
-            audit._failover.outage(exc)
-            log.warning(
-                "audit database %s is unreachable at start (%s); it was reached before "
-                "(the spool %s exists), so this worker starts and keeps every record "
-                "there until the database answers",
-                shown,
-                reason(exc, db),
-                spool.path,
-            )
-            return audit
+            if start_on_spool and isinstance(exc, UNREACHABLE) and (reached.exists() or len(spool)):
+                audit._start_in_outage(exc, reason(exc, db))
+                return audit
+            audit.close()
+            if isinstance(exc, sa.exc.DBAPIError | DatabaseMoved):
+                raise AuditError(
+                    f"cannot open the audit database: {reason(exc, db)}",
+                    where=shown,
+                    fix=sink.fix(db),
+                ) from None
+            raise
         if start_on_spool:
-            try:
-                spool.touch()  # the mark that the database was reached (see above)
-            except OSError as exc:
-                log.warning(
-                    "cannot create the audit spool %s (%s): during an outage requests "
-                    "will get 503, and a worker restarted during one will not start; "
-                    "create its directory or set NB2PROD_AUDIT_SPOOL to a writable file",
-                    spool.path,
-                    exc,
-                )
+            where.mark_reached(reached, spool.path)
         if len(spool):  # left by an earlier run that lost its database
             try:
                 audit.flush()
@@ -245,6 +229,18 @@ class AuditLog:
                     raise
                 audit._failover.start()  # the flusher retries; records meanwhile spool
         return audit
+
+    def _start_in_outage(self, exc: BaseException, why: str) -> None:
+        """Serve with the database away at start: records spool, the flusher retries."""
+        self._db.failed()
+        self._failover.outage(exc)
+        log.warning(
+            "audit database %s is unreachable at start (%s); it was reached before, so "
+            "this worker starts and keeps every record in the spool %s until it answers",
+            self.url,
+            why,
+            self._failover.spool.path,
+        )
 
     def record(
         self,

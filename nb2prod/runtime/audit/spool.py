@@ -133,12 +133,6 @@ class Spool:
             )
             return len(entries)
 
-    def touch(self) -> None:
-        """Create the file, empty, if it is missing (it marks a database reached before)."""
-        if not self.path.exists():
-            with self._locked():
-                pass
-
     def close(self) -> None:
         """Close the file descriptor (the file and its entries stay)."""
         with self._lock:

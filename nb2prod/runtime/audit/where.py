@@ -1,8 +1,10 @@
 """Where an audit log lives: a SQLAlchemy URL from an argument, a setting or the model's
-name (``home_url``), and how it is shown (``mask``: password hidden)."""
+name (``home_url``), how it is shown (``mask``: password hidden), and the mark that a
+service reached it once (``reached_mark``)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -11,7 +13,38 @@ import sqlalchemy as sa
 from nb2prod.runtime import registry
 from nb2prod.runtime.audit.errors import AuditError, describe
 
+log = logging.getLogger("nb2prod")
 HOME_DB = "audit.db"  # in registry.home(name): the default database of model ``name``
+
+
+def reached_mark(name: str, tag: str) -> Path:
+    """The empty file saying that a service of model ``name`` has reached the database
+    ``tag`` names (a hash of its URL and table prefix): ``<home>/audit-reached-<tag>``.
+    In the model's home, not the working directory, so serving leaves no file behind
+    there and replicas sharing ``BENTOML_HOME`` know it too."""
+    return registry.home(name) / f"audit-reached-{tag}"
+
+
+def mark_reached(mark: Path, spool: Path) -> None:
+    """Write ``mark`` (the database was reached) and check the spool's directory can
+    take a file; a failure of either is logged: it matters only in a later outage."""
+    try:
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        mark.touch()
+    except OSError as exc:
+        log.warning(
+            "cannot write %s (%s): a worker restarted while the audit database is away "
+            "will not start",
+            mark,
+            exc,
+        )
+    if not os.access(spool.parent, os.W_OK):
+        log.warning(
+            "cannot create the audit spool %s (its directory is missing or not writable): "
+            "during an outage requests will get 503, and a worker restarted during one will "
+            "not start; create the directory or set NB2PROD_AUDIT_SPOOL to a writable file",
+            spool,
+        )
 
 
 def mask(url: sa.URL) -> str:
