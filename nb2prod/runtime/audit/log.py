@@ -1,8 +1,11 @@
 """The audit log: every answered request, stored durably before its response is sent.
 
 One ``AuditLog`` per service process. ``AuditLog.open(url)`` connects, creates the tables
-if needed and refuses to start (``AuditError``) when the database cannot be reached.
-``record()`` writes one request in one transaction and returns once it is committed.
+if needed and refuses to start (``AuditError``) when the database cannot be reached (the
+service, ``start_on_spool``, only when it was never reached). ``record()`` writes one
+request in one transaction and returns once it is committed, into the file at the path
+(SQLite; ``database``, ``watch``). Old requests are pruned on request (``prune``,
+``retention``).
 
 One audit row per *request*, not per predicted row: ``input`` is the request's records
 as a table, ``{"columns": [...], "rows": [[...], ...]}`` (``table``), ``output`` its
