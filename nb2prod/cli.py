@@ -7,6 +7,7 @@ traceback reaches a user unless they ask for one with ``--debug``.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Callable, List, Optional, TypeVar
 
@@ -151,6 +152,48 @@ def feedback_export(
 
     result = _run(lambda: export_feedback(db, name, out), debug)
     typer.echo(f"wrote {result.rows} labelled row(s) to {result.path}")
+
+
+audit_app = typer.Typer(no_args_is_help=True, help="The audit log of answered requests.")
+app.add_typer(audit_app, name="audit")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m``, ``3600s``, ``2w``: a positive number and a unit."""
+    number, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except (KeyError, ValueError):
+        seconds = -1
+    if not seconds > 0:
+        raise UsageError(
+            f"--older-than {text!r} is not a duration",
+            fix="give a positive number and a unit: s, m, h, d or w, e.g. --older-than 30d",
+        )
+    return timedelta(seconds=seconds)
+
+
+@audit_app.command("prune")
+def audit_prune(
+    name: str = typer.Argument(..., help="The model name, e.g. breast_cancer"),
+    older_than: str = typer.Option(
+        ..., "--older-than", help="Remove requests older than this: 30d, 12h, 2w..."
+    ),
+    db: Optional[str] = typer.Option(
+        None,
+        "--db",
+        help="The audit database URL (default: $NB2PROD_AUDIT_URL, else "
+        "$BENTOML_HOME/nb2prod/NAME/audit.db)",
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks"),
+) -> None:
+    """Delete NAME's audited requests older than --older-than, except those with feedback
+    or a pending review; on SQLite, then return the WAL's space to the disk."""
+    from nb2prod.runtime.audit import prune_log
+
+    result = _run(lambda: prune_log(db, name, _duration(older_than)), debug)
+    typer.echo(result.summary())
 
 
 @app.command()

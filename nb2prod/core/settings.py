@@ -62,6 +62,15 @@ def _optional_float(value: str) -> float | None:
     return float(value) if value else None
 
 
+def _days(value: str) -> float | None:
+    if value.strip().lower() in ("", *OFF):
+        return None
+    days = float(value)
+    if not days > 0:
+        raise ValueError(value)
+    return days
+
+
 def _sync(value: str) -> str:
     value = value.strip().upper() or "NORMAL"
     if value not in ("NORMAL", "FULL"):
@@ -113,6 +122,17 @@ _SPEC: dict[str, tuple[Variable, Callable[[str], Any], str]] = {
         ),
         _text,
         "/var/lib/nb2prod/spool.jsonl",
+    ),
+    "audit_retain_days": (
+        Variable(
+            "NB2PROD_AUDIT_RETAIN_DAYS",
+            DEPLOYMENT,
+            "off",
+            "days the service keeps audited requests, pruned hourly (never one with feedback "
+            "or a pending review); `off`: kept forever",
+        ),
+        _days,
+        "30 or off",
     ),
     "pii_salt": (
         Variable(
@@ -311,6 +331,7 @@ class Settings:
     audit_url: str | None
     audit_sync: str
     audit_spool: str | None
+    audit_retain_days: float | None  # None: never pruned by the service
     pii_salt: str | None
     timeout_s: float | None  # None: the notebook's deadline; 0.0 (``none``): no deadline
     min_confidence: float | None

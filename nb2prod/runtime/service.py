@@ -2,7 +2,7 @@
 
 Generated ``service.py`` is a few lines that call ``make_service``; what a request goes
 through lives in ``serving.py`` and ``predict.py``, tested once. Start-up problems (a
-missing or changed model or code file, an unreachable audit database) stop ``bentoml
+missing or changed model or code file, an audit database never reached) stop ``bentoml
 serve`` with one line saying what to fix, before any worker starts. A worker closes
 connections that send their request too slowly (``connections.py``) and stops on its own
 when its arbiter is gone (``watchdog.py``).
@@ -61,7 +61,8 @@ def _check_start(
     class_name: str, model_tag: str, model_sha256: str, code_path: Path, code_sha256: str
 ) -> tuple[Any, Path]:
     """Refuse to start, with a message and no traceback, on a missing or changed model or
-    code, or an unreachable audit database."""
+    code, or an audit database never reached from here (one reached before but away now
+    is no reason: the workers start on the spool, ``serving.open_audit``)."""
     try:
         _check_code(code_path, code_sha256)
         contract, path = load_version(model_tag)

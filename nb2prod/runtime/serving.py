@@ -44,8 +44,11 @@ REVIEWED = ("guardrail", "low_confidence")  # reasons a person should look at
 
 
 def open_audit(settings: Settings, contract: Any, model_tag: str) -> AuditLog | None:
-    """The audit log for this version, or None when ``NB2PROD_AUDIT_URL=off``;
-    ``AuditError`` when the database is unreachable."""
+    """The audit log for this version, or None when ``NB2PROD_AUDIT_URL=off``.
+
+    ``AuditError`` only when the database was never reached from here (no spool file
+    yet): a worker restarted during an outage starts on the spool (``start_on_spool``).
+    ``NB2PROD_AUDIT_RETAIN_DAYS`` has it prune old requests hourly."""
     if not settings.audit:
         return None
     return AuditLog.open(
@@ -54,6 +57,8 @@ def open_audit(settings: Settings, contract: Any, model_tag: str) -> AuditLog | 
         notebook_sha256=contract.notebook_sha256,
         pii=contract.pii,
         sqlite_synchronous=settings.audit_sync,
+        start_on_spool=True,
+        retain_days=settings.audit_retain_days,
     )
 
 

@@ -9,6 +9,8 @@ database families (``sinks``) and the local spool. Everything else, ``feedback.p
 - ``AuditLog.record(request_id, inputs, answers, latency_ms=..., review=...)`` stores
   one request before it is answered: a ``RecordResult`` saying ``"database"`` or
   ``"spool"``, or ``AuditUnavailable`` (503) when neither can keep it.
+- ``AuditLog.prune(older_than)`` / ``prune_log(url, name, older_than)``: delete old
+  requests, never one with feedback or a pending review (``retention``; ``Pruned``).
 - ``AuditLog.flush()``, ``status()``, ``close()``; ``url`` (password masked),
   ``model``, ``model_version``, ``notebook_sha256``.
 - ``AuditLog.transaction(readonly=False)``: a ``Transaction`` for feedback and review,
@@ -21,15 +23,19 @@ database families (``sinks``) and the local spool. Everything else, ``feedback.p
   salt accepted.
 
 Inside: ``log`` (``AuditLog``), ``transaction``, ``layout`` (tables and row formats),
-``sinks`` (one ``Sink`` per database family), ``failover`` and ``spool`` (records kept
-locally while the database is away), ``pii`` and ``errors``. An import-linter contract
+``sinks`` (one ``Sink`` per database family), ``database`` and ``watch`` (tables made
+once; a SQLite file removed while serving is noticed), ``where`` (URLs), ``failover``
+and ``spool`` (records kept locally while the database is away), ``retention``
+(pruning), ``pii`` and ``errors``. An import-linter contract
 (``pyproject.toml``) keeps feedback and review off those modules.
 """
 
 from nb2prod.runtime.audit.errors import AuditError, AuditUnavailable, SpoolFullError
-from nb2prod.runtime.audit.log import AuditLog, RecordResult, home_url
+from nb2prod.runtime.audit.log import AuditLog, RecordResult, prune_log
 from nb2prod.runtime.audit.pii import MIN_SALT
+from nb2prod.runtime.audit.retention import Pruned
 from nb2prod.runtime.audit.transaction import Answered, ReviewItem, Transaction, Verdict
+from nb2prod.runtime.audit.where import home_url
 
 __all__ = [
     "MIN_SALT",
@@ -37,10 +43,12 @@ __all__ = [
     "AuditError",
     "AuditLog",
     "AuditUnavailable",
+    "Pruned",
     "RecordResult",
     "ReviewItem",
     "SpoolFullError",
     "Transaction",
     "Verdict",
     "home_url",
+    "prune_log",
 ]

@@ -17,6 +17,12 @@ class SpoolFullError(AuditUnavailable):
     """The spool holds as much as it may; nothing more can be kept locally."""
 
 
+class DatabaseMoved(Exception):
+    """The SQLite file the log has open is no longer the file at its path (removed, moved
+    or replaced): what was written there is lost to readers, so the database counts as
+    unreachable until it is opened afresh (``watch``)."""
+
+
 def describe(exc: BaseException) -> str:
     """A driver error's class and first line, e.g. ``OperationalError: connection refused``."""
     orig = getattr(exc, "orig", None) or exc

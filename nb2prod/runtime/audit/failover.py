@@ -98,6 +98,15 @@ class Failover:
             log.warning("audit database %s is back: %d spooled entries stored", self.where, moved)
         return moved
 
+    def outage(self, exc: BaseException) -> None:
+        """The database is away (found at start): spool from now on, flush when it answers."""
+        self._failed(exc)
+        self.start()
+
+    def start(self) -> None:
+        """Run the background flusher (if ``interval`` is set) until ``close()``."""
+        self._start()
+
     def close(self) -> None:
         """Stop the flusher and try a last flush; the spool file keeps what fails."""
         self._stop.set()

@@ -1,8 +1,11 @@
 """The audit log: every answered request, stored durably before its response is sent.
 
 One ``AuditLog`` per service process. ``AuditLog.open(url)`` connects, creates the tables
-if needed and refuses to start (``AuditError``) when the database cannot be reached.
-``record()`` writes one request in one transaction and returns once it is committed.
+if needed and refuses to start (``AuditError``) when the database cannot be reached (the
+service, ``start_on_spool``, only when it was never reached). ``record()`` writes one
+request in one transaction and returns once it is committed, into the file at the path
+(SQLite; ``database``, ``watch``). Old requests are pruned on request (``prune``,
+``retention``).
 
 One audit row per *request*, not per predicted row: ``input`` is the request's records
 as a table, ``{"columns": [...], "rows": [[...], ...]}`` (``table``), ``output`` its
@@ -43,25 +46,25 @@ stored or spooled (``pii.PiiPolicy``).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
 
 from nb2prod.core import settings
-from nb2prod.runtime import registry
-from nb2prod.runtime.audit.errors import AuditError, AuditUnavailable, describe
+from nb2prod.runtime.audit import retention, where
+from nb2prod.runtime.audit.database import Database
+from nb2prod.runtime.audit.errors import AuditError, AuditUnavailable, DatabaseMoved, describe
 from nb2prod.runtime.audit.failover import Failover
 from nb2prod.runtime.audit.layout import (
     KEY,
     REQUEST_KEY,
-    FastInsert,
     Tables,
-    check_layout,
     make_tables,
     table,
 )
@@ -69,10 +72,17 @@ from nb2prod.runtime.audit.pii import PiiPolicy
 from nb2prod.runtime.audit.sinks import SINKS, Sink
 from nb2prod.runtime.audit.spool import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Spool
 from nb2prod.runtime.audit.transaction import Transaction
+from nb2prod.runtime.audit.where import mask, reason, resolve
 
-HOME_DB = "audit.db"  # in registry.home(name): the default database of model ``name``
-# The database could not be reached or locked in time; anything else is a bug to surface.
-UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
+log = logging.getLogger("nb2prod")
+# The database could not be reached or locked in time, or its file is gone (``watch``);
+# anything else is a bug to surface.
+UNREACHABLE = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.TimeoutError,
+    DatabaseMoved,
+)
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,7 @@ class AuditLog:
         notebook_sha256: str | None,
         pii: PiiPolicy,
         flush_interval: float | None,
+        retain_days: float | None = None,
     ):
         self.url = url  # password masked: safe to show
         self.model_version = model_version
@@ -108,8 +119,15 @@ class AuditLog:
         self._failover = Failover(
             spool, self._store, unreachable=UNREACHABLE, where=url, interval=flush_interval
         )
-        self._inserts: dict[str, FastInsert] = {}
-        self._stop_upkeep = sink.maintain(engine)  # SQLite: WAL checkpoints off the request path
+        self._db = Database(engine, sink, tables, url=url, spool=spool.path)
+        # SQLite: WAL checkpoints and the check that the file is still there, off the
+        # request path
+        self._stop_upkeep = sink.maintain(engine, self._db.notice_moved)
+        self._stop_retention = (
+            retention.every(self.prune, timedelta(days=retain_days), where=url)
+            if retain_days
+            else (lambda: None)
+        )
 
     @classmethod
     def open(
@@ -127,6 +145,8 @@ class AuditLog:
         timeout: float = 5.0,
         flush_interval: float | None = 1.0,
         sqlite_synchronous: str | None = None,
+        start_on_spool: bool = False,
+        retain_days: float | None = None,
     ) -> "AuditLog":
         """Connect, create missing tables, flush a leftover spool; ``AuditError`` if unreachable.
 
@@ -140,25 +160,30 @@ class AuditLog:
         file path. ``timeout`` bounds connecting (PostgreSQL) and waiting for the write
         lock (SQLite). The spool is bounded by bytes and by records (one per request).
         ``flush_interval=None`` turns the background flusher off (then call ``flush()``).
+
+        ``start_on_spool=True`` is the service's way: an outage must not become a service
+        outage. The first successful open writes a mark that this database was reached
+        (``where.reached_mark``: an empty file in the model's home, shared by replicas on
+        one ``BENTOML_HOME``). With the mark, or a non-empty spool, a database that is
+        unreachable at open (or a leftover spool that cannot be flushed) is no error: the
+        log starts with records going to the spool and a background flush when the
+        database answers. Without either the database was never reached, and open raises
+        ``AuditError`` as without the flag. ``retain_days``
+        prunes requests older than that, hourly, in a thread (``prune``).
         """
         env = settings.current()
         policy = PiiPolicy.build(pii, env.pii_salt if salt is None else salt)
-        db, home = _url(url if url is not None else env.audit_url, model_version.split(":", 1)[0])
+        db, home = resolve(
+            url if url is not None else env.audit_url, model_version.split(":", 1)[0]
+        )
         shown, sink = mask(db), SINKS.get(db.get_backend_name())
         try:
             engine = sink.engine(
                 db, timeout=timeout, synchronous=sqlite_synchronous or env.audit_sync
             )
-            tables = make_tables(table_prefix)
-            sink.create(engine, tables.metadata)
-            check_layout(engine, tables.metadata, shown)
-        except sa.exc.DBAPIError as exc:
-            raise AuditError(
-                f"cannot open the audit database: {_reason(exc, db)}", where=shown, fix=sink.fix(db)
-            ) from None
         except (sa.exc.ArgumentError, ImportError) as exc:
             raise AuditError(
-                f"cannot open the audit database: {_reason(exc, db)}",
+                f"cannot open the audit database: {reason(exc, db)}",
                 where=shown,
                 fix="check the URL's dialect and install its driver "
                 "(PostgreSQL: postgresql+psycopg://…, psycopg[binary])",
@@ -172,17 +197,53 @@ class AuditLog:
         audit = cls(
             engine,
             sink,
-            tables,
+            make_tables(table_prefix),
             spool,
             url=shown,
             model_version=model_version,
             notebook_sha256=notebook_sha256,
             pii=policy,
             flush_interval=flush_interval,
+            retain_days=retain_days,
         )
+        reached = where.reached_mark(model_version.split(":", 1)[0], tag)
+        try:
+            audit._db.prepare()
+        except Exception as exc:
+            if start_on_spool and isinstance(exc, UNREACHABLE) and (reached.exists() or len(spool)):
+                audit._start_in_outage(exc, reason(exc, db))
+                return audit
+            audit.close()
+            if isinstance(exc, sa.exc.DBAPIError | DatabaseMoved):
+                raise AuditError(
+                    f"cannot open the audit database: {reason(exc, db)}",
+                    where=shown,
+                    fix=sink.fix(db),
+                ) from None
+            raise
+        if start_on_spool:
+            where.mark_reached(reached, spool.path)
         if len(spool):  # left by an earlier run that lost its database
-            audit.flush()
+            try:
+                audit.flush()
+            except AuditUnavailable:
+                if not start_on_spool:
+                    audit.close()
+                    raise
+                audit._failover.start()  # the flusher retries; records meanwhile spool
         return audit
+
+    def _start_in_outage(self, exc: BaseException, why: str) -> None:
+        """Serve with the database away at start: records spool, the flusher retries."""
+        self._db.failed()
+        self._failover.outage(exc)
+        log.warning(
+            "audit database %s is unreachable at start (%s); it was reached before, so "
+            "this worker starts and keeps every record in the spool %s until it answers",
+            self.url,
+            why,
+            self._failover.spool.path,
+        )
 
     def record(
         self,
@@ -229,17 +290,43 @@ class AuditLog:
     def transaction(self, *, readonly: bool = False) -> Iterator[Transaction]:
         """One transaction for feedback and review (``transaction.Transaction``): committed
         when the block ends, rolled back if it raises. ``readonly=True`` takes no write lock
-        (SQLite). An unreachable database is ``AuditUnavailable`` (503)."""
+        (SQLite). An unreachable database, or a SQLite file no longer at its path when the
+        write committed, is ``AuditUnavailable`` (503)."""
         try:
+            identity = self._db.prepare()
             with self._engine.connect() as conn:
                 conn.execution_options(nb2prod_readonly=readonly)
                 with conn.begin():
                     yield Transaction(conn, self._tables, self._sink, self._pii, self.model_version)
+            if not readonly:
+                self._db.check_file(identity)
         except UNREACHABLE as exc:
+            self._db.failed()
             raise AuditUnavailable(
                 f"the audit database is unreachable: {describe(exc)}",
                 where=self.url,
                 fix="restore the audit database",
+            ) from None
+
+    def prune(self, older_than: timedelta) -> retention.Pruned:
+        """Delete this model's requests older than ``older_than`` (and their resolved review items),
+        except those with feedback or a review still pending; on SQLite, then checkpoint
+        the WAL (TRUNCATE). What was removed, kept and returned: ``retention.Pruned``.
+        An unreachable database is ``AuditUnavailable``."""
+        try:
+            self._db.prepare()
+            return retention.prune(
+                self._engine,
+                self._tables,
+                self.model,
+                datetime.now(timezone.utc) - older_than,
+                sqlite_file=self._db.file,
+            )
+        except UNREACHABLE as exc:
+            raise AuditUnavailable(
+                f"cannot prune the audit log: the database is unreachable: {describe(exc)}",
+                where=self.url,
+                fix="restore the audit database, then prune again",
             ) from None
 
     def status(self) -> dict[str, Any]:
@@ -253,70 +340,37 @@ class AuditLog:
 
     def close(self) -> None:
         """Stop the flusher, try a last flush (the spool survives if it fails), disconnect."""
+        self._stop_retention()
         self._failover.close()
         self._stop_upkeep()
         self._engine.dispose()
 
     def _store(self, entries: list[dict[str, Any]], replay: bool) -> None:
-        """Insert entries in one transaction; a replay skips requests already stored."""
-        if not replay:
-            self._insert(
-                [(name, [r for e in entries for r in e[name]]) for name in ("audit", "review")]
-            )
-            return
-        with self._engine.begin() as conn:
-            for name, key in (("audit", REQUEST_KEY), ("review", KEY)):
-                rows = [r for e in entries for r in e[name]]
-                self._sink.insert_new(
-                    conn,
-                    getattr(self._tables, name),
-                    [{**r, "created_at": datetime.fromisoformat(r["created_at"])} for r in rows],
-                    key=key,
-                )
-
-    def _insert(self, tables: list[tuple[str, list[dict[str, Any]]]]) -> None:
-        """New rows into their tables in one transaction, on a pooled driver connection:
-        SQLAlchemy's ``Connection`` (events, transaction objects) cost twice the insert.
-        Driver errors are raised as SQLAlchemy's (``OperationalError``, ``IntegrityError``,
-        ...), and a connection the database dropped is discarded, as the engine would."""
-        batches = []
-        for name, rows in tables:
-            if rows:
-                if name not in self._inserts:  # rows of a table always carry the same keys
-                    self._inserts[name] = FastInsert(
-                        getattr(self._tables, name), self._engine.dialect, list(rows[0])
-                    )
-                batches.append((self._inserts[name], rows))
-        dialect, raw = self._engine.dialect, None
-        statement, params = "BEGIN", None
+        """Insert entries in one transaction; a replay skips requests already stored.
+        A SQLite file lost meanwhile raises ``DatabaseMoved``: the entries are spooled."""
         try:
-            raw = self._engine.raw_connection()  # pool checkout (and pre-ping, where set)
-            cursor = raw.cursor()
-            try:
-                self._sink.begin_driver(cursor)
-                for insert, rows in batches:
-                    statement, params = insert.sql, insert.params(rows)
-                    cursor.executemany(statement, params)
-                statement, params = "COMMIT", None
-                raw.commit()
-            finally:
-                cursor.close()
-        except dialect.loaded_dbapi.Error as exc:
-            dropped = raw is None or dialect.is_disconnect(exc, raw.dbapi_connection, None)
-            if raw is not None:
-                raw.invalidate(exc) if dropped else _quietly(raw.rollback)
-            raise sa.exc.DBAPIError.instance(
-                statement,
-                params,
-                exc,
-                dialect.loaded_dbapi.Error,
-                hide_parameters=True,
-                connection_invalidated=dropped,
-                dialect=dialect,
-            ) from exc
-        finally:
-            if raw is not None:
-                raw.close()  # back to the pool (a no-op once invalidated)
+            identity = self._db.prepare()
+            if not replay:
+                self._db.insert(
+                    [(name, [r for e in entries for r in e[name]]) for name in ("audit", "review")]
+                )
+            else:
+                with self._engine.begin() as conn:
+                    for name, key in (("audit", REQUEST_KEY), ("review", KEY)):
+                        rows = [r for e in entries for r in e[name]]
+                        self._sink.insert_new(
+                            conn,
+                            getattr(self._tables, name),
+                            [
+                                {**r, "created_at": datetime.fromisoformat(r["created_at"])}
+                                for r in rows
+                            ],
+                            key=key,
+                        )
+        except UNREACHABLE:
+            self._db.failed()
+            raise
+        self._db.check_file(identity)  # not acknowledged (nor the spool emptied) if lost
 
     def _entry(
         self,
@@ -364,52 +418,14 @@ class AuditLog:
         return {"audit": [audit], "review": queued}
 
 
-def _quietly(action: Any) -> None:
-    """Run ``action``; a connection already broken may fail to roll back, which is fine."""
+def prune_log(
+    url: str | None, name: str, older_than: timedelta, *, table_prefix: str = "nb2prod_"
+) -> retention.Pruned:
+    """Prune model ``name``'s audit log (``url`` None: ``$NB2PROD_AUDIT_URL``, else the
+    database its services write by default) of requests older than ``older_than``;
+    ``AuditError`` when the database cannot be opened. See ``AuditLog.prune``."""
+    audit = AuditLog.open(url, model_version=name, table_prefix=table_prefix, flush_interval=None)
     try:
-        action()
-    except Exception:  # noqa: BLE001 - the original error is what gets reported
-        pass
-
-
-def mask(url: sa.URL) -> str:
-    """The URL as text with its password replaced by ``***``."""
-    return url.render_as_string(hide_password=True)
-
-
-def home_url(name: str) -> str:
-    """Model ``name``'s default audit database, ``$BENTOML_HOME/nb2prod/<name>/audit.db``."""
-    return f"sqlite:///{registry.home(name) / HOME_DB}"
-
-
-def _url(url: str | os.PathLike | None, name: str) -> tuple[sa.URL, Path | None]:
-    """A SQLAlchemy URL from ``url``, else ``name``'s default database; with the default,
-    its folder (created: BentoML creates the home, not our part of it)."""
-    text = os.fspath(url) if url is not None else None
-    if text is not None and text.lower() == "off":  # serving checks first; this is the rest
-        raise AuditError(
-            "the audit log is off (NB2PROD_AUDIT_URL=off), so there is nothing to open",
-            where="$NB2PROD_AUDIT_URL",
-            fix="unset it for the model's own database, or pass a database URL",
-        )
-    if not text:
-        home = registry.home(name)
-        home.mkdir(parents=True, exist_ok=True)
-        return sa.URL.create("sqlite", database=str(home / HOME_DB)), home
-    if "://" not in text:  # a plain path means a SQLite file
-        return sa.URL.create("sqlite", database=text), None
-    try:
-        return sa.make_url(text), None
-    except sa.exc.ArgumentError:
-        raise AuditError(
-            "not a database URL",
-            where=repr(text.split("@")[-1]),
-            fix="use sqlite:///path/to/audit.db or "
-            "postgresql+psycopg://user:password@host:5432/dbname",
-        ) from None
-
-
-def _reason(exc: BaseException, url: sa.URL) -> str:
-    """``describe(exc)`` without the URL's password, should a driver echo it."""
-    text = describe(exc)
-    return text.replace(str(url.password), "***") if url.password else text
+        return audit.prune(older_than)
+    finally:
+        audit.close()

@@ -3,7 +3,14 @@
 SQLite, PostgreSQL, and a generic one for any other SQLAlchemy URL: how each is opened,
 how a driver-level write transaction begins, how rows are inserted idempotently (keyed by
 request id, and row for review items), and what upkeep runs beside the service (SQLite:
-WAL checkpoints in a background thread).
+WAL checkpoints in a background thread, which also runs the audit log's own ``tick``).
+
+The SQLite WAL stays bounded: ``journal_size_limit`` makes the first commit after a
+complete checkpoint cut the file back to ``WAL_LIMIT``, and when a checkpoint cannot
+complete (a 3 MB request every few milliseconds, readers holding old snapshots) and the
+file has grown past ``WAL_LIMIT`` anyway, the thread runs a TRUNCATE checkpoint, which
+waits for readers (writers wait at most the busy timeout meanwhile). Unbounded, a served
+WAL reached 338 MB (issue 13).
 """
 
 from __future__ import annotations
@@ -20,9 +27,11 @@ from nb2prod.core.jsonify import dumps
 from nb2prod.core.settings import ENV_AUDIT_URL
 from nb2prod.runtime.audit.errors import AuditError, describe
 from nb2prod.runtime.audit.layout import KEY
+from nb2prod.runtime.audit.watch import FileWatch
 
 log = logging.getLogger("nb2prod")
 CHECKPOINT_S = 0.5  # SQLite: how often the audit log's WAL is checkpointed
+WAL_LIMIT = 64 * 1024 * 1024  # SQLite: the WAL file is cut back to this size (bytes)
 
 
 class Sink:
@@ -45,9 +54,14 @@ class Sink:
     def begin_driver(self, cursor: Any) -> None:
         """Start a write transaction on a driver cursor (DBAPI drivers begin implicitly)."""
 
-    def maintain(self, engine: sa.Engine) -> Callable[[], None]:
-        """Start this family's background upkeep for ``engine``; returns what stops it."""
+    def maintain(self, engine: sa.Engine, tick: Callable[[], None]) -> Callable[[], None]:
+        """Start this family's background upkeep for ``engine``, calling ``tick`` every
+        round if it runs a thread; returns what stops it."""
         return lambda: None
+
+    def watch(self, url: sa.URL) -> FileWatch | None:
+        """What tells whether the database is still the one at its path (files only)."""
+        return None
 
     def insert_new(
         self, conn: sa.Connection, table: sa.Table, rows: list[dict], key: tuple[str, ...] = KEY
@@ -103,6 +117,7 @@ class SQLiteSink(Sink):
             # Checkpoints run in the background (``maintain``), not inside the commit of
             # whichever request crosses 1,000 WAL pages: that request paid ~25 ms.
             dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
+            dbapi_conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
 
         @sa.event.listens_for(engine, "begin")
         def _begin(conn: sa.Connection) -> None:
@@ -117,16 +132,20 @@ class SQLiteSink(Sink):
         """``BEGIN IMMEDIATE``: the driver does not begin for us (see ``engine``)."""
         cursor.execute("BEGIN IMMEDIATE")
 
-    def maintain(self, engine: sa.Engine) -> Callable[[], None]:
+    def maintain(self, engine: sa.Engine, tick: Callable[[], None]) -> Callable[[], None]:
         """Checkpoint the WAL every ``CHECKPOINT_S`` seconds in a daemon thread (commits no
-        longer do); the returned stop() joins it and checkpoints once more."""
+        longer do) and call ``tick``; the returned stop() joins it and checkpoints once more."""
         stop, interval = threading.Event(), CHECKPOINT_S
+        wal = Path(f"{engine.url.database}-wal")
 
         def checkpoint() -> None:
             try:
                 raw = engine.raw_connection()
                 try:  # PASSIVE: copies what it can without waiting for, or blocking, anyone
-                    raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    cursor = raw.cursor()
+                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    if _size(wal) > WAL_LIMIT:  # PASSIVE cannot keep up: wait for readers
+                        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
                 finally:
                     raw.close()
             except Exception as exc:  # noqa: BLE001 - busy or away: the next round retries
@@ -135,6 +154,10 @@ class SQLiteSink(Sink):
         def run() -> None:
             while not stop.wait(interval):
                 checkpoint()
+                try:
+                    tick()
+                except Exception:  # the thread must outlive any failure
+                    log.exception("audit log upkeep failed; it runs again in %gs", interval)
 
         thread = threading.Thread(target=run, name="nb2prod-audit-checkpoint", daemon=True)
         thread.start()
@@ -146,6 +169,11 @@ class SQLiteSink(Sink):
 
         return stopper
 
+    def watch(self, url: sa.URL) -> FileWatch | None:
+        """A file database's ``FileWatch`` (none for ``:memory:``)."""
+        name = url.database or ""
+        return FileWatch(Path(name).resolve()) if name and name != ":memory:" else None
+
     def fix(self, url: sa.URL) -> str:
         """A missing directory or permissions are what usually go wrong with a file."""
         folder = Path(url.database or ".").resolve().parent
@@ -153,6 +181,13 @@ class SQLiteSink(Sink):
             f"make sure the directory {folder} exists and this process can write there, "
             f"or choose another path (argument or ${ENV_AUDIT_URL})"
         )
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 class PostgresSink(Sink):

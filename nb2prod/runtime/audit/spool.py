@@ -152,6 +152,10 @@ class Spool:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _open(self) -> int:
+        if self._fd is not None and not self._still_at_path(self._fd):
+            os.close(self._fd)  # appending to a file nobody will read is no spool
+            self._fd = None
+            self._seen, self._head, self._newlines, self._open_tail = (-1, -1), b"", 0, False
         if self._fd is None:
             created = not self.path.exists()
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
@@ -160,6 +164,25 @@ class Spool:
                 os.fsync(folder)
                 os.close(folder)
         return self._fd
+
+    def _still_at_path(self, fd: int) -> bool:
+        """Whether ``fd`` is still the file at ``path`` (its directory may have been
+        removed or the file replaced); logs what a lost file held."""
+        held = os.fstat(fd)
+        try:
+            now = os.stat(self.path)
+        except OSError:
+            now = None
+        if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            return True
+        if held.st_size:
+            log.error(
+                "the audit spool %s was removed or replaced with %d bytes of records in it: "
+                "those records are gone with it",
+                self.path,
+                held.st_size,
+            )
+        return False
 
     def _entries(self, fd: int) -> int:
         """Entries in the file (a torn last line counts as one).
