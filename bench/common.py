@@ -92,9 +92,12 @@ class Flagship:
     def service_class(self) -> str:
         """The BentoML service class name in the build's service.py (for its config)."""
         source = (self.tmp / "build" / "service.py").read_text()
-        found = re.search(r"@bentoml\.service\b[^\n]*\n(?:@[^\n]*\n)*class (\w+)", source)
+        # generated: `Name = make_service(class_name="Name", ...)`; hand-written: a class
+        found = re.search(r'class_name="(\w+)"', source) or re.search(
+            r"@bentoml\.service\b[^\n]*\n(?:@[^\n]*\n)*class (\w+)", source)
         if not found:
-            sys.exit(f"no @bentoml.service class in {self.tmp / 'build' / 'service.py'}")
+            sys.exit(f"no service class (make_service or @bentoml.service) in "
+                     f"{self.tmp / 'build' / 'service.py'}")
         return found.group(1)
 
     def bare(self) -> Path:
