@@ -94,15 +94,20 @@ async def _burst(port: int, groups: list[dict], seconds: float) -> dict:
     conns = await asyncio.gather(*(asyncio.open_connection("127.0.0.1", port) for _ in plan))
     lats: dict[str, list[float]] = {g["name"]: [] for g in groups}
     errors: list[str] = []
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     clients = [
         _client(conn, raw, t0 + seconds, lats[name], errors)
         for conn, (name, raw) in zip(conns, plan)
     ]
     results = await asyncio.gather(*clients, return_exceptions=True)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     errors += [repr(r) for r in results if isinstance(r, BaseException)]
-    return {"elapsed": elapsed, "errors": errors, **{n: {"latencies": v} for n, v in lats.items()}}
+    return {
+        "elapsed": elapsed,
+        "cpu": cpu,
+        "errors": errors,
+        **{n: {"latencies": v} for n, v in lats.items()},
+    }
 
 
 def _child() -> None:
@@ -130,7 +135,8 @@ class Generator:
     def burst(self, port: int, groups: list[Group], seconds: float) -> dict:
         """Run ``groups`` against 127.0.0.1:``port`` for ``seconds``; raise on any non-200.
 
-        Returns ``{"elapsed": s, name: {"latencies": [s, ...]}, ...}``.
+            Returns ``{"elapsed": s, "cpu": s, name: {"latencies": [s, ...]}, ...}``, ``cpu``
+        being the generator's own CPU time during the burst.
         """
         assert self.proc.stdin and self.proc.stdout
         cmd = {"port": port, "seconds": seconds, "groups": []}
@@ -184,9 +190,26 @@ def trivial_server(port: int) -> None:
     asyncio.run(main())
 
 
+def _wrk(port: int, clients: int, seconds: float) -> float | None:
+    """wrk's requests/s against the same server (a reference), or None without wrk."""
+    import re
+    import shutil
+
+    if not shutil.which("wrk"):
+        return None
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", f"http://127.0.0.1:{port}/"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return float(found.group(1)) if found else None
+
+
 def selftest(seconds: float = 1.0) -> dict:
     """Requests/s and p50 of the generator against :func:`trivial_server` in another
-    process, at 1 and 8 clients: the most the generator can measure on this machine."""
+    process, at 1 and 8 clients: the most the generator can measure on this machine.
+    With ``wrk`` on PATH (Debian: ``apt-get install wrk``), wrk's figure beside it."""
     import socket
 
     with socket.socket() as s:
@@ -212,6 +235,8 @@ def selftest(seconds: float = 1.0) -> dict:
                 figures[clients] = {
                     "rps": len(lats) / out["elapsed"],
                     "p50_ms": 1000 * lats[len(lats) // 2],
+                    "cpu_us_per_request": 1e6 * out["cpu"] / len(lats),
+                    "wrk_rps": _wrk(port, clients, seconds),
                 }
         return figures
     finally:
@@ -226,6 +251,10 @@ if __name__ == "__main__":
         trivial_server(int(sys.argv[2]))
     elif sys.argv[1:] == ["--selftest"]:
         for n, fig in selftest().items():
-            print(f"{n} client(s): {fig['rps']:.0f} req/s, p50 {fig['p50_ms']:.3f} ms")
+            wrk = f", wrk {fig['wrk_rps']:.0f} req/s" if fig["wrk_rps"] else ""
+            print(
+                f"{n} client(s): {fig['rps']:.0f} req/s, p50 {fig['p50_ms']:.3f} ms, "
+                f"{fig['cpu_us_per_request']:.0f} us of generator CPU per request{wrk}"
+            )
     else:
         sys.exit(__doc__)

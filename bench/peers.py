@@ -153,8 +153,12 @@ def start(flagship: Flagship, tmp: Path) -> dict[str, Peer]:
 
 def save_mlflow_model(flagship: Flagship, tmp: Path) -> Path:
     """An MLflow pyfunc model directory whose artifact is the flagship's model file."""
+    import warnings
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow.pyfunc
 
+    warnings.filterwarnings("ignore", message="Add type hints", category=UserWarning)
     code = tmp / "mlflow_model.py"
     code.write_text(MLFLOW_MODEL)
     out = tmp / "mlflow-model"
@@ -176,21 +180,23 @@ def verify(peers: dict[str, Peer], rows: list[dict]) -> None:
     print(f"verified: {', '.join(got)} agree on all {len(rows)} rows")
 
 
-def figures(lats: list[float], elapsed: float) -> dict:
-    """p50, p99 (ms), throughput and count of one server's bursts in one case."""
+def figures(lats: list[float], elapsed: float, cpu: float) -> dict:
+    """p50, p99 (ms), throughput and count of one server's bursts in one case, and the
+    load generator's CPU per request meanwhile (what it took from the server)."""
     return {"p50_ms": pct(lats, 0.5), "p99_ms": pct(lats, 0.99), "rps": len(lats) / elapsed,
-            "requests": len(lats)}
+            "requests": len(lats), "generator_cpu_us": 1e6 * cpu / len(lats)}
 
 
 def measure(peers: dict[str, Peer], gen: Generator, bodies: dict, rounds: int,
             seconds: float, warm: float) -> dict:
-    """Interleaved rounds of every case on every server; {(case, server): (lats, elapsed)}."""
+    """Interleaved rounds of every case on every server;
+    {(case, server): (latencies, elapsed, generator CPU)}."""
     raws = {(name, size): request(p.path, bodies[name, size]) for name, p in peers.items()
             for size in {s for s, _ in CASES}}
     for name, p in peers.items():  # warm-up: untimed bursts of every case
         for size, clients in CASES:
             gen.burst(p.server.port, [Group("w", clients, raws[name, size])], warm)
-    samples: dict = {(case, n): ([], 0.0) for case in CASES for n in peers}
+    samples: dict = {(case, n): ([], 0.0, 0.0) for case in CASES for n in peers}
     names = list(peers)
     for r in range(rounds):
         print(f"round {r + 1}/{rounds} …", flush=True)
@@ -199,8 +205,9 @@ def measure(peers: dict[str, Peer], gen: Generator, bodies: dict, rounds: int,
             for name in names[shift:] + names[:shift]:
                 out = gen.burst(peers[name].server.port,
                                 [Group("c", case[1], raws[name, case[0]])], seconds)
-                old, t = samples[case, name]
-                samples[case, name] = (old + out["c"]["latencies"], t + out["elapsed"])
+                old, t, cpu = samples[case, name]
+                samples[case, name] = (old + out["c"]["latencies"], t + out["elapsed"],
+                                       cpu + out["cpu"])
     return samples
 
 
@@ -240,6 +247,15 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def generator_cost(ceiling: dict) -> str:
+    """bench/load.py's ceiling (and wrk's, where installed) as one line."""
+    return ", ".join(
+        f"{c} client(s) {f['rps']:.0f} req/s (p50 {f['p50_ms']:.3f} ms, "
+        f"{f['cpu_us_per_request']:.0f} us CPU/request"
+        + (f"; wrk {f['wrk_rps']:.0f} req/s)" if f.get("wrk_rps") else ")")
+        for c, f in ceiling.items())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of short bursts")
@@ -250,9 +266,7 @@ def main() -> None:
     rounds = args.rounds or (2 if args.quick else 8)
     load = os.getloadavg()
     ceiling = selftest(0.5)
-    print("load generator against a trivial server: " + ", ".join(
-        f"{c} client(s) {f['rps']:.0f} req/s (p50 {f['p50_ms']:.3f} ms)"
-        for c, f in ceiling.items()))
+    print(f"load generator against a trivial server: {generator_cost(ceiling)}")
 
     with workdir() as tmp:
         tmp = Path(tmp)
@@ -280,7 +294,9 @@ def main() -> None:
     info = machine(load)
     settings = {"quick": args.quick, "seconds": seconds, "rounds": rounds,
                 "model_tag": flagship.model_tag, "bento_tag": flagship.bento_tag}
-    text = table(rows)
+    gen_cpu = [f["generator_cpu_us"] for r in rows for f in r["servers"].values()]
+    text = table(rows) + (f"\n\nThe load generator's own CPU per request during the bursts: "
+                          f"{min(gen_cpu):.0f}-{max(gen_cpu):.0f} us.")
     print("\n" + text + f"\n\noverall: {'PASS' if ok else 'FAIL'}")
     write("peers", {"machine": info, "settings": settings, "generator": ceiling,
                     "targets": {"fastapi_1row_1client": {"p50_ratio_max": FASTAPI_P50_MAX,
@@ -300,7 +316,7 @@ def main() -> None:
           f"- method: {rounds} interleaved rounds x {seconds}s bursts per server and case, "
           "order rotating; bench/load.py (asyncio, one keep-alive connection per client, in "
           "its own process); against a trivial server it does "
-          + ", ".join(f"{f['rps']:.0f} req/s at {c} client(s)" for c, f in ceiling.items())
+          + generator_cost(ceiling)
           + "\n- ratios are nb2prod's figure divided by the peer's: p50 below 1 and req/s "
           "above 1 mean nb2prod is faster\n\n"
           f"{text}\n\nOverall: **{'PASS' if ok else 'FAIL'}** (targets: at 1 row and 1 "
