@@ -26,7 +26,17 @@ import statistics
 import time
 from pathlib import Path
 
-from common import Flagship, machine, machine_md, pct, records, wait_for, workdir, write
+from common import (
+    Flagship,
+    add_reuse_option,
+    machine,
+    machine_md,
+    pct,
+    records,
+    wait_for,
+    workdir,
+    write,
+)
 from load import Generator, Group, request
 
 from nb2prod.serve import Server
@@ -81,6 +91,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10_000, help="rows in a big request")
     ap.add_argument("--seconds", type=float, help="seconds per burst (default 4; quick 2)")
     ap.add_argument("--rounds", type=int, help="alternating mixed-load rounds (default 4; quick 1)")
+    add_reuse_option(ap)
     args = ap.parse_args()
     seconds = args.seconds or (2.0 if args.quick else 4.0)
     rounds = args.rounds or (1 if args.quick else 4)
@@ -88,7 +99,7 @@ def main() -> None:
 
     with workdir() as tmp:
         tmp = Path(tmp)
-        flagship = Flagship(tmp)
+        flagship = Flagship(tmp, args.reuse_build)
         big_rows = records(flagship.contract, args.rows)
         big = json.dumps({"records": big_rows}).encode()
         small = json.dumps({"records": flagship.contract["examples"][:1]}).encode()

@@ -19,7 +19,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import Flagship, machine, machine_md, wait_for, workdir, write
+from common import Flagship, add_reuse_option, machine, machine_md, wait_for, workdir, write
 
 from nb2prod.serve import Server
 
@@ -40,13 +40,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 runs each")
     ap.add_argument("--runs", type=int, help="runs per server (default 6; quick 2)")
+    add_reuse_option(ap)
     args = ap.parse_args()
     runs = args.runs or (2 if args.quick else 6)
     load = os.getloadavg()
 
     with workdir() as tmp:
         tmp = Path(tmp)
-        flagship = Flagship(tmp)
+        flagship = Flagship(tmp, args.reuse_build)
         bare_dir = flagship.bare()
         starts = {
             "nb2prod": lambda i: flagship.nb2prod(f"nb2prod-{i}"),

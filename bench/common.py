@@ -11,11 +11,13 @@ servers of different shapes can be checked against each other before timing.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -76,28 +78,43 @@ def build(home: Path, out: Path, env: dict, source: Path = ROOT) -> dict:
 
 class Flagship:
     """The flagship built into a temporary BENTOML_HOME under ``tmp``, and what the
-    benchmarks need from it: the environment, tags, the model file, the contract."""
+    benchmarks need from it: the environment, tags, the model file, the contract.
 
-    def __init__(self, tmp: Path):
+    With ``reuse`` (a directory), the build goes there and is used again by the next
+    benchmark, as long as nb2prod's source, the notebook and pyproject.toml are what
+    they were when it was made (:func:`source_stamp`); otherwise it is made anew.
+    """
+
+    def __init__(self, tmp: Path, reuse: Path | None = None):
         self.tmp = tmp
-        self.env = {**os.environ, "BENTOML_HOME": str(tmp / "home"),
+        base = Path(reuse).resolve() if reuse else tmp
+        self.out, stamp_file, stamp = base / "build", base / "source.stamp", source_stamp()
+        self.env = {**os.environ, "BENTOML_HOME": str(base / "home"),
                     "BENTOML_DO_NOT_TRACK": "true"}
-        self.manifest = build(tmp / "home", tmp / "build", self.env)
+        if reuse and stamp_file.exists() and stamp_file.read_text() == stamp:
+            self.manifest = json.loads((self.out / "nb2prod.json").read_text())
+            print(f"reusing the build in {base} ({self.manifest['bento_tag']})")
+        else:
+            shutil.rmtree(base / "home", ignore_errors=True)
+            shutil.rmtree(self.out, ignore_errors=True)
+            self.manifest = build(base / "home", self.out, self.env)
+            if reuse:
+                stamp_file.write_text(stamp)
         self.bento_tag, self.model_tag = self.manifest["bento_tag"], self.manifest["model_tag"]
         name, version = self.model_tag.split(":", 1)
-        self.model_dir = tmp / "home" / "models" / name / version
+        self.model_dir = base / "home" / "models" / name / version
         self.model_file = self.model_dir / "model.joblib"
         self.contract = json.loads((self.model_dir / "contract.json").read_text())
 
     def service_class(self) -> str:
         """The BentoML service class name in the build's service.py (for its config)."""
-        source = (self.tmp / "build" / "service.py").read_text()
+        source = (self.out / "service.py").read_text()
         # generated: `Name = make_service(class_name="Name", ...)`; hand-written: a class
         found = re.search(r'class_name="(\w+)"', source) or re.search(
             r"@bentoml\.service\b[^\n]*\n(?:@[^\n]*\n)*class (\w+)", source)
         if not found:
             sys.exit(f"no service class (make_service or @bentoml.service) in "
-                     f"{self.tmp / 'build' / 'service.py'}")
+                     f"{self.out / 'service.py'}")
         return found.group(1)
 
     def bare(self) -> Path:
@@ -113,6 +130,27 @@ class Flagship:
         where.mkdir(exist_ok=True)
         env = {**self.env, "NB2PROD_AUDIT_URL": f"sqlite:///{where / 'audit.db'}", **(extra or {})}
         return Server(self.bento_tag, cwd=where, env=env, log=self.tmp / f"{name}.log")
+
+
+def source_stamp() -> str:
+    """What a build depends on here: the commit, and any change to nb2prod/, notebooks/
+    or pyproject.toml not committed (a hash; different whenever the build could be)."""
+    git = ["git", "-C", str(ROOT)]
+    paths = ["--", "nb2prod", "notebooks", "pyproject.toml"]
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    diff = subprocess.run([*git, "diff", "HEAD", *paths], capture_output=True).stdout
+    untracked = subprocess.run([*git, "ls-files", "--others", "--exclude-standard", *paths],
+                               capture_output=True).stdout
+    for name in untracked.decode().split():
+        diff += name.encode() + (ROOT / name).read_bytes()
+    return head.strip() + ":" + hashlib.sha256(diff).hexdigest()
+
+
+def add_reuse_option(ap) -> None:
+    """``--reuse-build DIR``: build the flagship there once, for several benchmarks."""
+    ap.add_argument("--reuse-build", metavar="DIR", type=Path,
+                    help="keep the flagship's build in DIR and use it again while nb2prod's "
+                    "source is unchanged (make bench shares one between its benchmarks)")
 
 
 def records(contract: dict, n: int, seed: int = 20240601) -> list[dict]:

@@ -35,6 +35,7 @@ from pathlib import Path
 from common import (
     Flagship,
     Process,
+    add_reuse_option,
     answers,
     disagreement,
     machine,
@@ -261,6 +262,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of short bursts")
     ap.add_argument("--seconds", type=float, help="seconds per burst (default 1.5; quick 0.4)")
     ap.add_argument("--rounds", type=int, help="interleaved rounds (default 8; quick 2)")
+    add_reuse_option(ap)
     args = ap.parse_args()
     seconds = args.seconds or (0.4 if args.quick else 1.5)
     rounds = args.rounds or (2 if args.quick else 8)
@@ -270,7 +272,7 @@ def main() -> None:
 
     with workdir() as tmp:
         tmp = Path(tmp)
-        flagship = Flagship(tmp)
+        flagship = Flagship(tmp, args.reuse_build)
         rows100 = records(flagship.contract, 100)
         peers = start(flagship, tmp)
         try:
@@ -295,8 +297,10 @@ def main() -> None:
     settings = {"quick": args.quick, "seconds": seconds, "rounds": rounds,
                 "model_tag": flagship.model_tag, "bento_tag": flagship.bento_tag}
     gen_cpu = [f["generator_cpu_us"] for r in rows for f in r["servers"].values()]
-    text = table(rows) + (f"\n\nThe load generator's own CPU per request during the bursts: "
-                          f"{min(gen_cpu):.0f}-{max(gen_cpu):.0f} us.")
+    share = [f["generator_cpu_us"] * f["rps"] / 1e4 for r in rows for f in r["servers"].values()]
+    text = table(rows) + (f"\n\nThe load generator's own CPU during the bursts: "
+                          f"{min(gen_cpu):.0f}-{max(gen_cpu):.0f} us per request, "
+                          f"{min(share):.1f}-{max(share):.1f}% of one core.")
     print("\n" + text + f"\n\noverall: {'PASS' if ok else 'FAIL'}")
     write("peers", {"machine": info, "settings": settings, "generator": ceiling,
                     "targets": {"fastapi_1row_1client": {"p50_ratio_max": FASTAPI_P50_MAX,

@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 
 import psutil
-from common import Flagship, machine, machine_md, pct, wait_for, workdir, write
+from common import Flagship, add_reuse_option, machine, machine_md, pct, wait_for, workdir, write
 from load import Generator, Group, request
 
 from nb2prod.serve import Server
@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, help="interleaved rounds (default 6; quick 2)")
     ap.add_argument("--workers-env", default=DEFAULT_ENV, metavar="NAME=VALUE",
                     help=f"how nb2prod's worker count is set (default {DEFAULT_ENV!r})")
+    add_reuse_option(ap)
     args = ap.parse_args()
     seconds = args.seconds or (0.6 if args.quick else 2.0)
     rounds = args.rounds or (2 if args.quick else 6)
@@ -59,7 +60,7 @@ def main() -> None:
 
     with workdir() as tmp:
         tmp = Path(tmp)
-        flagship = Flagship(tmp)
+        flagship = Flagship(tmp, args.reuse_build)
         service, bare_dir = flagship.service_class(), flagship.bare()
         servers: dict[str, Server] = {}
         for n in (1, 2):
