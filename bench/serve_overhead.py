@@ -22,12 +22,9 @@ Writes bench/results/serve_overhead.{json,md}.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import http.client
 import json
 import os
-import platform
-import random
 import subprocess
 import sys
 import tempfile
@@ -35,12 +32,10 @@ import threading
 import time
 from pathlib import Path
 
+from common import BARE_SERVICE, RESULTS, ROOT, build, machine, payloads, pct
+
 from nb2prod.serve import Server
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK = ROOT / "notebooks" / "breast_cancer.ipynb"
-RESULTS = ROOT / "bench" / "results"
-BIN = Path(sys.executable).parent
 P50_MAX, RPS_MIN = 1.2, 0.8
 CASES = [(1, 1), (1, 8), (100, 1), (100, 8)]  # (rows per request, concurrent clients)
 HEADERS = {"Content-Type": "application/json"}
@@ -54,61 +49,6 @@ CONFIGS = {
     "no-deadline": {"NB2PROD_TIMEOUT_S": "none"},  # the model called inline, no worker thread
 }
 FULL = "nb2prod"  # the configuration the targets apply to
-
-BARE_SERVICE = '''\
-"""Bare BentoML baseline for bench/serve_overhead.py: same model, same answers, no nb2prod."""
-import uuid
-
-import bentoml
-import joblib
-import pandas as pd
-
-TAG = {tag!r}
-
-
-@bentoml.service(traffic={{"timeout": 30}})
-class Bare:
-    bento_model = bentoml.models.BentoModel(TAG)
-
-    def __init__(self):
-        self.model = joblib.load(self.bento_model.path_of("model.joblib"))
-
-    @bentoml.api
-    def predict(self, records: list[dict]) -> dict:
-        p = self.model.predict_proba(pd.DataFrame(records))[:, 1]
-        answers = [{{"prediction": {{"diagnosis": "malignant" if q >= 0.5 else "benign",
-                                     "probability_malignant": round(q, 4)}},
-                    "source": "model", "reason": None}} for q in p.tolist()]
-        return {{"request_id": uuid.uuid4().hex, "model_version": TAG, "predictions": answers}}
-'''
-
-
-def build(home: Path, out: Path, env: dict, source: Path = ROOT) -> dict:
-    """Run ``nb2prod build`` on the flagship notebook with the nb2prod in ``source`` (a
-    checkout); return its nb2prod.json manifest."""
-    t0 = time.perf_counter()
-    proc = subprocess.run([str(BIN / "python"), "-m", "nb2prod.cli", "build",
-                           str(source / "notebooks" / "breast_cancer.ipynb"), "--out", str(out)],
-                          cwd=source, env={**env, "PYTHONPATH": str(source)},
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"nb2prod build failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    manifest = json.loads((out / "nb2prod.json").read_text())
-    print(f"built {manifest['bento_tag']} (model {manifest['model_tag']}) "
-          f"in {time.perf_counter() - t0:.1f}s")
-    return manifest
-
-
-def payloads(contract: dict, n: int = 100) -> dict[int, bytes]:
-    """1-row and n-row request bodies: the stored examples, perturbed deterministically."""
-    rng, examples, records = random.Random(20240601), contract["examples"], []
-    for i in range(n):
-        row = {k: round(v * rng.uniform(0.97, 1.03), 6) for k, v in examples[i % len(examples)].items()}
-        row["worst radius"] = max(row["worst radius"], row["mean radius"])  # the row check
-        records.append(row)
-    return {1: json.dumps({"records": examples[:1]}).encode(),
-            n: json.dumps({"records": records}).encode()}
-
 
 def post(conn: http.client.HTTPConnection, body: bytes) -> bytes:
     """POST /predict on a persistent connection; raise on anything but 200."""
@@ -168,12 +108,6 @@ def burst(conns: list, body: bytes, seconds: float) -> tuple[list[float], float]
     return [x for part in lats for x in part], elapsed
 
 
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile of a non-empty list, in milliseconds."""
-    s = sorted(values)
-    return 1000 * s[min(len(s) - 1, max(0, int(q * len(s) + 0.5) - 1))]
-
-
 def verify(conns: dict, body: bytes) -> None:
     """Abort unless every nb2prod server gives bare's answers for the 100-row payload."""
     got = {name: json.loads(post(c[0], body))["predictions"] for name, c in conns.items()}
@@ -191,17 +125,6 @@ def verify(conns: dict, body: bytes) -> None:
                      f"bare={b[bad[0]] if bad else None}")
     print(f"verified: {', '.join(CONFIGS)} and bare agree on all {len(b)} rows "
           "(all answered by the model)")
-
-
-def machine(load: tuple) -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor()) \
-        if os.path.exists("/proc/cpuinfo") else platform.processor()
-    import bentoml
-    return {"nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "cpu": cpu, "python": platform.python_version(), "platform": platform.platform(),
-            "bentoml": bentoml.__version__, "loadavg_at_start": [round(x, 2) for x in load],
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
 def _ratios(row: dict, name: str) -> str:
