@@ -68,7 +68,7 @@ FEEDBACK = TypeAdapter(FeedbackRequest)
 def decode(adapter: TypeAdapter, raw: bytes) -> dict[str, Any]:
     """``raw`` validated by ``adapter``; ``BadRequest`` listing each problem otherwise."""
     try:
-        return adapter.validate_json(raw)
+        return adapter.validate_json(raw, strict=True)  # strict throughout, nested records too
     except ValidationError as exc:
         raise refusal(exc) from None
     except RecursionError:  # pydantic-core's own limit catches most; never a 500
@@ -81,7 +81,7 @@ def refusal(exc: ValidationError) -> BadRequest:
     problems = exc.errors(include_url=False, include_context=False)
     detail = [
         {
-            "loc": list(p["loc"]),
+            "loc": [_shown(part) for part in p["loc"]],  # a key may be 1 MB long
             "type": p["type"],
             "msg": p["msg"],
             **(
