@@ -111,7 +111,9 @@ def test_fuzzed_requests_never_get_a_server_error(server, tmp_path):
     report = tmp_path / "report.json"
     proc = subprocess.run(
         [str(Path(sys.executable).with_name("st")), "run", f"{server.url}/docs.json",
-         "--checks", "not_a_server_error", "--max-examples", str(FUZZ_EXAMPLES),
+         # every answer, refusals included, must be what /docs.json documents (issue 13.10)
+         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
+         "response_schema_conformance", "--max-examples", str(FUZZ_EXAMPLES),
          "--seed", "20261123", "--workers", "2", "--request-timeout", "30",
          "--header", f"Authorization: Bearer {TOKEN}",
          "--report", "json", "--report-json-path", str(report)],

@@ -81,9 +81,11 @@ class ServiceError(Nb2prodError):
 
 class BadRequest(ServiceError):
     """The request is malformed or its values are wrong: 400. ``detail``, when given,
-    lists each problem (where, what, the value sent)."""
+    lists each problem (where, what, the value sent); ``summary``, when set, is the server
+    log's line for it, without the values."""
 
     status = 400
+    summary: str | None = None
 
     def __init__(
         self,

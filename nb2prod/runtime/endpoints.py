@@ -109,7 +109,7 @@ APIS = (
         errors=(
             (
                 400,
-                "not JSON, or not {\"records\": [...]} with 1 to 10,000 records of the "
+                'not JSON, or not {"records": [...]} with 1 to 10,000 records of the '
                 "contract's columns and types (a boolean is not a number, a number in a string "
                 "is refused, unknown keys are refused): detail lists each problem",
             ),

@@ -34,6 +34,7 @@ from typing_extensions import TypedDict
 
 from nb2prod.core.errors import BadRequest, ServiceError, TooLarge, UnsupportedMediaType
 from nb2prod.runtime.answers import Label
+from nb2prod.runtime.logs import safe
 from nb2prod.runtime.responses import error_response
 
 log = logging.getLogger("nb2prod")
@@ -101,7 +102,10 @@ def refusal(exc: ValidationError) -> BadRequest:
         if len(problems) > 1
         else ""
     )
-    return BadRequest(f"invalid request at {where}: {first['msg']}{more}", detail=detail)
+    refused = BadRequest(f"invalid request at {where}: {first['msg']}{more}", detail=detail)
+    # the server log's line: where and what, never the values (they may be personal data)
+    refused.summary = f"{len(problems)} invalid value(s) (400), first at {where}: {first['msg']}"
+    return refused
 
 
 def _shown(value: Any) -> Any:
@@ -197,6 +201,8 @@ class Direct:
         except ClientGone:
             return
         except ServiceError as exc:
+            if isinstance(exc, BadRequest) and exc.summary:
+                log.info("refused a request to %s: %s", safe(path), safe(exc.summary))
             return await error_response(exc)(scope, receive, send)
         except Exception:  # a bug: logged with its traceback, answered 500 at once
             log.exception("POST %s failed", path)
