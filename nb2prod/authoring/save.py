@@ -63,6 +63,7 @@ def save_model(
     low_confidence: str = "fallback",
     pii: Mapping[str, str] | None = None,
     cost_per_call: float | None = None,
+    workers: int = 1,
     max_captured_bytes: int = MAX_CAPTURED_BYTES,
 ) -> str:
     """Write a new version of ``name`` to the BentoML model store and return its tag.
@@ -76,7 +77,8 @@ def save_model(
     ``timeout_s`` or returns a ``confidence`` column below ``min_confidence``
     (``low_confidence="review"`` returns such rows as ``pending_review`` instead);
     ``pii`` maps input columns to ``"hash"`` or ``"drop"`` for the audit log;
-    ``cost_per_call`` is summed per model version in the metrics.
+    ``cost_per_call`` is summed per model version in the metrics; ``workers`` is how
+    many processes ``bentoml serve`` runs (``NB2PROD_WORKERS`` overrides it at deployment).
     Call it after the ``@n2p.model`` function is defined.
 
     The version also holds the notebook code the service runs and, pickled, every other
@@ -99,7 +101,9 @@ def save_model(
             "@n2p.model\ndef predict(model, X): return model.predict(X)",
         )
     columns = infer_columns(reference)
-    policy = _policy(columns, timeout_s, min_confidence, low_confidence, pii, cost_per_call)
+    policy = _policy(
+        columns, timeout_s, min_confidence, low_confidence, pii, cost_per_call, workers
+    )
     metrics = {k: float(v) for k, v in (metrics or {}).items()}
     gate_results = evaluate_gate(gate, metrics)
     suite = _suite_json(checks, columns)
@@ -273,8 +277,14 @@ def _policy(
     low_confidence: str,
     pii: Mapping[str, str] | None,
     cost_per_call: Any,
+    workers: Any = 1,
 ) -> dict[str, Any]:
     """Validate the serving options now, in the notebook, rather than at serve time."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise Nb2prodError(
+            f"save_model(workers={workers!r}) must be a whole number of processes, at least 1",
+            fix="e.g. workers=2 (NB2PROD_WORKERS overrides it where the service runs)",
+        )
     for arg, value in (("timeout_s", timeout_s), ("cost_per_call", cost_per_call)):
         if value is not None and (not isinstance(value, (int, float)) or value <= 0):
             raise Nb2prodError(
@@ -309,6 +319,7 @@ def _policy(
         "low_confidence": low_confidence,
         "pii": dict(pii or {}),
         "cost_per_call": cost_per_call,
+        "workers": workers,
     }
 
 

@@ -52,6 +52,23 @@ def _optional_float(value: str) -> float | None:
     return float(value) if value else None
 
 
+def _workers(value: str) -> int | None:
+    # None is "not set: the notebook's save_model(workers=...)"
+    if not value:
+        return None
+    n = int(value)
+    if n < 1:
+        raise ValueError(value)
+    return n
+
+
+def _seconds(value: str) -> float:
+    seconds = float(value)
+    if not seconds >= 0:  # also refuses nan
+        raise ValueError(value)
+    return seconds
+
+
 def _sync(value: str) -> str:
     value = value.strip().upper() or "NORMAL"
     if value not in ("NORMAL", "FULL"):
@@ -171,6 +188,28 @@ _SPEC: dict[str, tuple[Variable, Callable[[str], Any], str]] = {
         int,
         "10485760",
     ),
+    "workers": (
+        Variable(
+            "NB2PROD_WORKERS",
+            DEPLOYMENT,
+            "",
+            "worker processes of `bentoml serve`, over the notebook's `save_model(workers=)` "
+            "(default 1)",
+        ),
+        _workers,
+        "2",
+    ),
+    "registry_poll_s": (
+        Variable(
+            "NB2PROD_REGISTRY_POLL_S",
+            DEPLOYMENT,
+            "5",
+            "seconds between a worker's looks at the registry: when production moves to a "
+            "version it can serve, it reloads; `0` turns it off",
+        ),
+        _seconds,
+        "5 or 0",
+    ),
     "panel": (
         Variable(
             "NB2PROD_PANEL",
@@ -286,6 +325,8 @@ class Settings:
     drift_window: int
     drift_threshold: float
     max_body_bytes: int
+    workers: int | None  # None: the notebook's save_model(workers=...)
+    registry_poll_s: float  # 0: do not poll
     panel: bool
     run_file: str | None
     notebook_sha256: str | None

@@ -126,6 +126,7 @@ class Contract:
     low_confidence: str = "fallback"  # or "review": returned as pending_review
     pii: dict[str, str] = field(default_factory=dict)  # column -> "hash" | "drop"
     cost_per_call: float | None = None  # for models that call paid APIs
+    workers: int = 1  # bentoml serve worker processes; NB2PROD_WORKERS overrides it
     code_sha256: str | None = None  # of code.py, the exported notebook code
     captured_sha256: str | None = None  # of captured.pkl, the values that code uses
     captured: tuple[dict[str, Any], ...] = ()  # per value: name, type, bytes, cell

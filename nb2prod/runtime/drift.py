@@ -32,7 +32,8 @@ fewer than ``min_rows`` rows in the window every feature is ``insufficient_data`
 Statuses are re-evaluated every ``check_every`` observed rows and on every
 ``report()``; a feature entering ``drift`` logs one warning on the ``nb2prod`` logger
 and is returned by that ``observe()`` call, and nothing more until it has left
-``drift`` (logged at info) and enters it again.
+``drift`` (logged at info) and enters it again, or has stayed in it for ``remind_s``
+(an hour). With several workers, ``merged`` reports their windows as one.
 
 No Great Expectations, no scikit-learn: numpy and pandas only.
 """
@@ -42,6 +43,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -265,6 +267,7 @@ class DriftMonitor:
         threshold: float = 0.2,
         min_rows: int = 500,
         check_every: int = 100,
+        remind_s: float = 3600.0,
     ):
         if window < 1 or not 1 <= min_rows <= window:
             raise ValueError(
@@ -284,6 +287,8 @@ class DriftMonitor:
         self._status = {n: "insufficient_data" for n in self.binner.names}
         self._psi: dict[str, float | None] = {n: None for n in self.binner.names}
         self._reference = np.maximum(self.binner.reference, EPSILON)
+        self.remind_s = remind_s
+        self._warned = {n: -math.inf for n in self.binner.names}  # monotonic time
         self._lock = threading.Lock()
 
     @property
@@ -351,12 +356,50 @@ class DriftMonitor:
             self._evaluate()
             status, scores = dict(self._status), dict(self._psi)
             rows, seen = self._filled, self._seen
+        return self._summary(status, scores, rows, seen, self.window)
+
+    def snapshot(self) -> dict[str, Any]:
+        """This window's bin counts and row counts, as JSON-ready data, for ``merged``
+        in another process (one worker's part of a service-wide report)."""
+        with self._lock:
+            return {
+                "counts": self._counts.tolist(),
+                "rows": self._filled,
+                "observed": self._seen,
+            }
+
+    def merged(self, snapshots: list[dict[str, Any]]) -> dict[str, Any]:
+        """``report()`` over this window and other workers' ``snapshot()``s of the same
+        profile, as one: bin counts and rows add up, so the service-wide window is each
+        worker's last ``window`` rows together (``window`` in the answer is their sum).
+        Logs nothing: each worker warns about its own window."""
+        parts = [self.snapshot()] + [s for s in snapshots if len(s["counts"]) == self.binner.bins]
+        counts = np.sum([np.asarray(s["counts"], dtype=np.int64) for s in parts], axis=0)
+        rows = sum(int(s["rows"]) for s in parts)
+        seen = sum(int(s["observed"]) for s in parts)
+        status, scores = dict(self._status), dict(self._psi)
+        if rows:
+            for name, score in zip(self.binner.names, self._scores(counts, rows)):
+                status[name] = self._judge(score, rows)
+                scores[name] = round(score, 6)
+        report = self._summary(status, scores, rows, seen, self.window * len(parts))
+        report["workers"] = len(parts)
+        return report
+
+    def _summary(
+        self,
+        status: dict[str, str],
+        scores: dict[str, float | None],
+        rows: int,
+        seen: int,
+        window: int,
+    ) -> dict[str, Any]:
         drifting = [n for n in self.binner.order if status[n] == "drift"]
         overall = "insufficient_data" if rows < self.min_rows else "drift" if drifting else "ok"
         return {
             "status": overall,
             "rows": rows,
-            "window": self.window,
+            "window": window,
             "observed": seen,
             "threshold": self.threshold,
             "min_rows": self.min_rows,
@@ -408,28 +451,42 @@ class DriftMonitor:
         self._filled = min(W, self._filled + n)
         self._next = (self._next + n) % W
 
+    def _scores(self, counts: np.ndarray, rows: int) -> list[float]:
+        """PSI per feature (in ``binner.names`` order) of bin counts over ``rows`` rows."""
+        p = self._reference
+        q = np.maximum(counts / rows, EPSILON)
+        return np.add.reduceat((q - p) * np.log(q / p), self.binner.starts).tolist()
+
+    def _judge(self, score: float, rows: int) -> str:
+        if rows < self.min_rows:
+            return "insufficient_data"
+        return "drift" if score > self.threshold else "ok"
+
     def _evaluate(self) -> list[str]:
-        """Recompute PSI and statuses (lock held); log and return features entering drift."""
+        """Recompute PSI and statuses (lock held); log and return features entering drift.
+
+        A feature that stays in drift is warned about again every ``remind_s`` seconds
+        (an hour by default): one line per feature per crossing, not per request."""
         if self._filled == 0 or not self.binner.names:
             return []
-        p = self._reference
-        q = np.maximum(self._counts / self._filled, EPSILON)
-        scores = np.add.reduceat((q - p) * np.log(q / p), self.binner.starts)
-        enough = self._filled >= self.min_rows
         entered = []
-        for name, score in zip(self.binner.names, scores.tolist()):
-            status = (
-                "insufficient_data" if not enough else "drift" if score > self.threshold else "ok"
-            )
+        now = time.monotonic()
+        for name, score in zip(self.binner.names, self._scores(self._counts, self._filled)):
+            status = self._judge(score, self._filled)
             before = self._status[name]
-            if status == "drift" and before != "drift":
-                entered.append(name)
+            crossed = status == "drift" and before != "drift"
+            remind = status == "drift" and not crossed and now - self._warned[name] >= self.remind_s
+            if crossed or remind:
+                if crossed:
+                    entered.append(name)
+                self._warned[name] = now
                 log.warning(
-                    "drift: input %r has PSI %.3f > %.3g over the last %d rows",
+                    "drift: input %r has PSI %.3f > %.3g over the last %d rows%s",
                     name,
                     score,
                     self.threshold,
                     self._filled,
+                    "" if crossed else f" (still, {self.remind_s:g}s after the last warning)",
                 )
             elif before == "drift" and status != "drift":
                 log.info(
