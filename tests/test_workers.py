@@ -11,6 +11,7 @@ import threading
 import time
 
 import httpx
+import pandas as pd
 import pytest
 from conftest import FLAGSHIP, built, nb2prod
 from test_drift import PROFILE, draw, feed
@@ -59,6 +60,17 @@ def test_a_feature_still_drifting_is_warned_about_again_only_after_remind_s(capl
         time.sleep(0.25)
         feed(monitor, draw(300, seed=9, shift=1.0), batch=100)
     assert len(caplog.records) == 2 and "still" in caplog.records[1].getMessage()
+
+
+def test_features_entering_drift_together_share_one_warning(caplog):
+    monitor = DriftMonitor(PROFILE, window=1_000, min_rows=200, check_every=20)
+    same = pd.concat([draw(1, seed=4)] * 1_000, ignore_index=True)  # one row, over and over
+    with caplog.at_level(logging.WARNING, logger="nb2prod"):
+        feed(monitor, same, batch=500)
+        feed(monitor, same, batch=500)
+    drifting = monitor.report()["drifting"]
+    assert len(drifting) >= 3 and len(caplog.records) == 1
+    assert all(repr(name) in caplog.records[0].getMessage() for name in drifting)
 
 
 def test_workers_and_registry_poll_are_deployment_settings():

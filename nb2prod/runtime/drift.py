@@ -33,7 +33,9 @@ Statuses are re-evaluated every ``check_every`` observed rows and on every
 ``report()``; a feature entering ``drift`` logs one warning on the ``nb2prod`` logger
 and is returned by that ``observe()`` call, and nothing more until it has left
 ``drift`` (logged at info) and enters it again, or has stayed in it for ``remind_s``
-(an hour). With several workers, ``merged`` reports their windows as one.
+(an hour); features entering drift together share one line (a shifted batch used to log
+one line per feature at once). With several workers, ``merged`` reports their windows
+as one.
 
 No Great Expectations, no scikit-learn: numpy and pandas only.
 """
@@ -465,29 +467,21 @@ class DriftMonitor:
     def _evaluate(self) -> list[str]:
         """Recompute PSI and statuses (lock held); log and return features entering drift.
 
-        A feature that stays in drift is warned about again every ``remind_s`` seconds
-        (an hour by default): one line per feature per crossing, not per request."""
+        The features entering drift together are warned about in one line, each once
+        per crossing; one that stays in drift is warned about again every ``remind_s``
+        seconds (an hour by default), never per request."""
         if self._filled == 0 or not self.binner.names:
             return []
-        entered = []
+        entered: list[str] = []
+        still: list[str] = []
         now = time.monotonic()
         for name, score in zip(self.binner.names, self._scores(self._counts, self._filled)):
             status = self._judge(score, self._filled)
             before = self._status[name]
-            crossed = status == "drift" and before != "drift"
-            remind = status == "drift" and not crossed and now - self._warned[name] >= self.remind_s
-            if crossed or remind:
-                if crossed:
-                    entered.append(name)
-                self._warned[name] = now
-                log.warning(
-                    "drift: input %r has PSI %.3f > %.3g over the last %d rows%s",
-                    name,
-                    score,
-                    self.threshold,
-                    self._filled,
-                    "" if crossed else f" (still, {self.remind_s:g}s after the last warning)",
-                )
+            if status == "drift" and before != "drift":
+                entered.append(name)
+            elif status == "drift" and now - self._warned[name] >= self.remind_s:
+                still.append(name)
             elif before == "drift" and status != "drift":
                 log.info(
                     "drift: input %r is back to PSI %.3f <= %.3g over the last %d rows",
@@ -497,4 +491,16 @@ class DriftMonitor:
                     self._filled,
                 )
             self._status[name], self._psi[name] = status, round(score, 6)
+        for names, how in ((entered, "has"), (still, f"still has, {self.remind_s:g}s on,")):
+            if names:
+                for name in names:
+                    self._warned[name] = now
+                log.warning(
+                    "drift: input%s %s %s PSI > %.3g over the last %d rows",
+                    "s" if len(names) > 1 else "",
+                    ", ".join(f"{n!r} ({self._psi[n]:.3f})" for n in names),
+                    how.replace("has", "have") if len(names) > 1 else how,
+                    self.threshold,
+                    self._filled,
+                )
         return entered
