@@ -92,6 +92,9 @@ def fixture_nb():
 
 # Served services in tests audit into a throwaway SQLite file unless a test says otherwise.
 os.environ["NB2PROD_AUDIT_URL"] = f"sqlite:///{_HOME}/audit.db"
+# ... and reload only when a test asks (POST /admin/reload), not on their own when a test
+# promotes: tests/test_workers.py turns the registry poll on where it tests it.
+os.environ["NB2PROD_REGISTRY_POLL_S"] = "0"
 
 
 def nb2prod(*args, cwd=None, env=None) -> subprocess.CompletedProcess:

@@ -64,6 +64,7 @@ def save_model(
     low_confidence: str = "fallback",
     pii: Mapping[str, str] | None = None,
     cost_per_call: float | None = None,
+    workers: int = 1,
     max_captured_bytes: int = MAX_CAPTURED_BYTES,
     classes: Any = None,
 ) -> str:
@@ -81,7 +82,8 @@ def save_model(
     ``cost_per_call`` is summed per model version in the metrics; ``classes`` are the
     classes a classifier predicts, or its training labels (default: the model's
     ``classes_``, else the labels the model function gives ``reference``; see
-    ``classes.py``): feedback labels must be one of them.
+    ``classes.py``): feedback labels must be one of them. ``workers`` is how
+    many processes ``bentoml serve`` runs (``NB2PROD_WORKERS`` overrides it at deployment).
     Call it after the ``@n2p.model`` function is defined.
 
     The version also holds the notebook code the service runs and, pickled, every other
@@ -104,7 +106,9 @@ def save_model(
             "@n2p.model\ndef predict(model, X): return model.predict(X)",
         )
     columns = infer_columns(reference)
-    policy = _policy(columns, timeout_s, min_confidence, low_confidence, pii, cost_per_call)
+    policy = _policy(
+        columns, timeout_s, min_confidence, low_confidence, pii, cost_per_call, workers
+    )
     metrics = {k: float(v) for k, v in (metrics or {}).items()}
     gate_results = evaluate_gate(gate, metrics)
     suite = _suite_json(checks, columns)
@@ -283,8 +287,14 @@ def _policy(
     low_confidence: str,
     pii: Mapping[str, str] | None,
     cost_per_call: Any,
+    workers: Any = 1,
 ) -> dict[str, Any]:
     """Validate the serving options now, in the notebook, rather than at serve time."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise Nb2prodError(
+            f"save_model(workers={workers!r}) must be a whole number of processes, at least 1",
+            fix="e.g. workers=2 (NB2PROD_WORKERS overrides it where the service runs)",
+        )
     for arg, value in (("timeout_s", timeout_s), ("cost_per_call", cost_per_call)):
         if value is not None and (not isinstance(value, (int, float)) or value <= 0):
             raise Nb2prodError(
@@ -319,6 +329,7 @@ def _policy(
         "low_confidence": low_confidence,
         "pii": dict(pii or {}),
         "cost_per_call": cost_per_call,
+        "workers": workers,
     }
 
 

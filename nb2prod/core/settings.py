@@ -71,6 +71,23 @@ def _days(value: str) -> float | None:
     return days
 
 
+def _workers(value: str) -> int | None:
+    # None is "not set: the notebook's save_model(workers=...)"
+    if not value:
+        return None
+    n = int(value)
+    if n < 1:
+        raise ValueError(value)
+    return n
+
+
+def _seconds(value: str) -> float:
+    seconds = float(value)
+    if not seconds >= 0:  # also refuses nan
+        raise ValueError(value)
+    return seconds
+
+
 def _sync(value: str) -> str:
     value = value.strip().upper() or "NORMAL"
     if value not in ("NORMAL", "FULL"):
@@ -223,6 +240,28 @@ _SPEC: dict[str, tuple[Variable, Callable[[str], Any], str]] = {
         float,
         "60",
     ),
+    "workers": (
+        Variable(
+            "NB2PROD_WORKERS",
+            DEPLOYMENT,
+            "",
+            "worker processes of `bentoml serve`, over the notebook's `save_model(workers=)` "
+            "(default 1)",
+        ),
+        _workers,
+        "2",
+    ),
+    "registry_poll_s": (
+        Variable(
+            "NB2PROD_REGISTRY_POLL_S",
+            DEPLOYMENT,
+            "5",
+            "seconds between a worker's looks at the registry: when production moves to a "
+            "version it can serve, it reloads; `0` turns it off",
+        ),
+        _seconds,
+        "5 or 0",
+    ),
     "panel": (
         Variable(
             "NB2PROD_PANEL",
@@ -341,6 +380,8 @@ class Settings:
     max_body_bytes: int
     read_timeout_s: float | None  # None: no deadline for receiving a request
     log_summary_s: float
+    workers: int | None  # None: the notebook's save_model(workers=...)
+    registry_poll_s: float  # 0: do not poll
     panel: bool
     run_file: str | None
     notebook_sha256: str | None

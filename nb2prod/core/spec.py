@@ -129,6 +129,7 @@ class Contract:
     # what a classifier can predict, JSON-ready (feedback labels must be one of them);
     # None: a regressor, or a version saved before classes were stored
     classes: tuple[Any, ...] | None = None
+    workers: int = 1  # bentoml serve worker processes; NB2PROD_WORKERS overrides it
     code_sha256: str | None = None  # of code.py, the exported notebook code
     captured_sha256: str | None = None  # of captured.pkl, the values that code uses
     captured: tuple[dict[str, Any], ...] = ()  # per value: name, type, bytes, cell

@@ -127,6 +127,20 @@ class DriftReport(BaseModel):
     min_rows: Optional[int] = None
     drifting: list[str] = []
     features: dict[str, FeatureDrift]
+    workers: Optional[int] = None  # with several workers: how many windows are merged
+
+
+class Worker(BaseModel):
+    """One worker process of the serve and the version it serves."""
+
+    pid: int
+    model_version: Optional[str]
+
+
+class NotReloaded(Worker):
+    """A worker that did not say it serves the new version in time, and why if it knows."""
+
+    error: Optional[str] = None
 
 
 class Pending(BaseModel):
@@ -157,3 +171,5 @@ class Reloaded(BaseModel):
     model_version: str
     previous: Optional[str] = None
     message: Optional[str] = None
+    workers: list[Worker] = []  # every worker of this serve (this one first)
+    not_reloaded: list[NotReloaded] = []  # empty when every worker serves model_version

@@ -38,6 +38,7 @@ from nb2prod.runtime.predict import Policy, Predictor
 from nb2prod.runtime.reload import Current, Reloader
 from nb2prod.runtime.schema import FrameMaker, record_type
 from nb2prod.runtime.serving import Serving, open_audit
+from nb2prod.runtime.siblings import Siblings
 from nb2prod.runtime.wire import (
     FEEDBACK,
     MAX_RECORDS,
@@ -131,6 +132,8 @@ def make_service(
     to_frame = FrameMaker(contract.columns)  # a reload keeps the request schema: same columns
     Record = record_type(contract.columns, class_name)
     current = Current()  # this worker's Serving, shared with the HTTP app
+    start = settings.current()
+    workers = start.workers or contract.workers
 
     def open_serving(tag: str, contract: Any, path: Path) -> Serving:
         suite = path / SUITE
@@ -155,11 +158,15 @@ def make_service(
             built_at=built_at,
         )
 
+    reloader = Reloader(current, open_serving, code_sha256)
+    siblings = Siblings(contract.name, current, reloader, start.registry_poll_s)
+
     def __init__(self: Any) -> None:
         watchdog.watch(arbiter)
         current.swap(open_serving(model_tag, contract, path))
         _announce(current.serving)
         _say_if_not_production(contract.name, model_tag)
+        siblings.start()  # this worker's state for the others, and its watcher thread
         _settle()
 
     def predict(self: Any, records: list) -> Any:  # the answer, or an error's response
@@ -203,7 +210,10 @@ def make_service(
             "feedback": bentoml.api(feedback),
         },
     )
-    svc = bentoml.service(cls, traffic={"timeout": 30}, service_class=DocumentedService)
+    # BENTOML_CONFIG_OPTIONS="services.<Class>.workers=N" still wins: these are defaults
+    svc = bentoml.service(
+        cls, traffic={"timeout": 30}, workers=workers, service_class=DocumentedService
+    )
 
     def on_current(method: str) -> Callable[..., Any]:
         def handle(**args: Any) -> Any:
@@ -212,12 +222,11 @@ def make_service(
 
         return handle
 
-    handlers = {
-        name: on_current(name)
-        for name in ("info", "drift_report", "pending_review", "resolve_review")
-    }
-    handlers["reload"] = Reloader(current, open_serving, code_sha256)
-    attach(svc, handlers, settings.current().max_body_bytes, _direct(current, Record, class_name))
+    handlers = {name: on_current(name) for name in ("info", "pending_review", "resolve_review")}
+    # drift and reload answer for every worker of the serve, not only the one called
+    handlers["drift_report"] = siblings.drift_report
+    handlers["reload"] = siblings.reload
+    attach(svc, handlers, start.max_body_bytes, _direct(current, Record, class_name))
     return svc
 
 

@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import uuid
-from typing import Any
+from typing import Any, Sequence
 
 from nb2prod.core.errors import (
     BadRequest,
@@ -218,11 +218,14 @@ class Serving:
             "live_quality": self.feedback.quality(self.model_tag) if self.feedback else None,
         }
 
-    def drift_report(self) -> dict[str, Any]:
-        """``GET /drift``: per-feature PSI, thresholds and status; refreshes the gauges."""
+    def drift_report(self, others: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+        """``GET /drift``: per-feature PSI, thresholds and status; refreshes the gauges.
+        ``others`` are other workers' ``DriftMonitor.snapshot()``s, reported with this one."""
         if self.drift is None:
             return {"status": "off", "features": {}}
-        report = self.drift.report()
+        report = self.drift.report()  # this worker's own window: warns when it drifts
+        if others:
+            report = self.drift.merged(list(others))
         for name, feature in report["features"].items():
             if feature["status"] != "insufficient_data":  # PSI of a handful of rows means nothing
                 metrics.DRIFT.labels(self.model_tag, name).set(feature["psi"])
