@@ -96,6 +96,26 @@ def test_non_json_and_oversized_bodies_are_refused_before_parsing(served):
     assert big.status_code == 413 and "NB2PROD_MAX_BODY_BYTES" in big.json()["error"]
 
 
+def test_input_types_are_strict_and_unknown_keys_refused(served):
+    client, examples, db = served
+    count = sqlite3.connect(db).execute("SELECT count(*) FROM nb2prod_audit").fetchone()[0]
+    for body, where in [
+        ({"records": [{**examples[0], "mean radius": True}]}, ["records", 0, "mean radius"]),
+        ({"records": [{**examples[0], "mean radius": "14.2"}]}, ["records", 0, "mean radius"]),
+        ({"records": examples[:1], "explain": True}, ["explain"]),
+        ({"records": [{**examples[0], "colour": "red"}]}, ["records", 0, "colour"]),
+    ]:
+        r = client.post("/predict", json=body)
+        assert r.status_code == 400 and r.json()["detail"][0]["loc"] == where, r.text
+    answered = client.post("/predict", json={"records": examples[:1]}).json()
+    r = client.post("/feedback", json={"request_id": answered["request_id"], "label": "benign",
+                                       "row": 0, "by": "me"})
+    assert r.status_code == 400 and r.json()["detail"][0]["loc"] == ["by"]
+    # refused requests are never audited: only the one answered request was added
+    after = sqlite3.connect(db).execute("SELECT count(*) FROM nb2prod_audit").fetchone()[0]
+    assert after == count + 1
+
+
 def test_drift_shows_the_feature_that_moved(served):
     client, examples, _ = served
     shifted = [{**e, "mean texture": e["mean texture"] * 1.6} for e in examples] * 120

@@ -172,6 +172,56 @@ def test_a_hanging_model_is_answered_by_the_fallback_within_the_deadline():
         release.set()
 
 
+def test_awaited_on_the_event_loop_the_model_keeps_its_deadline_and_the_loop_stays_free():
+    import asyncio
+    import threading
+    import time
+
+    from nb2prod.runtime.predict import adrive
+
+    release = threading.Event()
+
+    def slow(model, X):
+        time.sleep(0.05)
+        return label(model, X)
+
+    def hangs(model, X):
+        release.wait(10)
+        return label(model, X)
+
+    async def many(p, n):
+        ticks = 0
+
+        async def ticker():  # counts while the model calls are awaited
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.005)
+                ticks += 1
+
+        tick = asyncio.ensure_future(ticker())
+        t0 = time.perf_counter()
+        outs = await asyncio.gather(*(adrive(p.steps(X), p.acall_model) for _ in range(n)))
+        tick.cancel()
+        return outs, time.perf_counter() - t0, ticks
+
+    # more concurrent calls than the pool's 4 workers: they wait their turn, none times out
+    outs, took, ticks = asyncio.run(many(predictor(model=slow, policy=Policy(timeout_s=2)), 12))
+    assert {(o["source"], o["reason"]) for out in outs for o in out} == {("model", None)}
+    assert ticks >= 5  # the loop ran other work while the calls were awaited
+    # every worker held by a stuck call: later calls are answered by the fallback in time
+    stuck = predictor(model=hangs, policy=Policy(timeout_s=0.2))
+    try:
+        outs, took, _ = asyncio.run(many(stuck, 10))
+        assert {(o["source"], o["reason"]) for out in outs for o in out} == {
+            ("fallback", "timeout")}
+        assert took < 0.2 * 3 + 0.2  # waves of at most a deadline each, never a queue
+        t0 = time.perf_counter()
+        asyncio.run(many(stuck, 3))  # all four workers still stuck: at once
+        assert time.perf_counter() - t0 < 0.1
+    finally:
+        release.set()
+
+
 def confident(model, X):
     return pd.DataFrame({"label": [0, 0, 1, 1], "confidence": [0.9, 0.4, 0.3, 0.8]})
 

@@ -92,6 +92,7 @@ def test_a_body_that_does_not_parse_is_400_never_a_crash(raw):
 def test_feedback_takes_exactly_request_id_label_and_row():
     good = {"request_id": "ab12", "label": "benign", "row": 0}
     assert wire.decode(wire.FEEDBACK, json.dumps(good).encode()) == good
+    assert "row" not in wire.decode(wire.FEEDBACK, b'{"request_id": "a", "label": 1}')  # row 0
     assert refused(wire.FEEDBACK, {**good, "by": "me"}).detail[0]["loc"] == ["by"]
     for label in (None, [1], {"a": 1}):
         assert refused(wire.FEEDBACK, {**good, "label": label}).status == 400

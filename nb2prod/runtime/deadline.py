@@ -27,6 +27,9 @@ class Deadline:
         self.seconds = seconds
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nb2prod-model")
         self._free = threading.BoundedSemaphore(workers)
+        self._workers = workers
+        self._turns: asyncio.Semaphore | None = None
+        self._turns_loop: asyncio.AbstractEventLoop | None = None
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)``, or ``DeadlineExceeded`` after ``seconds``; exceptions propagate."""
@@ -47,31 +50,59 @@ class Deadline:
 
     async def acall(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``call`` awaited on the running event loop, which serves other requests while
-        ``fn`` runs in its worker thread. No task is created: one future and one timer."""
-        if not self._free.acquire(blocking=False):
-            raise DeadlineExceeded("every model worker is still busy with an overrunning call")
+        ``fn`` runs in its worker thread.
 
-        def run() -> Any:
-            try:
-                return fn(*args)
-            finally:
-                self._free.release()
-
+        Calls beyond the pool's size wait for a turn, in order, within their deadline
+        (the loop starts requests faster than the model answers them); a call whose turn
+        comes while every worker is held by an overrunning call times out at once, as in
+        ``call``. Uncontended, no task is created: one future and one timer."""
         loop = asyncio.get_running_loop()
-        waiting = asyncio.wrap_future(self._pool.submit(run), loop=loop)
-        expired = False
-
-        def expire() -> None:
-            nonlocal expired
-            expired = True
-            waiting.cancel()  # the thread runs on; its answer is dropped
-
-        timer = loop.call_later(self.seconds, expire)
+        started = loop.time()
+        turns = self._turns_for(loop)
+        if turns.locked():
+            try:
+                await asyncio.wait_for(turns.acquire(), self.seconds)
+            except asyncio.TimeoutError:
+                raise DeadlineExceeded(
+                    f"the model did not answer within {self.seconds}s (waited for a turn)"
+                ) from None
+        else:
+            await turns.acquire()
         try:
-            return await waiting
-        except asyncio.CancelledError:
-            if expired:
-                raise DeadlineExceeded(f"the model did not answer within {self.seconds}s") from None
-            raise
+            if not self._free.acquire(blocking=False):
+                raise DeadlineExceeded("every model worker is still busy with an overrunning call")
+
+            def run() -> Any:
+                try:
+                    return fn(*args)
+                finally:
+                    self._free.release()
+
+            waiting = asyncio.wrap_future(self._pool.submit(run), loop=loop)
+            expired = False
+
+            def expire() -> None:
+                nonlocal expired
+                expired = True
+                waiting.cancel()  # the thread runs on; its answer is dropped
+
+            timer = loop.call_at(started + self.seconds, expire)
+            try:
+                return await waiting
+            except asyncio.CancelledError:
+                if expired:
+                    raise DeadlineExceeded(
+                        f"the model did not answer within {self.seconds}s"
+                    ) from None
+                raise
+            finally:
+                timer.cancel()
         finally:
-            timer.cancel()
+            turns.release()
+
+    def _turns_for(self, loop: asyncio.AbstractEventLoop) -> asyncio.Semaphore:
+        """The event loop's turns at the pool (one semaphore per loop: asyncio's belong
+        to the loop that first waits on them)."""
+        if self._turns is None or self._turns_loop is not loop:
+            self._turns, self._turns_loop = asyncio.Semaphore(self._workers), loop
+        return self._turns

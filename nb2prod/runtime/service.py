@@ -244,7 +244,9 @@ def _direct(current: Current, record: type, class_name: str) -> dict[str, Direct
 
     def feedback(body: dict) -> bytes:
         with current.use() as serving:
-            return encode(serving.record_feedback(body["request_id"], body["label"], body["row"]))
+            return encode(
+                serving.record_feedback(body["request_id"], body["label"], body.get("row", 0))
+            )
 
     async def feedback_inline(body: dict) -> bytes:  # it reads and writes the audit database
         return await anyio.to_thread.run_sync(feedback, body)

@@ -30,7 +30,7 @@ from typing import Annotated, Any, Awaitable, Callable
 import anyio
 import orjson
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 from nb2prod.core.errors import BadRequest, ServiceError, TooLarge, UnsupportedMediaType
 from nb2prod.runtime.answers import Label
@@ -60,7 +60,7 @@ class FeedbackRequest(TypedDict):
     __pydantic_config__ = ConfigDict(extra="forbid", strict=True)  # type: ignore[misc]
     request_id: Annotated[str, Field(min_length=1, max_length=64)]
     label: Label
-    row: Annotated[int, Field(ge=0, le=MAX_RECORDS - 1)]
+    row: NotRequired[Annotated[int, Field(ge=0, le=MAX_RECORDS - 1)]]  # default 0
 
 
 FEEDBACK = TypeAdapter(FeedbackRequest)
