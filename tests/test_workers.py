@@ -128,6 +128,9 @@ def versions(flagship_build, tmp_path_factory):
     with another C; each with its own bento pinned to it."""
     second = built(FLAGSHIP, tmp_path_factory.mktemp("second") / NAME, "-p", "C", "0.5")
     assert second["model_tag"] != flagship_build["model_tag"]
+    # tests before these (retrain, promotion) may have moved production to a third version
+    if registry.production(NAME) != flagship_build["model_tag"]:
+        promote(flagship_build["model_tag"])
     return {m["model_tag"]: m["bento_tag"] for m in (flagship_build, second)}
 
 
