@@ -30,7 +30,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 TOKEN = "load-test-admin-token"
 LOAD_CLIENTS, LOAD_SECONDS = 16, 30.0
 CRASH_CLIENTS = 8
-FUZZ_EXAMPLES = 60  # per operation; the run must reach MIN_FUZZ_CASES in total
+# per operation; the run must reach MIN_FUZZ_CASES in total (FUZZ_EXAMPLES=2000 for a long run)
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
 MIN_FUZZ_CASES = 300
 HEADERS = {"Content-Type": "application/json"}
 

@@ -210,12 +210,6 @@ async def read_body(receive: Callable[..., Any], limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json(receive: Callable[..., Any], limit: int) -> Any:
-    """The request body parsed as JSON; an empty body is ``{}``. ``BadRequest`` for any
-    body JSON cannot parse: bad syntax or UTF-8, or nested too deep (``RecursionError``)."""
-    return parse_json(await read_body(receive, limit))
-
-
 def parse_json(raw: bytes) -> Any:
     """``raw`` parsed as JSON (empty: ``{}``), or ``BadRequest``."""
     try:
