@@ -343,3 +343,11 @@ def test_the_bentos_openapi_document_has_them_too(svc):
     # what `bentoml build` writes to apis/openapi.yaml is the same property
     paths = svc.openapi_spec.asdict()["paths"]
     assert {e.path for e in (*ENDPOINTS, *APIS)} <= set(paths)
+
+
+def test_a_path_with_a_control_character_is_a_json_404(client, admin):
+    # BentoML's own router matches no such path and would answer in plain text
+    for path in ("/admin/review/A%0A%3F", "/model%0D", "/predict%00"):
+        r = client.post(path, json={"label": 1}, headers=admin)
+        assert r.status_code == 404 and r.headers["content-type"] == "application/json", path
+        assert "control characters" in r.json()["error"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Awaitable, Callable
 
@@ -32,7 +33,13 @@ import orjson
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from typing_extensions import NotRequired, TypedDict
 
-from nb2prod.core.errors import BadRequest, ServiceError, TooLarge, UnsupportedMediaType
+from nb2prod.core.errors import (
+    BadRequest,
+    NotFound,
+    ServiceError,
+    TooLarge,
+    UnsupportedMediaType,
+)
 from nb2prod.runtime.answers import Label
 from nb2prod.runtime.logs import safe
 from nb2prod.runtime.responses import error_response
@@ -42,6 +49,7 @@ MAX_RECORDS = 10_000
 INLINE_BYTES = 64 * 1024  # ~100 rows of 30 numbers: answered on the event loop
 SHOWN_ERRORS = 20  # problems listed in a 400's detail; the count says how many in all
 SHOWN_VALUE = 80  # characters of a refused value shown back to the client
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def predict_request(record: type, name: str) -> TypeAdapter:
@@ -182,7 +190,13 @@ class Direct:
         self.routes = frozenset(handlers)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if _CONTROL.search(scope["path"]):  # BentoML's router matches no such path, and
+            # would answer a plain-text 404; every refusal is JSON (and documented)
+            refused = NotFound(f"no route {safe(scope['path'])}: a path has no control characters")
+            return await error_response(refused)(scope, receive, send)
+        if scope["method"] != "POST":
             return await self.app(scope, receive, send)
         path = scope["path"]
         if path not in self.routes:
