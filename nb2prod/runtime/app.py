@@ -41,7 +41,6 @@ from nb2prod.core.errors import (
     MethodNotAllowed,
     NotFound,
     ServiceError,
-    TooLarge,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -49,7 +48,7 @@ from nb2prod.runtime.endpoints import APIS, ENDPOINTS
 from nb2prod.runtime.logs import safe
 from nb2prod.runtime.openapi import DocumentedApp, Endpoint
 from nb2prod.runtime.responses import error_response, json_response
-from nb2prod.runtime.wire import Direct
+from nb2prod.runtime.wire import ClientGone, Direct, read_body
 
 log = logging.getLogger("nb2prod")
 MIN_ADMIN_TOKEN = 16  # characters: shorter tokens are guessable
@@ -161,6 +160,8 @@ def _route(endpoint: Endpoint, handler: Callable[..., Any], max_body: int) -> Ca
                 if endpoint.body is not None:
                     args["body"] = body
             return json_response(await anyio.to_thread.run_sync(functools.partial(handler, **args)))
+        except ClientGone:  # nobody to answer
+            return Response(status_code=400)
         except ServiceError as exc:
             return error_response(exc)
         except Exception:  # a bug: say so at once (BentoML would hold it 30 s, then 500)
@@ -192,22 +193,6 @@ async def _wrong_method(request: Request, exc: HTTPException) -> Response:
     # Starlette's router raises this for a path that is routed, with a method that is not
     allowed = sorted(set((exc.headers or {}).get("Allow", "").split(", ")) - {"", "HEAD"})
     return error_response(MethodNotAllowed(f"use {' or '.join(allowed)} {request.url.path}"))
-
-
-async def read_body(receive: Callable[..., Any], limit: int) -> bytes:
-    """The whole request body, refused (``TooLarge``) as soon as it passes ``limit``."""
-    chunks, size, more = [], 0, True
-    while more:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        size += len(chunks[-1])
-        if size > limit:
-            raise TooLarge(
-                f"request body is over the limit of {limit} bytes "
-                "(NB2PROD_MAX_BODY_BYTES); send less"
-            )
-        more = message.get("more_body", False)
-    return b"".join(chunks)
 
 
 def parse_json(raw: bytes) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable
 
@@ -33,16 +33,7 @@ class Deadline:
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)``, or ``DeadlineExceeded`` after ``seconds``; exceptions propagate."""
-        if not self._free.acquire(blocking=False):
-            raise DeadlineExceeded("every model worker is still busy with an overrunning call")
-
-        def run() -> Any:
-            try:
-                return fn(*args)
-            finally:
-                self._free.release()
-
-        future = self._pool.submit(run)
+        future = self._submit(fn, *args)
         try:
             return future.result(timeout=self.seconds)
         except FutureTimeout:
@@ -69,16 +60,7 @@ class Deadline:
         else:
             await turns.acquire()
         try:
-            if not self._free.acquire(blocking=False):
-                raise DeadlineExceeded("every model worker is still busy with an overrunning call")
-
-            def run() -> Any:
-                try:
-                    return fn(*args)
-                finally:
-                    self._free.release()
-
-            waiting = asyncio.wrap_future(self._pool.submit(run), loop=loop)
+            waiting = asyncio.wrap_future(self._submit(fn, *args), loop=loop)
             expired = False
 
             def expire() -> None:
@@ -99,6 +81,20 @@ class Deadline:
                 timer.cancel()
         finally:
             turns.release()
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """``fn(*args)`` started on a free worker, which it frees when it returns;
+        ``DeadlineExceeded`` at once when every worker is held (by overrunning calls)."""
+        if not self._free.acquire(blocking=False):
+            raise DeadlineExceeded("every model worker is still busy with an overrunning call")
+
+        def run() -> Any:
+            try:
+                return fn(*args)
+            finally:
+                self._free.release()
+
+        return self._pool.submit(run)
 
     def _turns_for(self, loop: asyncio.AbstractEventLoop) -> asyncio.Semaphore:
         """The event loop's turns at the pool (one semaphore per loop: asyncio's belong

@@ -150,6 +150,12 @@ async def read_json_body(scope: dict, receive: Callable[..., Any], limit: int) -
             f"request body of {length} bytes is over the limit of {limit} "
             "(NB2PROD_MAX_BODY_BYTES); send fewer records"
         )
+    return await read_body(receive, limit)
+
+
+async def read_body(receive: Callable[..., Any], limit: int) -> bytes:
+    """The whole request body, refused (``TooLarge``) as soon as it passes ``limit``;
+    ``ClientGone`` when the client disconnects first."""
     chunks, size, more = [], 0, True
     while more:
         message = await receive()
@@ -160,7 +166,7 @@ async def read_json_body(scope: dict, receive: Callable[..., Any], limit: int) -
         if size > limit:
             raise TooLarge(
                 f"request body is over the limit of {limit} bytes (NB2PROD_MAX_BODY_BYTES); "
-                "send fewer records"
+                "send less"
             )
         more = message.get("more_body", False)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
