@@ -18,11 +18,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from nb2prod.runtime.audit import sinks
 from nb2prod.runtime.audit.errors import DatabaseMoved
 from nb2prod.runtime.audit.layout import FastInsert, Tables, check_layout
-from nb2prod.runtime.audit.sinks import Sink
+from nb2prod.runtime.audit.sinks import Sink, file_size
 
 log = logging.getLogger("nb2prod")
+
+
+WAL_BACKSTOP = 4  # times WAL_LIMIT: past it, a commit truncates the WAL itself
 
 
 class Database:
@@ -37,6 +41,7 @@ class Database:
             spool,
         )
         self.watch = sink.watch(engine.url)  # SQLite: is the open file still at its path?
+        self.wal = self.watch.path.with_name(self.watch.path.name + "-wal") if self.watch else None
         self.ready = False  # tables made and checked (and the file remembered)
         self._lock = threading.Lock()
         self._inserts: dict[str, FastInsert] = {}
@@ -96,6 +101,10 @@ class Database:
                     cursor.executemany(statement, params)
                 statement, params = "COMMIT", None
                 raw.commit()
+                if self.wal is not None and file_size(self.wal) > WAL_BACKSTOP * sinks.WAL_LIMIT:
+                    # the upkeep thread could not keep up (a busy process starves it):
+                    # this commit waits for readers once, and the WAL starts again small
+                    _quietly(lambda: cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
             finally:
                 cursor.close()
         except dialect.loaded_dbapi.Error as exc:

@@ -17,7 +17,6 @@ Nothing is pruned unless asked: ``nb2prod audit prune NAME --older-than 30d``, o
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +26,7 @@ from typing import Callable
 import sqlalchemy as sa
 
 from nb2prod.runtime.audit.layout import Tables
+from nb2prod.runtime.audit.sinks import file_size
 
 log = logging.getLogger("nb2prod")
 BATCH = 500  # requests deleted per transaction: each holds the write lock briefly
@@ -135,7 +135,7 @@ def every(run: Callable[[timedelta], Pruned], keep: timedelta, *, where: str) ->
 def _checkpoint(engine: sa.Engine, path: Path) -> tuple[int, int]:
     """``wal_checkpoint(TRUNCATE)``: the WAL bytes it returned, and the database's free bytes."""
     wal = Path(f"{path}-wal")
-    before = _size(wal)
+    before = file_size(wal)
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
@@ -144,14 +144,7 @@ def _checkpoint(engine: sa.Engine, path: Path) -> tuple[int, int]:
         page = cursor.execute("PRAGMA page_size").fetchone()[0]
     finally:
         raw.close()
-    return max(0, before - _size(wal)), free * page
-
-
-def _size(path: Path) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
+    return max(0, before - file_size(wal)), free * page
 
 
 def _mb(size: int) -> str:

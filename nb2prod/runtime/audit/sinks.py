@@ -144,7 +144,7 @@ class SQLiteSink(Sink):
                 try:  # PASSIVE: copies what it can without waiting for, or blocking, anyone
                     cursor = raw.cursor()
                     cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    if _size(wal) > WAL_LIMIT:  # PASSIVE cannot keep up: wait for readers
+                    if file_size(wal) > WAL_LIMIT:  # PASSIVE cannot keep up: wait for readers
                         cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
                 finally:
                     raw.close()
@@ -183,7 +183,8 @@ class SQLiteSink(Sink):
         )
 
 
-def _size(path: Path) -> int:
+def file_size(path: Path) -> int:
+    """The size of a file in bytes; 0 when it is not there."""
     try:
         return path.stat().st_size
     except OSError:
