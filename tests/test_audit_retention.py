@@ -128,7 +128,10 @@ def test_the_wal_stays_bounded_under_sustained_large_writes(tmp_path, monkeypatc
     """Large requests as fast as one thread can write them, then quiet: the WAL never
     grows far past ``WAL_LIMIT`` and is back under it once a round has run. Unbounded,
     PASSIVE checkpoints never complete under sustained writes and the file only grows:
-    120-140 MB in these 3 s (338 MB served, issue 13); bounded, 8-15 MB at most."""
+    120-140 MB in these 3 s (338 MB served, issue 13). Bounded, a commit that finds it
+    past ``WAL_BACKSTOP`` times the limit truncates it: 8.4 MB at most here with two CPU
+    burners beside it (34 MB on CI when that truncation lost to the upkeep thread's)."""
+    from nb2prod.runtime.audit import database
     from nb2prod.runtime.audit import sinks
 
     monkeypatch.setattr(sinks, "WAL_LIMIT", 2 * 1024 * 1024)
@@ -150,7 +153,8 @@ def test_the_wal_stays_bounded_under_sustained_large_writes(tmp_path, monkeypatc
     )
     assert written * 250_000 > 10 * sinks.WAL_LIMIT  # sustained: far more than the limit
     assert settled <= sinks.WAL_LIMIT
-    assert max(sizes) < 16 * sinks.WAL_LIMIT  # what one round's writes add, and no more
+    # the backstop's size plus a request or so; never what unchecked growth reaches
+    assert max(sizes) < (database.WAL_BACKSTOP + 2) * sinks.WAL_LIMIT
 
 
 def test_the_retention_setting_is_off_unless_a_positive_number_of_days():

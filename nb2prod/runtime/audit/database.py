@@ -104,7 +104,7 @@ class Database:
                 if self.wal is not None and file_size(self.wal) > WAL_BACKSTOP * sinks.WAL_LIMIT:
                     # the upkeep thread could not keep up (a busy process starves it):
                     # this commit waits for readers once, and the WAL starts again small
-                    _quietly(lambda: cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
+                    _quietly(lambda: sinks.truncate_wal(cursor))
             finally:
                 cursor.close()
         except dialect.loaded_dbapi.Error as exc:

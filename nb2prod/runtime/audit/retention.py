@@ -26,7 +26,7 @@ from typing import Callable
 import sqlalchemy as sa
 
 from nb2prod.runtime.audit.layout import Tables
-from nb2prod.runtime.audit.sinks import file_size
+from nb2prod.runtime.audit.sinks import file_size, truncate_wal
 
 log = logging.getLogger("nb2prod")
 BATCH = 500  # requests deleted per transaction: each holds the write lock briefly
@@ -139,7 +139,7 @@ def _checkpoint(engine: sa.Engine, path: Path) -> tuple[int, int]:
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
-        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        truncate_wal(cursor)
         free = cursor.execute("PRAGMA freelist_count").fetchone()[0]
         page = cursor.execute("PRAGMA page_size").fetchone()[0]
     finally:

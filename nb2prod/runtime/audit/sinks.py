@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,6 +33,11 @@ from nb2prod.runtime.audit.watch import FileWatch
 log = logging.getLogger("nb2prod")
 CHECKPOINT_S = 0.5  # SQLite: how often the audit log's WAL is checkpointed
 WAL_LIMIT = 64 * 1024 * 1024  # SQLite: the WAL file is cut back to this size (bytes)
+# One checkpoint at a time in this process: SQLite answers a second checkpointer BUSY at
+# once, without its busy handler, so a commit's TRUNCATE lost to the upkeep thread's
+# PASSIVE and the WAL grew on (CI: 34 MB against a bound of 32)
+CHECKPOINTS = threading.Lock()
+TRUNCATE_TRIES = 5  # another process's checkpoint can still hold the lock: a few more goes
 
 
 class Sink:
@@ -143,9 +149,10 @@ class SQLiteSink(Sink):
                 raw = engine.raw_connection()
                 try:  # PASSIVE: copies what it can without waiting for, or blocking, anyone
                     cursor = raw.cursor()
-                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    with CHECKPOINTS:
+                        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     if file_size(wal) > WAL_LIMIT:  # PASSIVE cannot keep up: wait for readers
-                        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                        truncate_wal(cursor)
                 finally:
                     raw.close()
             except Exception as exc:  # noqa: BLE001 - busy or away: the next round retries
@@ -181,6 +188,19 @@ class SQLiteSink(Sink):
             f"make sure the directory {folder} exists and this process can write there, "
             f"or choose another path (argument or ${ENV_AUDIT_URL})"
         )
+
+
+def truncate_wal(cursor: Any) -> bool:
+    """``wal_checkpoint(TRUNCATE)`` until it completes (a few tries); whether it did.
+    It waits for readers and writers up to the busy timeout; a checkpoint running in
+    another process makes it return busy at once, hence the short waits between tries."""
+    for attempt in range(TRUNCATE_TRIES):
+        with CHECKPOINTS:
+            busy = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if not busy:
+            return True
+        time.sleep(0.005 * (attempt + 1))
+    return False
 
 
 def file_size(path: Path) -> int:
