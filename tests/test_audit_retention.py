@@ -131,8 +131,7 @@ def test_the_wal_stays_bounded_under_sustained_large_writes(tmp_path, monkeypatc
     120-140 MB in these 3 s (338 MB served, issue 13). Bounded, a commit that finds it
     past ``WAL_BACKSTOP`` times the limit truncates it: 8.4 MB at most here with two CPU
     burners beside it (34 MB on CI when that truncation lost to the upkeep thread's)."""
-    from nb2prod.runtime.audit import database
-    from nb2prod.runtime.audit import sinks
+    from nb2prod.runtime.audit import database, sinks
 
     monkeypatch.setattr(sinks, "WAL_LIMIT", 2 * 1024 * 1024)
     monkeypatch.setattr(sinks, "CHECKPOINT_S", 0.1)
