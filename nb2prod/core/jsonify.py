@@ -40,7 +40,7 @@ def rows_and_nan(output: Any, n: int) -> tuple[list[Any], np.ndarray]:
     if isinstance(output, pd.DataFrame):
         if len(output) != n:
             raise ValueError(f"returned {len(output)} rows for {n} inputs")
-        names = [str(c) for c in output.columns]
+        names = _names(output.columns)
         # Column by column: tolist() unboxes to Python scalars far faster than to_dict.
         columns = [_plain(values, nan) for values in _arrays(output)]
         return (
@@ -62,17 +62,42 @@ def rows_and_nan(output: Any, n: int) -> tuple[list[Any], np.ndarray]:
     )
 
 
-def _arrays(df: pd.DataFrame) -> list[np.ndarray]:
-    """Each column of ``df`` as a numpy array, by position (duplicate names are fine)."""
+def _arrays(df: pd.DataFrame) -> list[Any]:
+    """Each column of ``df`` as an array, by position (duplicate names are fine): numpy,
+    or pandas' own for a pyarrow-backed string column (``_plain`` unboxes it directly)."""
     column = getattr(df, "_get_column_array", None)  # pandas internal: df[c] costs 5x more
     if column is None:
         return [df.iloc[:, j].to_numpy() for j in range(df.shape[1])]
-    return [np.asarray(column(j)) for j in range(df.shape[1])]
+    return [_numpy_unless_arrow(column(j)) for j in range(df.shape[1])]
 
 
-def _plain(values: np.ndarray, nan: np.ndarray | None = None) -> list[Any]:
+def _names(columns: pd.Index) -> list[str]:
+    """The column labels as ``str``s (pandas 3's str labels: straight from pyarrow)."""
+    labels = columns.array
+    if isinstance(labels, _ARROW_STRINGS):
+        chunks = labels.__arrow_array__()
+        if chunks.null_count == 0:
+            return chunks.to_pylist()
+    return [str(c) for c in columns]
+
+
+def _numpy_unless_arrow(values: Any) -> Any:
+    return values if isinstance(values, _ARROW_STRINGS) else np.asarray(values)
+
+
+# pandas 3's default string column (and StringDtype("pyarrow")): through numpy, an object
+# array of the same Python strings costs ~10 us a column; pyarrow's to_pylist ~1 us.
+_ARROW_STRINGS = getattr(pd.arrays, "ArrowStringArray", ())
+
+
+def _plain(values: Any, nan: np.ndarray | None = None) -> list[Any]:
     """One column as JSON-ready Python values; only columns that can hold NaN are scanned.
     A float column's NaN rows are also marked in ``nan``."""
+    if isinstance(values, _ARROW_STRINGS):
+        chunks = values.__arrow_array__()
+        if chunks.null_count == 0:  # plain str throughout: what scalar() would keep
+            return chunks.to_pylist()
+        values = np.asarray(values)  # nulls: as numpy gives them (NaN or NA), as before
     if values.dtype.kind in "biu":
         return values.tolist()
     if values.dtype.kind == "f":
@@ -85,7 +110,8 @@ def _plain(values: np.ndarray, nan: np.ndarray | None = None) -> list[Any]:
         return [None if v != v else v for v in out]
     if values.dtype.kind in "mM":  # tolist() would give integers
         return [scalar(v) for v in pd.Series(values)]
-    return [scalar(v) for v in values.tolist()]
+    # scalar() keeps a str as it is: the common object column costs one type check a value
+    return [v if type(v) is str else scalar(v) for v in values.tolist()]
 
 
 def frame(df: pd.DataFrame) -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import threading
 from collections import Counter as Tally
 from collections import deque
+from itertools import islice
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -57,13 +59,25 @@ COST = Counter(
 )
 
 _recent: deque[bool] = deque(maxlen=1000)
+_fallbacks = 0  # how many of _recent are True: the ratio without summing 1,000 bools a request
 _lock = threading.Lock()
+# Labelled children, looked up once: ``labels()`` validates and locks on every call, and
+# a child, once made, is the metric's for good (nb2prod never removes one).
+_children: dict[tuple, Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    key = (metric, *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
 
 
 def count_failures(model_version: str, failures: list[tuple[str, str]]) -> None:
     """Count one request's ``(check, severity)`` row failures."""
     for (check, severity), n in Tally(failures).items():
-        CHECK_FAILURES.labels(model_version, check, severity).inc(n)
+        _child(CHECK_FAILURES, model_version, check, severity).inc(n)
 
 
 def count_answers(
@@ -73,16 +87,32 @@ def count_answers(
     cost_per_call: float | None = None,
 ) -> None:
     """Count one request's answers by where they came from, its latency and its cost."""
-    sources = Tally((a["source"], a["reason"] or "") for a in answers)
+    global _fallbacks
+    sources = Tally([(a["source"], a["reason"] or "") for a in answers])
+    n_fallback = 0
     for (source, reason), n in sources.items():
-        PREDICTIONS.labels(model_version, source, reason).inc(n)
-    LATENCY.labels(model_version).observe(latency_ms / 1000)
-    fallback = [a["source"] == "fallback" for a in answers]
+        _child(PREDICTIONS, model_version, source, reason).inc(n)
+        if source == "fallback":
+            n_fallback += n
+    _child(LATENCY, model_version).observe(latency_ms / 1000)
+    m = len(answers)
+    if 0 < n_fallback < m:  # the window keeps which rows, in order
+        fallback = [a["source"] == "fallback" for a in answers]
+    else:
+        fallback = [n_fallback > 0] * m
     with _lock:
-        _recent.extend(fallback)
-        ratio = sum(_recent) / len(_recent)
-    FALLBACK_RATIO.labels(model_version).set(ratio)
+        if m >= (_recent.maxlen or 0):
+            _recent.extend(fallback)
+            _fallbacks = sum(_recent)
+        else:
+            pushed_out = len(_recent) + m - (_recent.maxlen or 0)
+            if pushed_out > 0:
+                _fallbacks -= sum(islice(_recent, pushed_out))
+            _recent.extend(fallback)
+            _fallbacks += n_fallback
+        ratio = _fallbacks / len(_recent)
+    _child(FALLBACK_RATIO, model_version).set(ratio)
     if cost_per_call:
         # rows the model was asked about: its answers plus those it failed to give
-        asked = sum(1 for a in answers if a["reason"] not in ("check",))
-        COST.labels(model_version).inc(cost_per_call * asked)
+        asked = m - sum(n for (_, reason), n in sources.items() if reason == "check")
+        _child(COST, model_version).inc(cost_per_call * asked)

@@ -237,17 +237,20 @@ class Predictor:
         if found.rejected:
             raise RequestRejected(found.rejected)
         X = X if model_input is None else model_input
-        reasons: list[str | None] = ["check" if i in found.fallback else None for i in range(n)]
+        checked = found.fallback
+        reasons: list[str | None] = (
+            ["check" if i in checked else None for i in range(n)] if checked else [None] * n
+        )
         answers: list[Any] = [None] * n
-        todo = [i for i in range(n) if reasons[i] is None]
+        todo = [i for i in range(n) if reasons[i] is None] if checked else list(range(n))
         if todo:
             asked = X if len(todo) == n else X.iloc[todo].reset_index(drop=True)
             self._model(asked, (yield asked), todo, reasons, answers)
         review = self.policy.low_confidence == "review"
         bad = [
             i
-            for i in range(n)
-            if reasons[i] is not None and not (review and reasons[i] == "low_confidence")
+            for i, r in enumerate(reasons)
+            if r is not None and not (review and r == "low_confidence")
         ]
         if bad:
             for i, value in zip(
@@ -255,15 +258,19 @@ class Predictor:
                 self._run_fallback(X.iloc[bad].reset_index(drop=True), [reasons[i] for i in bad]),
             ):
                 answers[i] = value
+        warned = found.warnings
         return [
-            {
+            # the common row, the model's answer without warnings, takes no lookups
+            {"prediction": a, "source": "model", "reason": None, "warnings": []}
+            if r is None and not warned
+            else {
                 "prediction": None if source == "pending_review" else a,
                 "source": source,
                 "reason": r,
-                "warnings": found.warnings.get(i, []),
+                "warnings": warned.get(i, []),
             }
             for i, (a, r) in enumerate(zip(answers, reasons))
-            for source in [_source(r, review)]
+            for source in ["model" if r is None else _source(r, review)]
         ]
 
     def _model(

@@ -108,7 +108,10 @@ class FrameMaker:
     def __call__(self, records: list[dict[str, Any]]) -> pd.DataFrame:
         if self.all_float:  # None (a null in a nullable column) becomes NaN
             values = np.array(list(map(self.values, records)), dtype=float)
-            return pd.DataFrame(values.reshape(len(records), len(self.names)), columns=self.index)
+            # copy=False: the array is this call's own (pandas 3 would copy it again)
+            return pd.DataFrame(
+                values.reshape(len(records), len(self.names)), columns=self.index, copy=False
+            )
         X = pd.DataFrame.from_records(records, columns=self.names)
         # Cast only columns whose dtype differs, in one pass over X.dtypes; categoricals
         # are coded below (astype to a category dtype costs ~350 us a column, and pandas
