@@ -18,7 +18,7 @@ import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import nbformat
 
@@ -42,6 +42,9 @@ _OWN_ERRORS = {
     if isinstance(value, type) and issubclass(value, errors.Nb2prodError)
 }
 _LOADS_EXTENSION = re.compile(r"^\s*%(?:re)?load_ext\s+(?:.*\s)?nb2prod(?:\s|$)", re.MULTILINE)
+# nbclient's words when the kernel process exits before its first reply
+_DIED_AT_START = "before replying to kernel_info"
+KERNEL_START_TRIES = 3
 _ANY = object()  # a parameter whose default is not a literal: any value goes
 
 
@@ -164,6 +167,34 @@ def prepare(nb: Notebook, directory: Path) -> tuple[Path, list[str]]:
     return prepared, [] if loads else ["--IPKernelApp.extra_extensions=nb2prod"]
 
 
+def _starting_kernels(execute: Callable[[], None], tries: int = KERNEL_START_TRIES) -> None:
+    """Run ``execute``, starting a new kernel when one dies before it answers.
+
+    jupyter_client picks the kernel's five ports free and the kernel binds them a moment
+    later: any process that opens a connection in between can take one, and the kernel
+    exits with "Address already in use" before any cell ran. Trying again is safe then
+    (nothing ran), and is what a user would do by hand.
+    """
+    for attempt in range(1, tries + 1):
+        try:
+            execute()
+            return
+        except RuntimeError as exc:
+            if _DIED_AT_START not in str(exc):
+                raise
+            if attempt == tries:
+                raise ExecutionError(
+                    f"the notebook's kernel died as it started, {tries} times in a row",
+                    fix="its own error is printed above; check that `python -m "
+                    "ipykernel_launcher` starts with this interpreter",
+                ) from None
+            print(
+                "      the kernel died as it started (most often: a port it was given "
+                "was taken in between); starting another",
+                file=sys.stderr,
+            )
+
+
 def run(
     nb: Notebook, output: Path, parameters: dict[str, Any], run_file: Path
 ) -> tuple[Notebook, list[dict[str, Any]]]:
@@ -186,19 +217,22 @@ def run(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    def execute() -> None:
+        papermill.execute_notebook(
+            str(source),
+            str(output),
+            parameters=parameters,
+            kernel_name="python3",
+            cwd=str(nb.path.parent),
+            progress_bar=False,
+            log_output=False,
+            # the kernel's "running over TCP" notice is noise for a local build
+            extra_arguments=["--IPKernelApp.log_level=ERROR", *kernel_arguments],
+        )
+
     try:
         with _environment(env):
-            papermill.execute_notebook(
-                str(source),
-                str(output),
-                parameters=parameters,
-                kernel_name="python3",
-                cwd=str(nb.path.parent),
-                progress_bar=False,
-                log_output=False,
-                # the kernel's "running over TCP" notice is noise for a local build
-                extra_arguments=["--IPKernelApp.log_level=ERROR", *kernel_arguments],
-            )
+            _starting_kernels(execute)
     except PapermillExecutionError as exc:
         executed = read(output)
         cell = next((c for c in executed.cells if c.index == exc.cell_index), None)
