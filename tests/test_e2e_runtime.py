@@ -116,6 +116,33 @@ def test_input_types_are_strict_and_unknown_keys_refused(served):
     assert after == count + 1
 
 
+def _requests_counted(text: str, code: int) -> float:
+    """BentoML's own request counter for POST /predict with ``code``, from /metrics."""
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+        if line.startswith("bentoml_service_request_total{") and 'endpoint="/predict"' in line
+        and f'http_response_code="{code}"' in line
+    )
+
+
+def test_bentoml_metrics_count_predictions_answered_in_front_of_its_stack(flagship_build,
+                                                                         tmp_path):
+    """On a server of its own: every ``bentoml serve`` empties
+    ``$BENTOML_HOME/prometheus_multiproc_dir`` as it starts, so a server started later with
+    the same home (another test here, or a replica) hides an earlier one's counters."""
+    examples = list(load_version(flagship_build["model_tag"])[0].examples)
+    env = {**os.environ, "NB2PROD_AUDIT_URL": f"sqlite:///{tmp_path / 'audit.db'}"}
+    with serving(flagship_build["bento_tag"], env=env) as url, httpx.Client(base_url=url) as client:
+        before = client.get("/metrics").text
+        for _ in range(3):
+            assert client.post("/predict", json={"records": examples[:1]}).status_code == 200
+        assert client.post("/predict", json={"records": [{"x": 1}]}).status_code == 400
+        after = client.get("/metrics").text
+    assert _requests_counted(after, 200) - _requests_counted(before, 200) == 3
+    assert _requests_counted(after, 400) - _requests_counted(before, 400) == 1
+    assert 'bentoml_service_request_duration_seconds_count{endpoint="/predict"' in after
+
+
 def test_drift_shows_the_feature_that_moved(served):
     client, examples, _ = served
     shifted = [{**e, "mean texture": e["mean texture"] * 1.6} for e in examples] * 120

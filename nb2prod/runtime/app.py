@@ -48,7 +48,7 @@ from nb2prod.runtime.endpoints import APIS, ENDPOINTS
 from nb2prod.runtime.logs import safe
 from nb2prod.runtime.openapi import DocumentedApp, Endpoint
 from nb2prod.runtime.responses import error_response, json_response
-from nb2prod.runtime.wire import ClientGone, Direct, read_body
+from nb2prod.runtime.wire import ClientGone, read_body
 
 log = logging.getLogger("nb2prod")
 MIN_ADMIN_TOKEN = 16  # characters: shorter tokens are guessable
@@ -94,8 +94,9 @@ def attach(
     ``service_class=DocumentedService``, so ``/docs.json`` lists its routes), and let
     ``wire.Direct`` answer the routes in ``direct`` (``/predict``, ``/feedback``)."""
     svc.mount_asgi_app(make_app(handlers, max_body), name="nb2prod")
-    # a middleware, not a route: BentoML's routes for its APIs would match first
-    svc.add_asgi_middleware(Direct, handlers=dict(direct), max_body=max_body)
+    # in front of BentoML's app, not a route in it: BentoML's routes for its APIs would
+    # match first, and its middleware stack costs more than the model (front.py)
+    svc.inner.__nb2prod_direct__ = {"handlers": dict(direct), "max_body": max_body}
 
 
 def make_app(handlers: Mapping[str, Callable[..., Any]], max_body: int) -> DocumentedApp:

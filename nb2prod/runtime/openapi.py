@@ -21,6 +21,8 @@ from pydantic.json_schema import models_json_schema
 from starlette.applications import Starlette
 
 from nb2prod.runtime.answers import Error
+from nb2prod.runtime.front import in_front
+from nb2prod.runtime.wire import Direct
 
 REF = "#/components/schemas/{model}"
 TAG, TAG_DESCRIPTION = (
@@ -133,6 +135,12 @@ class DocumentedService(bentoml.Service):
     ``DocumentedApp`` mounted in it."""
 
     __slots__ = ()
+
+    def to_asgi(self, is_main: bool = True) -> Any:
+        """BentoML's app, with ``wire.Direct`` in front when ``app.attach`` asked for it."""
+        app = super().to_asgi(is_main=is_main)
+        direct = getattr(self.inner, "__nb2prod_direct__", None)
+        return app if direct is None else in_front(app, Direct, **direct)
 
     @property
     def openapi_spec(self) -> Any:

@@ -2,9 +2,9 @@
 
 BentoML's ``@bentoml.api`` path builds pydantic IO models, writes a JSON schema per
 answer and hops to a worker thread for every request: about a millisecond, more than
-the model takes on one row. ``Direct`` is an ASGI middleware inside BentoML's own
-(its metrics, tracing, access log, timeout and concurrency limit still wrap every
-request) that answers these two routes itself:
+the model takes on one row. ``Direct`` is an ASGI app in front of BentoML's
+(``front.in_front``: BentoML's metrics and access log still wrap these routes, tracing
+when it exports) that answers these two routes itself:
 
 - the body must be JSON (415), at most ``NB2PROD_MAX_BODY_BYTES`` (413);
 - it is validated in one pydantic-core call against the contract's columns, strictly:
@@ -188,28 +188,42 @@ class DirectRoute:
 
 
 class Direct:
-    """ASGI middleware answering ``POST`` to the paths in ``handlers`` (``DirectRoute``)
-    itself; every other request goes on to BentoML."""
+    """ASGI app answering ``POST`` to the paths in ``handlers`` (``DirectRoute``) itself,
+    and any path with a control character (a JSON 404); every other request goes on to
+    ``app``, BentoML's. ``front`` wraps what ``Direct`` answers in what must run for
+    it too (``front.front``: BentoML's metrics, access log, ...); without it, ``Direct``
+    answers bare (tests, or as a middleware inside BentoML's stack)."""
 
-    def __init__(self, app: Any, handlers: dict[str, DirectRoute], max_body: int):
+    def __init__(
+        self,
+        app: Any,
+        handlers: dict[str, DirectRoute],
+        max_body: int,
+        front: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None,
+    ):
         self.app, self.handlers, self.max_body = app, handlers, max_body
-        self.routes = frozenset(handlers)
+        self.answer = self._answer if front is None else front(self._answer)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        if _CONTROL.search(scope["path"]):  # BentoML's router matches no such path, and
-            # would answer a plain-text 404; every refusal is JSON (and documented)
-            refused = NotFound(f"no route {safe(scope['path'])}: a path has no control characters")
-            return await error_response(refused)(scope, receive, send)
-        if scope["method"] != "POST":
-            return await self.app(scope, receive, send)
+        if scope["type"] == "http" and (
+            (scope["method"] == "POST" and self._route(scope["path"]))
+            or _CONTROL.search(scope["path"])
+        ):
+            await self.answer(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    def _route(self, path: str) -> DirectRoute | None:
+        return self.handlers.get(path) or self.handlers.get(path.rstrip("/"))
+
+    async def _answer(self, scope: dict, receive: Any, send: Any) -> None:
         path = scope["path"]
-        if path not in self.routes:
-            path = path.rstrip("/")
-            if path not in self.routes:
-                return await self.app(scope, receive, send)
-        route = self.handlers[path]
+        if _CONTROL.search(path):  # BentoML's router matches no such path, and would
+            # answer a plain-text 404; every refusal is JSON (and documented)
+            refused = NotFound(f"no route {safe(path)}: a path has no control characters")
+            return await error_response(refused)(scope, receive, send)
+        route = self._route(path)
+        assert route is not None  # __call__ sends only its routes here
         try:
             raw = await read_json_body(scope, receive, self.max_body)
             if len(raw) <= INLINE_BYTES:
@@ -225,7 +239,7 @@ class Direct:
                 log.info("refused a request to %s: %s", safe(path), safe(exc.summary))
             return await error_response(exc)(scope, receive, send)
         except Exception:  # a bug: logged with its traceback, answered 500 at once
-            log.exception("POST %s failed", path)
+            log.exception("POST %s failed", safe(path))
             return await error_response(ServiceError("internal error; see the server log"))(
                 scope, receive, send
             )
