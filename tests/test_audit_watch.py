@@ -19,6 +19,7 @@ import pytest
 from audit_db import answer, rid
 
 from nb2prod.runtime.audit import AuditLog, AuditUnavailable
+from nb2prod.runtime.audit.failover import Refusals
 from nb2prod.runtime.audit.spool import Spool
 
 
@@ -106,9 +107,10 @@ def test_rm_r_of_the_database_directory_while_writing_loses_no_acknowledged_reco
     log.close()
 
 
-def test_with_the_spool_beside_the_database_a_removal_is_503_until_it_is_back(tmp_path):
+def test_with_the_spool_beside_the_database_a_removal_is_503_until_it_is_back(tmp_path, caplog):
     """The default spool lives in the database's directory: gone with it, so nothing can
-    keep a record and ``record()`` refuses; no request is acknowledged into the void."""
+    keep a record and ``record()`` refuses; no request is acknowledged into the void. The
+    refusal is said once, loudly, with its fix; the rest are counted, not logged each."""
     folder = tmp_path / "db"
     folder.mkdir()
     log = AuditLog.open(
@@ -119,16 +121,42 @@ def test_with_the_spool_beside_the_database_a_removal_is_503_until_it_is_back(tm
     )
     log.record(rid(), [{"x": 1}], [answer()], latency_ms=1)
     shutil.rmtree(folder)
-    for _ in range(3):
-        with pytest.raises(AuditUnavailable) as err:
-            log.record(rid(), [{"x": 1}], [answer()], latency_ms=1)
-        assert err.value.status == 503 and "removed" in err.value.what
-    folder.mkdir()
-    log._failover._retry_at = 0.0  # skip the back-off: the next write tries the path
-    after = rid()
-    assert log.record(after, [{"x": 1}], [answer()], latency_ms=1).stored == "database"
+    with caplog.at_level(logging.WARNING, logger="nb2prod"):
+        for _ in range(3):
+            with pytest.raises(AuditUnavailable) as err:
+                log.record(rid(), [{"x": 1}], [answer()], latency_ms=1)
+            assert err.value.status == 503 and "removed" in err.value.what
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        refusing = [m for m in errors if "refusing requests with 503" in m]
+        assert len(refusing) == 1 and "restore the audit database" in refusing[0], errors
+        folder.mkdir()
+        log._failover._retry_at = 0.0  # skip the back-off: the next write tries the path
+        after = rid()
+        assert log.record(after, [{"x": 1}], [answer()], latency_ms=1).stored == "database"
     assert ids_in(folder / "audit.db") == {after}
+    assert caplog.records[-1].getMessage() == (
+        "audit log: records are kept again, after 3 request(s) refused")
     log.close()
+
+
+def test_refusals_in_a_long_outage_are_counted_on_a_line_now_and_then(caplog):
+    clock = {"now": 0.0}
+    refusals = Refusals(every=lambda: 60.0, clock=lambda: clock["now"])
+    refused = AuditUnavailable("the spool cannot keep the record", where="sqlite:///a.db")
+    with caplog.at_level(logging.WARNING, logger="nb2prod"):
+        refusals.kept()  # nothing refused yet: nothing said
+        for now in (0.0, 10.0, 30.0, 61.0, 70.0):
+            clock["now"] = now
+            refusals.refused(refused)
+        refusals.kept()
+        refusals.kept()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines == [
+        ("ERROR", f"{refused} (refusing requests with 503; the next refusals are counted)"),
+        ("ERROR", "audit log: 4 request(s) refused so far in this outage: "
+                  "the spool cannot keep the record"),
+        ("WARNING", "audit log: records are kept again, after 5 request(s) refused"),
+    ]
 
 
 def test_a_moved_directory_is_noticed_by_an_idle_log_and_nothing_more_goes_there(

@@ -26,7 +26,7 @@ from nb2prod.core.errors import (
 from nb2prod.core.settings import Settings
 from nb2prod.runtime import metrics
 from nb2prod.runtime.app import admin_disabled
-from nb2prod.runtime.audit import AuditLog
+from nb2prod.runtime.audit import AuditLog, AuditUnavailable
 from nb2prod.runtime.drift import DriftMonitor
 from nb2prod.runtime.feedback import FeedbackLog, infer_kind
 from nb2prod.runtime.predict import (
@@ -127,7 +127,8 @@ class Serving:
                     request_id, records, answers, latency_ms=latency_ms, review=review
                 )
             except Nb2prodError as exc:  # never answer what could not be recorded
-                log.error("audit log: %s", exc)
+                if not isinstance(exc, AuditUnavailable):  # that one logs once, then counts
+                    log.error("audit log: %s", exc)
                 raise Unavailable(
                     "the prediction could not be recorded in the audit log, so "
                     "it is not returned; retry later"

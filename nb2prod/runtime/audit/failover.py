@@ -20,6 +20,50 @@ log = logging.getLogger("nb2prod")
 MAX_BACKOFF = 30.0
 
 
+class Refusals:
+    """The log of records refused (503) while neither the database nor the spool can keep
+    them: the first refusal of a run is one error line, the next ones are counted, with a
+    line every ``NB2PROD_LOG_SUMMARY_S`` while they go on and one when a record is kept
+    again. Logged per request, an outage under load wrote an error line per request."""
+
+    def __init__(
+        self, every: Callable[[], float] | None = None, clock: Callable[[], float] = time.monotonic
+    ):
+        self.every, self.clock = every or _summary_every, clock
+        self.active = False  # read without the lock on every kept record: cheap when False
+        self._count, self._since = 0, 0.0
+        self._lock = threading.Lock()
+
+    def refused(self, exc: AuditUnavailable) -> None:
+        """One more record refused with ``exc``."""
+        with self._lock:
+            first, self.active = not self.active, True
+            total = self._count = 1 if first else self._count + 1
+            due = not first and self.clock() - self._since >= self.every()
+            if first or due:
+                self._since = self.clock()
+        if first:
+            log.error("%s (refusing requests with 503; the next refusals are counted)", exc)
+        elif due:
+            log.error("audit log: %d request(s) refused so far in this outage: %s", total, exc.what)
+
+    def kept(self) -> None:
+        """A record was kept (database or spool): ends a run of refusals, saying how many."""
+        if not self.active:
+            return
+        with self._lock:
+            if not self.active:
+                return
+            total, self.active, self._count = self._count, False, 0
+        log.warning("audit log: records are kept again, after %d request(s) refused", total)
+
+
+def _summary_every() -> float:
+    from nb2prod.core import settings
+
+    return settings.current().log_summary_s
+
+
 class Failover:
     """Writes entries to the database, or to the spool while it is away; moves them back.
 
@@ -48,6 +92,7 @@ class Failover:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.refusals = Refusals()
 
     @property
     def waiting(self) -> bool:
@@ -64,20 +109,24 @@ class Failover:
             try:
                 self.store([entry], False)
                 self._succeeded()
+                self.refusals.kept()
                 return "database"
             except self.unreachable as exc:
                 why = self._failed(exc)
         try:
             self.spool.append(entry)
         except (SpoolFullError, OSError) as exc:
-            raise AuditUnavailable(
+            refused = AuditUnavailable(
                 f"the audit database is unreachable ({why}) and the local spool "
                 f"{self.spool.path} cannot keep the record: {getattr(exc, 'what', exc)}",
                 where=self.where,
                 fix="restore the audit database; spooled records move there on their own "
                 "and requests are answered again",
-            ) from None
+            )
+            self.refusals.refused(refused)
+            raise refused from None
         self._start()
+        self.refusals.kept()
         return "spool"
 
     def flush(self) -> int:
