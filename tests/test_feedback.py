@@ -90,7 +90,7 @@ def test_regressor_labels_are_finite_numbers(db):
     log = db.open()
     fb = FeedbackLog(log, kind="regressor")
     request = classified(log, [{"price": 10.0}])
-    for bad in ("ten", True, float("inf"), float("nan"), [10.0], None, {"v": 1}):
+    for bad in ("ten", True, float("inf"), float("nan"), [10.0], None, {"v": 1}, 10**400):
         with pytest.raises(LabelError, match="a regressor label is a finite number") as err:
             fb.record_feedback(request, bad)
         assert err.value.status == 400

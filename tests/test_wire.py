@@ -8,6 +8,7 @@ import pytest
 from nb2prod.core.errors import BadRequest
 from nb2prod.core.spec import ColumnSpec
 from nb2prod.runtime import wire
+from nb2prod.runtime.responses import error_response
 from nb2prod.runtime.schema import record_type
 
 COLUMNS = (
@@ -87,6 +88,26 @@ def test_a_forged_or_huge_key_is_not_echoed_back_at_length():
 def test_a_body_that_does_not_parse_is_400_never_a_crash(raw):
     exc = refused(PREDICT, raw)
     assert exc.status == 400 and "JSON" in exc.what or "records" in exc.what
+
+
+BIG = 10**20  # beyond 64 bits: valid JSON, but orjson cannot write it back
+
+
+@pytest.mark.parametrize("adapter, body", [
+    (PREDICT, [BIG]),
+    (PREDICT, {"records": [{**GOOD, "mean radius": [BIG]}]}),
+    (PREDICT, {"records": [{**GOOD, "note": {"a": BIG}}]}),
+    (PREDICT, {"records": BIG}),
+    (PREDICT, {"records": [{**GOOD, "age": BIG}]}),  # an integer column is int64
+    (wire.FEEDBACK, [BIG]),
+    (wire.FEEDBACK, {"request_id": "ab12", "label": [BIG], "row": 0}),
+])
+def test_a_refused_value_with_a_huge_integer_is_a_400_showing_it(adapter, body):
+    """Schemathesis found these answered 500: showing the refused value raised."""
+    exc = refused(adapter, body)
+    assert exc.status == 400 and str(BIG) in json.dumps(exc.detail)
+    shown = json.loads(error_response(exc).body)
+    assert shown["detail"] == exc.detail
 
 
 def test_feedback_takes_exactly_request_id_label_and_row():

@@ -25,7 +25,9 @@ from typing_extensions import TypedDict
 
 from nb2prod.core.spec import ColumnSpec
 
-_PYTHON = {"integer": int, "boolean": bool, "string": str, "datetime": datetime}
+# an integer column is int64 in the frame: JSON's larger integers are a 400, not a crash
+_INT64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+_PYTHON = {"integer": _INT64, "boolean": bool, "string": str, "datetime": datetime}
 _PANDAS = {"float": "float64", "integer": "int64", "boolean": "bool", "datetime": "datetime64[ns]"}
 _FINITE = Annotated[float, Field(allow_inf_nan=False)]
 _SHOWN = 30  # known values listed in /docs.json per categorical column

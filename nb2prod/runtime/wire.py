@@ -23,6 +23,7 @@ columns and types in ``/docs.json``), and in-process callers may use them.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -121,7 +122,13 @@ def _shown(value: Any) -> Any:
     (or a long text) as a shortened text."""
     if value is None or isinstance(value, (bool, int, float)):
         return value
-    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = orjson.dumps(value, default=str).decode()
+        except TypeError:  # orjson refuses integers beyond 64 bits; json writes them
+            text = json.dumps(value, default=str)
     return text if len(text) <= SHOWN_VALUE else text[:SHOWN_VALUE] + "…"
 
 
