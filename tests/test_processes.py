@@ -233,9 +233,18 @@ def test_killing_the_arbiter_stops_its_worker_and_frees_the_port(flagship_build,
         answer = httpx.post(
             f"{again.url}/predict", json={"records": records(flagship_build)}, timeout=30
         )
+        # and a worker that dies of a signal says so (faulthandler), not only restarts
+        (worker,) = workers_of(again)
+        worker.send_signal(signal.SIGBUS)
+        wait_gone([worker], timeout=10)
+        deadline = time.monotonic() + 10
+        while "Fatal Python error: Bus error" not in again.output():
+            assert time.monotonic() < deadline, again.output()[-3000:]
+            time.sleep(0.1)
     finally:
         again.stop()
     assert answer.status_code == 200, answer.text
+    assert "Current thread" in again.output()  # the stack it died in
 
 
 STALLED = 50  # connections that send part of a request, then nothing

@@ -8,6 +8,7 @@ connections that send their request too slowly (``connections.py``) and stops on
 when its arbiter is gone (``watchdog.py``).
 """
 
+import faulthandler
 import gc
 import json
 import logging
@@ -162,6 +163,10 @@ def make_service(
     siblings = Siblings(contract.name, current, reloader, start.registry_poll_s)
 
     def __init__(self: Any) -> None:
+        # a worker killed by a signal (SIGSEGV in a native library, SIGBUS on a database
+        # file that turned immutable under its memory map) says so in the log, with the
+        # Python stack it died in; BentoML only starts another one, silently
+        faulthandler.enable()
         watchdog.watch(arbiter)
         current.swap(open_serving(model_tag, contract, path))
         _announce(current.serving)
