@@ -24,6 +24,7 @@ from pydantic import ConfigDict, Field
 from typing_extensions import TypedDict
 
 from nb2prod.core.spec import ColumnSpec
+from nb2prod.runtime.rows import Rows
 
 _PYTHON = {"integer": int, "boolean": bool, "string": str, "datetime": datetime}
 _PANDAS = {"float": "float64", "integer": "int64", "boolean": "bool", "datetime": "datetime64[ns]"}
@@ -114,6 +115,8 @@ class FrameMaker:
         log stores it as the request's input table (``in_order`` says when it may)."""
         if not self.all_float:
             return None
+        if isinstance(records, Rows):  # decoded into the array already
+            return records.values
         values = np.array(list(map(self.values, records)), dtype=float)
         return values.reshape(len(records), len(self.names))
 
@@ -121,6 +124,8 @@ class FrameMaker:
         """Whether ``array(records)``'s rows are the records as the audit log's table
         keeps them: every record has exactly these columns (``array`` found each of them
         in every record), the first one in this order. Validated records always do."""
+        if isinstance(records, Rows):
+            return True
         return (
             len(records) > 0
             and tuple(records[0]) == self.keys
@@ -134,7 +139,7 @@ class FrameMaker:
         copied: the notebook's code may change the frame in place, and the caller keeps
         the array as the request gave it."""
         if self.all_float:
-            own = values is None
+            own = values is None and not isinstance(records, Rows)
             values = self.array(records) if values is None else values
             assert values is not None  # every column is a float
             # copy=False: the array is this call's own (pandas 3 would copy it again)
