@@ -10,7 +10,10 @@ when it exports) that answers these two routes itself:
 - it is validated in one pydantic-core call against the contract's columns, strictly:
   a JSON boolean is not a number, a number sent as a string is refused, an integer
   column takes JSON integers, and unknown keys, at the top or in a record, are refused
-  (400, ``detail`` listing every problem by row and column);
+  (400, ``detail`` listing every problem by row and column); a large body of an
+  all-float contract is first offered to a cheaper decoder (``DirectRoute.fast``,
+  ``rows.FloatBodies``) that accepts only what pydantic-core would, and passes anything
+  else on to it;
 - a small request is answered on the event loop, the model called in the deadline's
   thread and awaited, so the loop keeps serving meanwhile; a large one (over
   ``INLINE_BYTES``) is answered in one worker thread, so it never holds up small ones;
