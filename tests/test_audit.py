@@ -394,6 +394,16 @@ def test_inputs_given_as_an_array_are_stored_as_the_records_would_be(db):
                                          {"a": 1e-300, "b": 3.25}]
 
 
+def test_an_array_of_inputs_is_not_stored_where_pii_must_be_removed(db):
+    import numpy as np
+
+    log = db.open(pii={"b": "drop"})
+    request = rid()
+    log.record(request, [{"a": 1.5, "b": 7.0}], [answer()], latency_ms=1,
+               values=np.array([[1.5, 7.0]]))
+    assert records_of(db.rows()[0]["input"]) == [{"a": 1.5}]
+
+
 def test_outage_spools_then_flushes_exactly_once(db):
     log = db.open()
     before = rid()

@@ -393,14 +393,14 @@ class AuditLog:
         writes NaN as null and numpy values as JSON): no per-row work on the request path.
         """
         now = datetime.now(timezone.utc).isoformat()
-        stored = table(inputs) if values is None else array_table(list(inputs[0]), values)
         if self._pii.columns:
             cleaned = [self._pii.clean(record) for record in inputs]
             inputs = [record for record, _ in cleaned]
-            stored = table(inputs)
+            values = None  # what is stored is the cleaned records
             answers = [
                 self._pii.scrub(answer, secrets) for answer, (_, secrets) in zip(answers, cleaned)
             ]
+        stored = table(inputs) if values is None else array_table(list(inputs[0]), values)
         audit = {
             "request_id": request_id,
             "created_at": now,
