@@ -371,6 +371,39 @@ def test_not_a_url_is_a_clear_error():
     assert "pw@" not in str(err.value)
 
 
+def test_inputs_given_as_an_array_are_stored_as_the_records_would_be(db):
+    """``values`` (the frame's array, ``FrameMaker.array``) is the records' table without a
+    walk over them: stored the same, in the database and through the spool, NaN as null."""
+    import numpy as np
+
+    log = db.open()
+    inputs = [{"a": 1.5, "b": None}, {"a": 2.0, "b": -0.0}, {"a": 1e-300, "b": 3.25}]
+    values = np.array([[1.5, np.nan], [2.0, -0.0], [1e-300, 3.25]])
+    walked, given = rid(), rid()
+    log.record(walked, inputs, [answer()] * 3, latency_ms=1)
+    log.record(given, inputs, [answer()] * 3, latency_ms=1, values=values)
+    with db.down():  # spooled as JSON lines, then flushed
+        spooled = rid()
+        assert log.record(spooled, inputs, [answer()] * 3, latency_ms=1,
+                          values=np.asfortranarray(values)).stored == "spool"  # orjson needs C order
+    assert log.flush() == 1
+    stored = {r["request_id"]: r["input"] for r in db.rows()}
+    assert stored[given] == stored[walked] == stored[spooled] == {
+        "columns": ["a", "b"], "rows": [[1.5, None], [2.0, -0.0], [1e-300, 3.25]]}
+    assert records_of(stored[given]) == [{"a": 1.5, "b": None}, {"a": 2.0, "b": -0.0},
+                                         {"a": 1e-300, "b": 3.25}]
+
+
+def test_an_array_of_inputs_is_not_stored_where_pii_must_be_removed(db):
+    import numpy as np
+
+    log = db.open(pii={"b": "drop"})
+    request = rid()
+    log.record(request, [{"a": 1.5, "b": 7.0}], [answer()], latency_ms=1,
+               values=np.array([[1.5, 7.0]]))
+    assert records_of(db.rows()[0]["input"]) == [{"a": 1.5}]
+
+
 def test_outage_spools_then_flushes_exactly_once(db):
     log = db.open()
     before = rid()

@@ -1,6 +1,7 @@
 """The served flagship's production runtime over HTTP: audit, feedback, review, drift,
 admin auth and the request guard."""
 
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -8,7 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from nb2prod.runtime import wire
 from nb2prod.runtime.answers import DriftReport, FeedbackRecorded, Pending, Resolved
+from nb2prod.runtime.audit.layout import records_of
 from nb2prod.runtime.loading import load_version
 from nb2prod.serve import Server, serving
 
@@ -114,6 +117,31 @@ def test_input_types_are_strict_and_unknown_keys_refused(served):
     # refused requests are never audited: only the one answered request was added
     after = sqlite3.connect(db).execute("SELECT count(*) FROM nb2prod_audit").fetchone()[0]
     assert after == count + 1
+
+
+def test_a_large_body_is_answered_audited_and_refused_as_small_ones_are(served):
+    """Over ``wire.INLINE_BYTES`` an all-float body is decoded by ``rows.FloatBodies``
+    into one array: the same answers, audit record and refusals as small bodies get."""
+    client, examples, db = served
+    records = examples * 20
+    assert len(json.dumps({"records": records})) > wire.INLINE_BYTES
+    big = client.post("/predict", json={"records": records})
+    assert big.status_code == 200, big.text
+    one_by_one = [client.post("/predict", json={"records": [r]}).json()["predictions"][0]
+                  for r in examples]
+    assert big.json()["predictions"] == one_by_one * 20
+    [(stored, rows)] = sqlite3.connect(db).execute(
+        "SELECT input, rows FROM nb2prod_audit WHERE request_id = ?",
+        (big.json()["request_id"],)).fetchall()
+    assert rows == len(records)
+    assert records_of(json.loads(stored)) == [{k: float(v) for k, v in r.items()} for r in records]
+    for value, kind in [(True, "float_type"), ("14.2", "float_type"), (None, "float_type")]:
+        bad = client.post("/predict", json={"records": [*records[:-1],
+                                                        {**records[-1], "mean radius": value}]})
+        assert bad.status_code == 400, bad.text
+        assert bad.json()["detail"] == [{"loc": ["records", len(records) - 1, "mean radius"],
+                                         "type": kind, "msg": "Input should be a valid number",
+                                         "value": value}]
 
 
 def _requests_counted(text: str, code: int) -> float:

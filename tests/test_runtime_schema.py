@@ -85,3 +85,33 @@ def test_frames_of_known_categories_go_to_the_model_as_they_are():
     floats = FrameMaker((ColumnSpec("a", "float", False),))
     X = floats([{"a": 1.0}])
     assert floats.for_model(X) is X
+
+
+FLOATS = (ColumnSpec("a", "float", False), ColumnSpec("b", "float", True),
+          ColumnSpec("c", "float", False))
+NAMES = ["a", "b", "c"]
+
+
+def test_records_in_another_order_or_with_other_keys_are_walked_by_the_audit_log():
+    maker = FrameMaker(FLOATS)
+    ordered = [dict(zip(NAMES, (1.0, 2.0, 3.0)))]
+    assert maker.in_order(ordered) and maker.in_order(ordered * 2)
+    assert not maker.in_order([dict(zip(NAMES[::-1], (3.0, 2.0, 1.0)))])
+    assert not maker.in_order([*ordered, {**ordered[0], "extra": 1.0}])
+    assert not maker.in_order([])
+    assert FrameMaker((ColumnSpec("n", "integer", False),)).array([{"n": 1}]) is None
+    X = maker(ordered)
+    assert isinstance(X, pd.DataFrame) and X.columns.tolist() == NAMES
+
+
+def test_a_frame_made_from_the_array_is_a_copy_the_audit_log_keeps_as_it_came():
+    """The notebook's code may change X in place: the array stays what the request sent."""
+    maker = FrameMaker(FLOATS)
+    records = [dict(zip(NAMES, (1.0, None, 3.0))), dict(zip(NAMES, (4.0, 5.0, 6.0)))]
+    values = maker.array(records)
+    assert values.shape == (2, 3) and math.isnan(values[0, 1])
+    X = maker(records, values)
+    X.iloc[0, 0] = -1.0
+    X["c"] *= 2
+    assert values.tolist()[1] == [4.0, 5.0, 6.0] and values[0, 0] == 1.0
+    assert maker(records).equals(maker(records, values))

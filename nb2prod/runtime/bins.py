@@ -10,7 +10,7 @@ feature at once.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -93,7 +93,7 @@ class Binner:
             block = X.to_numpy(dtype=object)
         return self.block(block if identity else block[:, positions])
 
-    def records(self, records: list[dict[str, Any]]) -> np.ndarray:
+    def records(self, records: Sequence[dict[str, Any]]) -> np.ndarray:
         """Flat bin indices for JSON-like records; a missing key counts as null."""
         values = np.fromiter(
             (r.get(name) for r in records for name in self.names),

@@ -47,7 +47,7 @@ import logging
 import math
 import threading
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -134,7 +134,7 @@ class DriftMonitor:
             return []
         return self._add(self.binner.records(records[-self.window :]), len(records))
 
-    def bins(self, floats: pd.DataFrame | None, records: list[dict[str, Any]]) -> np.ndarray:
+    def bins(self, floats: pd.DataFrame | None, records: Sequence[dict[str, Any]]) -> np.ndarray:
         """The newest ``window`` rows' bins, for ``add`` later: from ``floats``, the
         request's frame when the caller knows its columns are all float64 (one array, no
         per-value work; asking pandas for ``dtypes`` costs more than binning), else from

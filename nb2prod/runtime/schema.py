@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from operator import itemgetter
-from typing import Annotated, Any, Optional, Union
+from typing import Annotated, Any, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,7 @@ from pydantic import ConfigDict, Field
 from typing_extensions import TypedDict
 
 from nb2prod.core.spec import ColumnSpec
+from nb2prod.runtime.rows import Rows
 
 # an integer column is int64 in the frame: JSON's larger integers are a 400, not a crash
 _INT64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
@@ -95,6 +96,7 @@ class FrameMaker:
         self.all_float = all(c.dtype == "float" for c in columns)
         # One C call per record for its values in column order (a tuple; one value: a scalar)
         self.values = itemgetter(*self.names) if self.names else (lambda r: ())
+        self.keys = tuple(self.names)
         self.categorical = {
             n: t for n, t in self.targets.items() if isinstance(t, pd.CategoricalDtype)
         }
@@ -107,13 +109,43 @@ class FrameMaker:
             return "Int64" if col.dtype == "integer" else "boolean"
         return _PANDAS.get(col.dtype)
 
-    def __call__(self, records: list[dict[str, Any]]) -> pd.DataFrame:
-        if self.all_float:  # None (a null in a nullable column) becomes NaN
-            values = np.array(list(map(self.values, records)), dtype=float)
+    def array(self, records: Sequence[dict[str, Any]]) -> np.ndarray | None:
+        """Every column a float: the records' values as one ``n x k`` float array in column
+        order (None, a null in a nullable column, becomes NaN); None for other columns.
+
+        Made once per request: the frame is a copy of it (``__call__``), and the audit
+        log stores it as the request's input table (``in_order`` says when it may)."""
+        if not self.all_float:
+            return None
+        if isinstance(records, Rows):  # decoded into the array already
+            return records.values
+        values = np.array(list(map(self.values, records)), dtype=float)
+        return values.reshape(len(records), len(self.names))
+
+    def in_order(self, records: Sequence[dict[str, Any]]) -> bool:
+        """Whether ``array(records)``'s rows are the records as the audit log's table
+        keeps them: every record has exactly these columns (``array`` found each of them
+        in every record), the first one in this order. Validated records always do."""
+        if isinstance(records, Rows):
+            return True
+        return (
+            len(records) > 0
+            and tuple(records[0]) == self.keys
+            and set(map(len, records)) == {len(self.names)}
+        )
+
+    def __call__(
+        self, records: Sequence[dict[str, Any]], values: np.ndarray | None = None
+    ) -> pd.DataFrame:
+        """The records as a frame; ``values``, their ``array`` when the caller has it, is
+        copied: the notebook's code may change the frame in place, and the caller keeps
+        the array as the request gave it."""
+        if self.all_float:
+            own = values is None and not isinstance(records, Rows)
+            values = self.array(records) if values is None else values
+            assert values is not None  # every column is a float
             # copy=False: the array is this call's own (pandas 3 would copy it again)
-            return pd.DataFrame(
-                values.reshape(len(records), len(self.names)), columns=self.index, copy=False
-            )
+            return pd.DataFrame(values if own else values.copy(), columns=self.index, copy=False)
         X = pd.DataFrame.from_records(records, columns=self.names)
         # Cast only columns whose dtype differs, in one pass over X.dtypes; categoricals
         # are coded below (astype to a category dtype costs ~350 us a column, and pandas

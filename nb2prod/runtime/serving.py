@@ -94,20 +94,22 @@ class Serving:
             else None
         )
 
-    def predict(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+    def predict(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """The answer to one ``POST /predict``: ``Unprocessable`` (422) when a reject-level
         check fails, ``Unavailable`` (503) when there is no fallback to answer for the
         model or the answer cannot be audited. The model is called in this thread."""
         return drive(self.steps(records), self.predictor.call_model)
 
-    async def apredict(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+    async def apredict(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """``predict`` on the event loop: the model call is awaited (``adrive``)."""
         return await adrive(self.steps(records), self.predictor.acall_model)
 
-    def steps(self, records: list[dict[str, Any]]) -> Steps:
+    def steps(self, records: Sequence[dict[str, Any]]) -> Steps:
         """``predict`` as steps that yield the model's rows (``predict.Predictor.steps``)."""
         started = time.perf_counter()
-        X = self.to_frame(records)
+        # all-float columns: the request's values once, for the frame and the audit log
+        values = self.to_frame.array(records)
+        X = self.to_frame(records, values)
         seen = self._bins(X, records)  # before the notebook's code could change X
         try:
             answers = yield from self.predictor.steps(X, self.to_frame.for_model(X))
@@ -122,9 +124,16 @@ class Serving:
         latency_ms = (time.perf_counter() - started) * 1000
         if self.audit is not None:
             review = {i: a["reason"] for i, a in enumerate(answers) if a["reason"] in REVIEWED}
+            if values is not None and not self.to_frame.in_order(records):
+                values = None  # not the records' table: the audit log walks them itself
             try:
                 self.audit.record(
-                    request_id, records, answers, latency_ms=latency_ms, review=review
+                    request_id,
+                    records,
+                    answers,
+                    latency_ms=latency_ms,
+                    review=review,
+                    values=values,
                 )
             except Nb2prodError as exc:  # never answer what could not be recorded
                 if not isinstance(exc, AuditUnavailable):  # that one logs once, then counts
@@ -136,7 +145,7 @@ class Serving:
         metrics.count_answers(self.model_tag, answers, latency_ms, self.contract.cost_per_call)
         return {"request_id": request_id, "model_version": self.model_tag, "predictions": answers}
 
-    def _bins(self, X: Any, records: list[dict[str, Any]]) -> Any:
+    def _bins(self, X: Any, records: Sequence[dict[str, Any]]) -> Any:
         if self.drift is None:
             return None
         try:

@@ -11,6 +11,7 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import sqlalchemy as sa
 
 from nb2prod.runtime.audit.errors import AuditError
@@ -105,6 +106,15 @@ def table(records: Sequence[Mapping[str, Any]]) -> dict[str, list]:
             pass
     columns = list(dict.fromkeys(k for r in records for k in r))
     return {"columns": columns, "rows": [[r.get(c) for c in columns] for r in records]}
+
+
+def array_table(columns: list[str], values: Any) -> dict[str, Any]:
+    """``table``'s form from a numpy array that holds the records' values already, a row
+    per record in the order of ``columns``: no walk over 10,000 dicts, and orjson writes
+    the array's floats straight from memory, as it would write the same Python floats
+    (NaN as null). A C-contiguous array, as orjson needs: ``ascontiguousarray`` copies
+    only one that is not."""
+    return {"columns": columns, "rows": np.ascontiguousarray(values)}
 
 
 def records_of(stored: dict[str, list], rows: Sequence[int] | None = None) -> list[dict]:

@@ -65,6 +65,7 @@ from nb2prod.runtime.audit.layout import (
     KEY,
     REQUEST_KEY,
     Tables,
+    array_table,
     make_tables,
     table,
 )
@@ -253,14 +254,19 @@ class AuditLog:
         *,
         latency_ms: float,
         review: Mapping[int, str] | None = None,
+        values: Any = None,
     ) -> RecordResult:
         """Store one request durably before it is answered, in one transaction.
 
         ``inputs``: the request's records; ``answers``: the Predictor's rows
         (``prediction``, ``source``, ``reason``, ``warnings``); ``latency_ms``: time to
         answer. ``review`` maps row → reason for rows to queue for human review (same
-        transaction). Returns once committed, or fsync'd to the spool while the database
-        is unreachable; raises ``AuditUnavailable`` (503) when neither is possible.
+        transaction). ``values``, when the caller has it, is the records' values as one
+        numpy array, a row per record in the first record's key order, every record
+        with those keys (``FrameMaker.array`` and ``in_order``): stored as the input
+        table's rows without walking the records again (unless PII must be removed).
+        Returns once committed, or fsync'd to the spool while the database is
+        unreachable; raises ``AuditUnavailable`` (503) when neither is possible.
         """
         if len(inputs) != len(answers):
             raise AuditError(
@@ -268,7 +274,7 @@ class AuditLog:
                 where=f"request {request_id}",
                 fix="pass one answer per input row",
             )
-        entry = self._entry(request_id, inputs, answers, latency_ms, review or {})
+        entry = self._entry(request_id, inputs, answers, latency_ms, review or {}, values)
         try:
             stored = self._failover.write(entry)
         except sa.exc.IntegrityError:
@@ -379,6 +385,7 @@ class AuditLog:
         answers: Sequence[Mapping[str, Any]],
         latency_ms: float,
         review: Mapping[int, str],
+        values: Any = None,
     ) -> dict[str, list[dict[str, Any]]]:
         """One request as JSON-ready rows, ``{"audit": [one], "review": [...]}``, PII removed.
 
@@ -389,9 +396,11 @@ class AuditLog:
         if self._pii.columns:
             cleaned = [self._pii.clean(record) for record in inputs]
             inputs = [record for record, _ in cleaned]
+            values = None  # what is stored is the cleaned records
             answers = [
                 self._pii.scrub(answer, secrets) for answer, (_, secrets) in zip(answers, cleaned)
             ]
+        stored = table(inputs) if values is None else array_table(list(inputs[0]), values)
         audit = {
             "request_id": request_id,
             "created_at": now,
@@ -399,7 +408,7 @@ class AuditLog:
             "model_version": self.model_version,
             "notebook_sha256": self.notebook_sha256,
             "rows": len(inputs),
-            "input": table(inputs),
+            "input": stored,
             "output": answers,
             "latency_ms": float(latency_ms),
         }
