@@ -360,3 +360,25 @@ def test_the_code_pin_is_checked_before_anything_else(change, tmp_path):
     ), said
     assert said.endswith("how to fix: restore churn_code.py or run nb2prod build again"), said
     assert "\n" not in said
+
+
+def test_defining_the_service_imports_no_pandas_and_no_model_library(flagship_build, tmp_path):
+    """`bentoml serve`'s arbiter imports service.py to define the service and never
+    predicts: pandas and the model's libraries there cost ~0.3 s of every cold start
+    (bench/cold_start.py). Its start-up checks still run: the audit database is opened."""
+    import bentoml
+
+    src = Path(bentoml.bentos.get(flagship_build["bento_tag"]).path) / "src"
+    probe = (
+        "import sys, service; "
+        "print(sorted(m for m in ('pandas', 'sklearn', 'nb2prod.checks.compiled') "
+        "if m in sys.modules))"
+    )
+    audit = tmp_path / "audit.db"
+    env = {**os.environ, "NB2PROD_AUDIT_URL": f"sqlite:///{audit}"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=src, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+    assert audit.exists()  # the arbiter's check reached the audit database

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import math
-from datetime import date, datetime
 from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
 
+# the scalars and JSON text: apart so that the audit log can use them without pandas
+from nb2prod.core.jsontext import dumps, jsonable, scalar
 
-def scalar(value: Any) -> Any:
-    """A JSON-ready Python scalar: numpy types unboxed, NaN/NaT as None, times as ISO."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if value is pd.NaT or value is None:
-        return None
-    if isinstance(value, (pd.Timestamp,)):
-        return value.isoformat()
-    return value
+__all__ = ["dumps", "frame", "jsonable", "rows", "rows_and_nan", "scalar"]
 
 
 def rows(output: Any, n: int) -> list[Any]:
@@ -125,29 +114,3 @@ def _plain(values: Any, nan: np.ndarray | None = None) -> list[Any]:
 def frame(df: pd.DataFrame) -> list[dict[str, Any]]:
     """Input rows as JSON-ready dicts (used for stored examples)."""
     return [{k: scalar(v) for k, v in r.items()} for r in df.to_dict(orient="records")]
-
-
-# orjson writes NaN and infinity as null (PostgreSQL refuses them in JSON), and writes
-# floats several times faster than json: the audit log encodes every input row.
-_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
-
-
-def dumps(value: Any) -> str:
-    """Compact JSON text of ``value``, NaN/infinity as null. What orjson cannot write
-    (pandas timestamps, NaT, other objects) is converted first by ``jsonable``."""
-    try:
-        return orjson.dumps(value, option=_OPTIONS).decode()
-    except TypeError:
-        return orjson.dumps(jsonable(value), option=_OPTIONS).decode()
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` with numpy unboxed, NaN/infinity as None and dates as ISO text, nested."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    value = scalar(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return value.isoformat() if isinstance(value, (date, datetime)) else value

@@ -1,12 +1,6 @@
-"""From a stored contract to the request's record type and back to a DataFrame.
+"""From validated records (``records.record_type``) back to a DataFrame.
 
-Records are ``TypedDict``s so pydantic validates them into plain dicts (cheap to turn
-into a DataFrame) while ``/docs.json`` still documents every real column and type.
-
-A categorical column is typed by its categories' JSON type, not as a closed set: a value
-training never saw is a question for the input checks (the suite's value set, ``warn``
-when drafted), not a schema 400. ``/docs.json`` lists the known values as ``examples``
-and in the description. ``FrameMaker`` gives the checks such a value as it came (the
+``FrameMaker`` gives the checks such a value as it came (the
 column's categories are the training ones plus the request's new values) and
 ``FrameMaker.for_model`` gives the model the training categories only, where an unseen
 value is missing (NaN): the dtype the model was fitted on, whatever the request held.
@@ -14,69 +8,19 @@ value is missing (NaN): the dtype the model was fitted on, whatever the request 
 
 from __future__ import annotations
 
-from datetime import datetime
 from operator import itemgetter
-from typing import Annotated, Any, Optional, Sequence, Union
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-from pydantic import ConfigDict, Field
-from typing_extensions import TypedDict
 
 from nb2prod.core.spec import ColumnSpec
+from nb2prod.runtime.records import record_type
 from nb2prod.runtime.rows import Rows
 
-# an integer column is int64 in the frame: JSON's larger integers are a 400, not a crash
-_INT64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
-_PYTHON = {"integer": _INT64, "boolean": bool, "string": str, "datetime": datetime}
+__all__ = ["FrameMaker", "record_type"]  # record_type: where tests and older code look
+
 _PANDAS = {"float": "float64", "integer": "int64", "boolean": "bool", "datetime": "datetime64[ns]"}
-_FINITE = Annotated[float, Field(allow_inf_nan=False)]
-_SHOWN = 30  # known values listed in /docs.json per categorical column
-
-
-def _field_type(col: ColumnSpec) -> Any:
-    if col.dtype == "category" and col.categories:
-        return _category_type(col)
-    kind = _FINITE if col.dtype == "float" else _PYTHON.get(col.dtype, str)
-    return Optional[kind] if col.nullable else kind
-
-
-def _category_type(col: ColumnSpec) -> Any:
-    """The JSON type of the column's categories, open to values training never had."""
-    known = [v.item() if isinstance(v, np.generic) else v for v in col.categories or ()]
-    # bool before int: True is an int to Python, but a JSON boolean is not a number
-    kinds = sorted(
-        {
-            "boolean"
-            if isinstance(v, bool)
-            else "integer"
-            if isinstance(v, int)
-            else "float"
-            if isinstance(v, float)
-            else "string"
-            for v in known
-        }
-    )
-    types = [_FINITE if k == "float" else _PYTHON[k] for k in kinds]
-    kind: Any = types[0] if len(types) == 1 else Union[tuple(types)]
-    shown = ", ".join(map(str, known[:_SHOWN])) + (
-        f", … ({len(known)} in all)" if len(known) > _SHOWN else ""
-    )
-    return Annotated[
-        Optional[kind] if col.nullable else kind,
-        Field(
-            description=f"known values: {shown}; others are accepted and handled by the "
-            "input checks",
-            examples=known[:_SHOWN],
-        ),
-    ]
-
-
-def record_type(columns: tuple[ColumnSpec, ...], name: str) -> type:
-    """A TypedDict with one required key per column; unknown keys are refused."""
-    record = TypedDict(f"{name}Record", {c.name: _field_type(c) for c in columns})  # type: ignore[misc]
-    record.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
-    return record
 
 
 class FrameMaker:

@@ -13,33 +13,23 @@ import gc
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import TYPE_CHECKING, Annotated, Any, Callable
 
 import anyio
 import bentoml
 from pydantic import Field
 
-from nb2prod.checks.compiled import CompiledSuite
 from nb2prod.core import settings
 from nb2prod.core.errors import ModelStoreError, Nb2prodError, ServiceError
-from nb2prod.core.markers import collect
 from nb2prod.runtime import connections, logs, metrics, registry, watchdog
 from nb2prod.runtime.answers import Label
 from nb2prod.runtime.app import attach, error_response
-from nb2prod.runtime.loading import (
-    PROFILE,
-    SUITE,
-    load_version,
-    load_version_parts,
-    sha256_of,
-    verify_artifact,
-)
+from nb2prod.runtime.audit import open_audit
+from nb2prod.runtime.loading import PROFILE, SUITE, load_version, sha256_of, verify_artifact
 from nb2prod.runtime.openapi import DocumentedService
-from nb2prod.runtime.predict import Policy, Predictor
+from nb2prod.runtime.records import record_type
 from nb2prod.runtime.reload import Current, Reloader
 from nb2prod.runtime.rows import FloatBodies
-from nb2prod.runtime.schema import FrameMaker, record_type
-from nb2prod.runtime.serving import Serving, open_audit
 from nb2prod.runtime.siblings import Siblings
 from nb2prod.runtime.wire import (
     FEEDBACK,
@@ -49,12 +39,18 @@ from nb2prod.runtime.wire import (
     predict_request,
 )
 
+if TYPE_CHECKING:  # imported where a worker needs them: see make_service
+    from nb2prod.runtime.predict import Policy
+    from nb2prod.runtime.serving import Serving
+
 log = logging.getLogger("nb2prod")
 
 
-def policy_from(contract: Any, now: settings.Settings) -> Policy:
+def policy_from(contract: Any, now: settings.Settings) -> "Policy":
     """The contract's serving policy; ``NB2PROD_TIMEOUT_S`` / ``NB2PROD_MIN_CONFIDENCE``
     override it for one deployment (``none`` switches the deadline off)."""
+    from nb2prod.runtime.predict import Policy
+
     timeout = contract.timeout_s if now.timeout_s is None else (now.timeout_s or None)
     floor = contract.min_confidence if now.min_confidence is None else now.min_confidence
     return Policy(timeout_s=timeout, min_confidence=floor, low_confidence=contract.low_confidence)
@@ -131,13 +127,26 @@ def make_service(
     # Before BentoML's worker configures uvicorn, which happens after this import.
     connections.install(settings.current().read_timeout_s)
     arbiter = watchdog.arbiter()  # now: the arbiter may die while the model loads
-    to_frame = FrameMaker(contract.columns)  # a reload keeps the request schema: same columns
     Record = record_type(contract.columns, class_name)
     current = Current()  # this worker's Serving, shared with the HTTP app
     start = settings.current()
     workers = start.workers or contract.workers
 
-    def open_serving(tag: str, contract: Any, path: Path) -> Serving:
+    frames: list[Any] = []  # the FrameMaker, made once: a reload keeps the columns
+
+    def open_serving(tag: str, contract: Any, path: Path) -> "Serving":
+        # Here, not at the top: only a worker predicts. `bentoml serve`'s arbiter imports
+        # this module too, to define the service, and pandas and the checks would add
+        # ~0.3 s to its start before any worker starts (bench/results/cold_start.md).
+        from nb2prod.checks.compiled import CompiledSuite
+        from nb2prod.core.markers import collect
+        from nb2prod.runtime.loading import load_version_parts
+        from nb2prod.runtime.predict import Predictor
+        from nb2prod.runtime.schema import FrameMaker
+        from nb2prod.runtime.serving import Serving
+
+        if not frames:
+            frames.append(FrameMaker(contract.columns))
         suite = path / SUITE
         profile = path / PROFILE
         now = settings.current()
@@ -154,7 +163,7 @@ def make_service(
             model_tag=tag,
             contract=contract,
             predictor=predictor,
-            to_frame=to_frame,
+            to_frame=frames[0],
             profile=json.loads(profile.read_text()) if profile.exists() else None,
             settings=now,
             built_at=built_at,
@@ -276,12 +285,16 @@ def _settle() -> None:
     """Take what start-up made (modules, the model and its values) out of the cyclic garbage
     collector's sight: it lives as long as the worker, and a full collection that scans
     it costs ~100 ms, added to whichever request it lands in (a deadline of 0.5 s could
-    not be kept). A reload lets the collector see it again (``reload.py``)."""
-    gc.collect()
+    not be kept). A reload lets the collector see it again (``reload.py``).
+
+    Only the young generations are collected first: a full collection here found nothing
+    to free in the flagship's worker and cost ~80 ms of its start (bench/cold_start.py);
+    whatever older cycle start-up left stays, once, for the worker's life."""
+    gc.collect(1)
     gc.freeze()
 
 
-def _announce(serving: Serving) -> None:
+def _announce(serving: "Serving") -> None:
     """The worker's one start-up line. BentoML's server logging shows WARNING and up from
     other loggers; ours shows INFO too, unless the operator has set its level."""
     if log.level == logging.NOTSET:

@@ -26,7 +26,7 @@ from nb2prod.core.errors import (
 from nb2prod.core.settings import Settings
 from nb2prod.runtime import metrics
 from nb2prod.runtime.app import admin_disabled
-from nb2prod.runtime.audit import AuditLog, AuditUnavailable
+from nb2prod.runtime.audit import AuditUnavailable, open_audit
 from nb2prod.runtime.drift import DriftMonitor
 from nb2prod.runtime.feedback import FeedbackLog, infer_kind
 from nb2prod.runtime.predict import (
@@ -41,25 +41,6 @@ from nb2prod.runtime.review import ReviewQueue
 
 log = logging.getLogger("nb2prod")
 REVIEWED = ("guardrail", "low_confidence")  # reasons a person should look at
-
-
-def open_audit(settings: Settings, contract: Any, model_tag: str) -> AuditLog | None:
-    """The audit log for this version, or None when ``NB2PROD_AUDIT_URL=off``.
-
-    ``AuditError`` only when the database was never reached from here (no spool file
-    yet): a worker restarted during an outage starts on the spool (``start_on_spool``).
-    ``NB2PROD_AUDIT_RETAIN_DAYS`` has it prune old requests hourly."""
-    if not settings.audit:
-        return None
-    return AuditLog.open(
-        settings.audit_url,
-        model_version=model_tag,
-        notebook_sha256=contract.notebook_sha256,
-        pii=contract.pii,
-        sqlite_synchronous=settings.audit_sync,
-        start_on_spool=True,
-        retain_days=settings.audit_retain_days,
-    )
 
 
 class Serving:

@@ -19,6 +19,8 @@ database families (``sinks``) and the local spool. Everything else, ``feedback.p
   ``labelled_inputs``), and queues, lists, reads and resolves review items
   (``queue_review``, ``pending_reviews``, ``review_item`` with its ``Verdict``,
   ``resolve_review``; items are ``ReviewItem``s).
+- ``open_audit(settings, contract, model_tag)``: the log a served version writes, as
+  the deployment's settings say (None when auditing is off).
 - ``home_url(name)``: model ``name``'s default database; ``MIN_SALT``: the shortest PII
   salt accepted.
 
@@ -32,6 +34,7 @@ and ``spool`` (records kept locally while the database is away), ``retention``
 
 from nb2prod.runtime.audit.errors import AuditError, AuditUnavailable, SpoolFullError
 from nb2prod.runtime.audit.log import AuditLog, RecordResult, prune_log
+from nb2prod.runtime.audit.opening import open_audit
 from nb2prod.runtime.audit.pii import MIN_SALT
 from nb2prod.runtime.audit.retention import Pruned
 from nb2prod.runtime.audit.transaction import Answered, ReviewItem, Transaction, Verdict
@@ -50,5 +53,6 @@ __all__ = [
     "Transaction",
     "Verdict",
     "home_url",
+    "open_audit",
     "prune_log",
 ]

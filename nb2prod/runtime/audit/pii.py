@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from nb2prod.core.jsonify import jsonable
+from nb2prod.core.jsontext import jsonable
 from nb2prod.core.settings import ENV_PII_SALT
 from nb2prod.runtime.audit.errors import AuditError
 
@@ -71,7 +71,7 @@ class PiiPolicy:
         """The record, PII hashed or dropped; and ``{raw: replacement}`` to scrub.
 
         Without PII columns the record is returned as it is: this runs for every audited
-        row, and ``jsonify.dumps`` makes numpy values and NaN JSON when it is stored."""
+        row, and ``jsontext.dumps`` makes numpy values and NaN JSON when it is stored."""
         if not self.columns:
             return record, {}
         # Plain types skip jsonable(). (v - v == 0 holds for finite floats only.)

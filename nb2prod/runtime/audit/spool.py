@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from nb2prod.core.jsonify import dumps
+from nb2prod.core.jsontext import dumps
 from nb2prod.runtime.audit.errors import AuditError, SpoolFullError
 
 log = logging.getLogger("nb2prod")
