@@ -16,8 +16,9 @@ from nb2prod.core.settings import Settings
 from nb2prod.core.spec import ColumnSpec
 from nb2prod.runtime import wire
 from nb2prod.runtime.predict import Predictor
+from nb2prod.runtime.records import record_type
 from nb2prod.runtime.rows import FloatBodies, Rows
-from nb2prod.runtime.schema import FrameMaker, record_type
+from nb2prod.runtime.schema import FrameMaker
 from nb2prod.runtime.serving import Serving
 
 COLUMNS = (ColumnSpec("mean radius", "float", False), ColumnSpec("a\u00e9", "float", False),

@@ -5,7 +5,8 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from nb2prod.core.spec import ColumnSpec
-from nb2prod.runtime.schema import FrameMaker, record_type
+from nb2prod.runtime.records import record_type
+from nb2prod.runtime.schema import FrameMaker
 
 COLUMNS = (ColumnSpec("age", "integer", False), ColumnSpec("income", "float", True),
            ColumnSpec("region", "category", False, ("n", "s")),

@@ -8,8 +8,8 @@ import pytest
 from nb2prod.core.errors import BadRequest
 from nb2prod.core.spec import ColumnSpec
 from nb2prod.runtime import wire
+from nb2prod.runtime.records import record_type
 from nb2prod.runtime.responses import error_response
-from nb2prod.runtime.schema import record_type
 
 COLUMNS = (
     ColumnSpec("mean radius", "float", False),

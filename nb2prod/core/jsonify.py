@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# the scalars and JSON text: apart so that the audit log can use them without pandas
-from nb2prod.core.jsontext import dumps, jsonable, scalar
+# scalars are shared with the JSON text the audit log writes, which needs no pandas
+from nb2prod.core.jsontext import scalar
 
-__all__ = ["dumps", "frame", "jsonable", "rows", "rows_and_nan", "scalar"]
+__all__ = ["frame", "rows", "rows_and_nan", "scalar"]
 
 
 def rows(output: Any, n: int) -> list[Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Optional, Union
 
+import numpy as np
 from pydantic import ConfigDict, Field
 from typing_extensions import TypedDict
 
@@ -37,7 +38,7 @@ def _field_type(col: ColumnSpec) -> Any:
 
 def _category_type(col: ColumnSpec) -> Any:
     """The JSON type of the column's categories, open to values training never had."""
-    known = [v.item() if hasattr(v, "item") else v for v in col.categories or ()]  # numpy: Python
+    known = [v.item() if isinstance(v, np.generic) else v for v in col.categories or ()]
     # bool before int: True is an int to Python, but a JSON boolean is not a number
     kinds = sorted(
         {

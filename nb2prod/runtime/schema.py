@@ -1,9 +1,10 @@
 """From validated records (``records.record_type``) back to a DataFrame.
 
-``FrameMaker`` gives the checks such a value as it came (the
-column's categories are the training ones plus the request's new values) and
-``FrameMaker.for_model`` gives the model the training categories only, where an unseen
-value is missing (NaN): the dtype the model was fitted on, whatever the request held.
+A categorical value training never saw is accepted by the record type. ``FrameMaker``
+gives the checks such a value as it came (the column's categories are the training ones
+plus the request's new values) and ``FrameMaker.for_model`` gives the model the training
+categories only, where an unseen value is missing (NaN): the dtype the model was fitted
+on, whatever the request held.
 """
 
 from __future__ import annotations
@@ -15,10 +16,7 @@ import numpy as np
 import pandas as pd
 
 from nb2prod.core.spec import ColumnSpec
-from nb2prod.runtime.records import record_type
 from nb2prod.runtime.rows import Rows
-
-__all__ = ["FrameMaker", "record_type"]  # record_type: where tests and older code look
 
 _PANDAS = {"float": "float64", "integer": "int64", "boolean": "bool", "datetime": "datetime64[ns]"}
 
