@@ -18,16 +18,33 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port that is free on 127.0.0.1 right now, and not handed out before.
+
+    The kernel may offer a port again as soon as the probing socket closes, so two
+    servers started back to back, before either binds, could be given the same one.
+    """
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class Server:
-    """One ``bentoml serve TARGET`` process group on 127.0.0.1."""
+    """One ``bentoml serve TARGET`` process group on 127.0.0.1.
+
+    A port chosen here can still be taken by another process before the server binds
+    it (a client's outgoing connection draws from the same range); the server is then
+    started again on another port, so ``url`` is final once ``wait_ready`` returns.
+    """
+
+    bind_attempts = 3
 
     def __init__(
         self,
@@ -37,27 +54,33 @@ class Server:
         port: int | None = None,
         log: str | Path | None = None,
     ):
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.target, self.cwd, self.own_port = target, cwd, port is None
+        self.env = {**(env or os.environ), "BENTOML_DO_NOT_TRACK": "true"}
         self.log = (
             Path(log) if log else Path(tempfile.mkstemp(prefix="bentoml-serve-", suffix=".log")[1])
         )
-        env = {**(env or os.environ), "BENTOML_DO_NOT_TRACK": "true"}
-        with open(self.log, "wb") as out:
+        self.attempts = 0
+        self._start(port or free_port())
+
+    def _start(self, port: int) -> None:
+        self.port, self.attempts = port, self.attempts + 1
+        self.url = f"http://127.0.0.1:{self.port}"
+        # A second attempt appends: what the first printed says why it was made.
+        with open(self.log, "wb" if self.attempts == 1 else "ab") as out:
             self.proc = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
                     "bentoml",
                     "serve",
-                    target,
+                    self.target,
                     "--host",
                     "127.0.0.1",
                     "--port",
                     str(self.port),
                 ],
-                cwd=cwd,
-                env=env,
+                cwd=self.cwd,
+                env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -72,6 +95,9 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if self._lost_its_port():
+                    self._start(free_port())
+                    continue
                 raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.output()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as r:
@@ -80,6 +106,13 @@ class Server:
             except OSError:
                 time.sleep(0.3)
         raise TimeoutError(f"{self.url} not ready after {timeout}s:\n{self.output()[-3000:]}")
+
+    def _lost_its_port(self) -> bool:
+        return (
+            self.own_port
+            and self.attempts < self.bind_attempts
+            and f"Could not bind 127.0.0.1:{self.port}" in self.output()
+        )
 
     def stop(self) -> str:
         """Stop the server and every process it started; return what it printed.

@@ -247,6 +247,33 @@ def test_killing_the_arbiter_stops_its_worker_and_frees_the_port(flagship_build,
     assert "Current thread" in again.output()  # the stack it died in
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_a_server_whose_port_is_taken_before_it_binds_starts_on_another(
+    flagship_build, tmp_path, monkeypatch
+):
+    # The race seen in CI: a port found free is taken by someone else before
+    # ``bentoml serve`` binds it. Holding the port ourselves makes it happen every time.
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    offered = iter([port])
+    monkeypatch.setattr("nb2prod.serve.free_port", lambda: next(offered, None) or free_port())
+    server = Server(flagship_build["bento_tag"], cwd=tmp_path, log=tmp_path / "server.log")
+    try:
+        server.wait_ready()
+        answer = httpx.post(
+            f"{server.url}/predict", json={"records": records(flagship_build)}, timeout=30
+        )
+    finally:
+        server.stop()
+        taken.close()
+    assert server.attempts == 2 and server.port != port
+    assert answer.status_code == 200, answer.text
+    assert "Could not bind" in server.output()  # the first attempt's output is kept
+
+
 STALLED = 50  # connections that send part of a request, then nothing
 READ_TIMEOUT_S = 2
 
