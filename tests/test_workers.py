@@ -9,9 +9,11 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pandas as pd
+import psutil
 import pytest
 from conftest import FLAGSHIP, built, nb2prod
 from test_drift import PROFILE, draw, feed
@@ -20,7 +22,7 @@ from nb2prod.authoring.save import _policy
 from nb2prod.core import settings
 from nb2prod.core.errors import Nb2prodError
 from nb2prod.core.spec import Contract
-from nb2prod.runtime import registry
+from nb2prod.runtime import affinity, registry
 from nb2prod.runtime.answers import DriftReport, Reloaded
 from nb2prod.runtime.drift import DriftMonitor
 from nb2prod.runtime.loading import load_version
@@ -203,7 +205,9 @@ def env_for(tmp_path, **extra):
 def two_workers(versions, tmp_path_factory):
     """One ``bentoml serve`` of the bento pinned to production, with NB2PROD_WORKERS=2."""
     _, bento, _ = now_and_next(versions)
-    env = env_for(tmp_path_factory.mktemp("workers"), NB2PROD_WORKERS="2")
+    tmp = tmp_path_factory.mktemp("workers")
+    # TMPDIR: CPU claims of its own (runtime/affinity.py), not those of other tests' serves
+    env = env_for(tmp, NB2PROD_WORKERS="2", TMPDIR=str(tmp))
     server = Server(bento, env=env)
     try:
         server.wait_ready()
@@ -226,6 +230,32 @@ def test_two_workers_answer_drift_for_the_whole_service(two_workers, versions):
     report = DriftReport.model_validate(reports[0])
     assert report.workers == 2 and report.observed == report.rows == 800
     assert report.status == "drift" and "mean radius" in report.drifting
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs 2 CPUs or more")
+def test_two_workers_keep_their_loop_and_model_threads_on_a_cpu_each(two_workers, versions):
+    allowed = sorted(os.sched_getaffinity(0))
+    record = load_version(registry.production(NAME))[0].examples[0]
+
+    def ask(_: int) -> int:
+        with httpx.Client(base_url=two_workers.url, timeout=30, limits=FRESH) as client:
+            return client.post("/predict", json={"records": [record]}).status_code
+
+    with ThreadPoolExecutor(8) as pool:  # concurrent connections: both workers answer
+        assert set(pool.map(ask, range(80))) == {200}
+    time.sleep(2.5 * affinity.SWEEP_S)  # threads started since have been swept
+    loops = []
+    for worker in psutil.Process(two_workers.proc.pid).children(recursive=True):
+        masks = [sorted(os.sched_getaffinity(t.id)) for t in worker.threads()]
+        loop = sorted(os.sched_getaffinity(worker.pid))  # the main thread runs the loop
+        assert len(loop) == 1, f"worker {worker.pid}'s event loop is on CPUs {loop}"
+        assert masks.count(loop) >= 2, "the model's thread is not on the loop's CPU"
+        assert all(m in (loop, allowed) for m in masks), masks
+        assert allowed in masks, "no thread has every CPU back (the sweep did not run)"
+        loops.append(loop[0])
+    assert len(loops) == 2 and len(set(loops)) == 2, f"the workers share a CPU: {loops}"
 
 
 @pytest.mark.slow

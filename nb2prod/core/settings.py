@@ -251,6 +251,17 @@ _SPEC: dict[str, tuple[Variable, Callable[[str], Any], str]] = {
         _workers,
         "2",
     ),
+    "cpu_pin": (
+        Variable(
+            "NB2PROD_CPU_PIN",
+            DEPLOYMENT,
+            "on",
+            "each worker keeps its event loop and model threads on a CPU of its own (other "
+            "threads use all CPUs); `off` leaves every thread to the scheduler",
+        ),
+        _switch,
+        "on or off",
+    ),
     "registry_poll_s": (
         Variable(
             "NB2PROD_REGISTRY_POLL_S",
@@ -381,6 +392,7 @@ class Settings:
     read_timeout_s: float | None  # None: no deadline for receiving a request
     log_summary_s: float
     workers: int | None  # None: the notebook's save_model(workers=...)
+    cpu_pin: bool
     registry_poll_s: float  # 0: do not poll
     panel: bool
     run_file: str | None

@@ -4,8 +4,9 @@ Generated ``service.py`` is a few lines that call ``make_service``; what a reque
 through lives in ``serving.py`` and ``predict.py``, tested once. Start-up problems (a
 missing or changed model or code file, an audit database never reached) stop ``bentoml
 serve`` with one line saying what to fix, before any worker starts. A worker closes
-connections that send their request too slowly (``connections.py``) and stops on its own
-when its arbiter is gone (``watchdog.py``).
+connections that send their request too slowly (``connections.py``), stops on its own
+when its arbiter is gone (``watchdog.py``) and keeps its event loop and model threads on
+one CPU (``affinity.py``).
 """
 
 import faulthandler
@@ -21,7 +22,7 @@ from pydantic import Field
 
 from nb2prod.core import settings
 from nb2prod.core.errors import ModelStoreError, Nb2prodError, ServiceError
-from nb2prod.runtime import connections, logs, metrics, registry, watchdog
+from nb2prod.runtime import affinity, connections, logs, metrics, registry, watchdog
 from nb2prod.runtime.answers import Label
 from nb2prod.runtime.app import attach, error_response
 from nb2prod.runtime.audit import open_audit
@@ -183,6 +184,7 @@ def make_service(
         _say_if_not_production(contract.name, model_tag)
         siblings.start()  # this worker's state for the others, and its watcher thread
         _settle()
+        affinity.pin(settings.current().cpu_pin, watchdog.worker_index())
 
     def predict(self: Any, records: list) -> Any:  # the answer, or an error's response
         """Predict for 1..N records; each answer says whether the model or the fallback gave it."""

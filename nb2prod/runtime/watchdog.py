@@ -30,16 +30,21 @@ POLL_S = 0.5
 GRACE_S = 30.0  # BentoML's traffic timeout: no admitted request runs longer
 
 
-def arbiter() -> int | None:
-    """The pid of the BentoML arbiter that started this process, when it is a service
-    worker (BentoML sets the worker's index before it imports the service); else None."""
+def worker_index() -> int | None:
+    """This process's index among its serve's workers (from 1), when it is a BentoML
+    service worker (BentoML sets it before it imports the service); else None."""
     try:
         from bentoml._internal.context import server_context
     except ImportError:  # a BentoML without it: the watchdog is off, serving is not
         return None
-    if getattr(server_context, "worker_index", None) is None:
-        return None
-    return os.getppid()
+    index = getattr(server_context, "worker_index", None)
+    return index if isinstance(index, int) else None
+
+
+def arbiter() -> int | None:
+    """The pid of the BentoML arbiter that started this process, when it is a service
+    worker; else None."""
+    return None if worker_index() is None else os.getppid()
 
 
 def _terminate() -> None:
