@@ -108,16 +108,24 @@ async def slow_app(scope, receive, send):
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-@pytest.fixture
-def guarded_uvicorn(monkeypatch):
-    """uvicorn serving ``slow_app`` with nb2prod's 0.5 s read deadline; its port."""
+@pytest.fixture(params=["h11", "httptools"])
+def guarded_uvicorn(request, monkeypatch):
+    """uvicorn serving ``slow_app`` with nb2prod's 0.5 s read deadline on each of its HTTP
+    protocols; its port."""
     import uvicorn
     from uvicorn.protocols.http import auto
 
     from nb2prod.runtime import connections
 
+    if request.param == "h11":
+        from uvicorn.protocols.http.h11_impl import H11Protocol as protocol
+    else:
+        pytest.importorskip("httptools")
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as protocol
+
     monkeypatch.setattr(auto, "AutoHTTPProtocol", auto.AutoHTTPProtocol)  # restored after
-    assert connections.install(0.5)
+    assert connections.install(0.5, protocol)
+    assert auto.AutoHTTPProtocol.__mro__[2] is protocol
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(slow_app, host="127.0.0.1", port=port, log_config=None, lifespan="off")
@@ -194,6 +202,16 @@ def test_a_request_must_arrive_within_the_deadline_answering_does_not_count(guar
         conn.close()
     assert (first.status_code, first.text, second.status_code) == (200, "ok", 200)
     assert all(0.45 <= t <= 1.2 for t in took.values()), took
+    # answered, then idle: the next request's deadline runs (not uvicorn's 5 s keep-alive)
+    with socket.create_connection(("127.0.0.1", port)) as idle:
+        idle.settimeout(10)
+        idle.sendall(REQUEST + b"abcd")
+        reply = b""
+        while not reply.endswith(b"0\r\n\r\n"):  # the chunked body's end
+            reply += idle.recv(1024)
+        answered = time.monotonic()
+        assert idle.recv(1024) == b""
+        assert 0.45 <= time.monotonic() - answered <= 1.2
 
 
 # -- the flagship under bentoml serve -------------------------------------------------------
