@@ -14,6 +14,7 @@ from nb2prod.core.errors import BadRequest
 from nb2prod.core.markers import Marked
 from nb2prod.core.settings import Settings
 from nb2prod.core.spec import ColumnSpec
+from nb2prod.runtime import rows as rows_module
 from nb2prod.runtime import wire
 from nb2prod.runtime.predict import Predictor
 from nb2prod.runtime.records import record_type
@@ -29,6 +30,15 @@ FAST = FloatBodies(COLUMNS, wire.MAX_RECORDS)
 GOOD = [{"mean radius": 14.2, "a\u00e9": 0.0, "true": 1.0},
         {"mean radius": 3, "a\u00e9": -0.0, "true": 1e-300},
         {"true": 2.5, "mean radius": 9007199254740993, "a\u00e9": 1e308}]
+
+
+@pytest.fixture(autouse=True, params=["whole", "in pieces"])
+def pieces(request, monkeypatch):
+    """Every test twice: as small bodies are read (one parse), and with bodies over 80
+    bytes parsed in pieces of ~40 bytes, as 10,000-row bodies are."""
+    if request.param == "in pieces":
+        monkeypatch.setattr(rows_module, "PIECE_BYTES", 40)
+    return request.param
 
 
 def old(raw: bytes):
@@ -182,3 +192,36 @@ def _inputs(db):
 
     with sqlite3.connect(db) as conn:
         return conn.execute("SELECT input FROM nb2prod_audit ORDER BY created_at").fetchall()
+
+
+def test_a_large_body_is_parsed_in_pieces_with_the_values_of_one_parse(pieces):
+    rng = random.Random(5)
+    records = [{n: rng.uniform(-1e3, 1e3) for n in NAMES} for _ in range(wire.MAX_RECORDS)]
+    raw = json.dumps({"records": records}, indent=rng.choice([None, 1])).encode()
+    assert len(raw) > 2 * rows_module.PIECE_BYTES
+    split = FAST._in_pieces(raw)
+    assert split is not None, "the body was not split"
+    assert split.tobytes() == FAST._block(orjson.loads(raw)["records"]).tobytes()
+    same(raw, accepted=True)
+
+
+def test_a_cut_inside_a_string_falls_back_to_one_parse(monkeypatch):
+    # keys that look like the place two records meet: a cut there cannot parse
+    columns = (ColumnSpec('a}, {"b', "float", False), ColumnSpec("c}\n,{", "float", False))
+    decoder = FloatBodies(columns, wire.MAX_RECORDS)
+    adapter = wire.predict_request(record_type(columns, "G"), "G")
+    body = {"records": [{'a}, {"b': float(i), "c}\n,{": 1.5} for i in range(40)]}
+    raw = json.dumps(body).encode()
+    expected = wire.decode(adapter, raw)["records"]
+    split = set()
+    for size in range(16, 400, 7):  # cuts at every kind of place
+        monkeypatch.setattr(rows_module, "PIECE_BYTES", size)
+        split.add(decoder._in_pieces(raw) is not None)
+        got = decoder.decode(raw)
+        assert got is not None and list(got["records"]) == expected, size
+    assert split == {True, False}  # some sizes cut only between records, some in a key
+    # a string value holding a whole record is refused either way
+    bad = raw.replace(b"1.5", b'"1.5}, {\\"x\\": 1"', 1)
+    assert decoder.decode(bad) is None
+    with pytest.raises(BadRequest):
+        wire.decode(adapter, bad)
