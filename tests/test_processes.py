@@ -427,3 +427,27 @@ def test_defining_the_service_imports_no_pandas_and_no_model_library(flagship_bu
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
     assert audit.exists()  # the arbiter's check reached the audit database
+
+
+def test_the_collector_is_off_while_a_worker_starts_and_on_once_it_is_ready(flagship_build):
+    """service.py turns the cyclic collector off while it loads (~0.1 s of a worker's
+    start); a process that only defines the service gets it back at once, a worker once
+    its instance is made, with start-up's objects frozen out of its sight."""
+    import bentoml
+
+    src = Path(bentoml.bentos.get(flagship_build["bento_tag"]).path) / "src"
+    defining = "import gc, service; print(gc.isenabled(), gc.get_freeze_count() > 0)"
+    worker = (
+        "import gc; from bentoml._internal.context import server_context; "
+        "server_context.worker_index = 1; import service; before = gc.isenabled(); "
+        "service.BreastCancer.inner(); print(before, gc.isenabled(), gc.get_freeze_count() > 0)"
+    )
+    env = {**os.environ, "NB2PROD_AUDIT_URL": "off", "NB2PROD_CPU_PIN": "off"}
+    said = []
+    for probe in (defining, worker):
+        done = subprocess.run(
+            [sys.executable, "-c", probe], cwd=src, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        said.append(done.stdout.strip().splitlines()[-1])
+    assert said == ["True False", "False True True"]

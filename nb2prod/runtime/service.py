@@ -121,7 +121,31 @@ def make_service(
     not the code the version was saved with. Each model version served gets its own
     instance of the code module, with that version's captured values (``loading.py``).
     """
-    code_path = Path(code_path)
+    try:
+        return _make_service(
+            class_name=class_name,
+            code_path=Path(code_path),
+            code_sha256=code_sha256,
+            model_tag=model_tag,
+            model_sha256=model_sha256,
+            built_at=built_at,
+            module=module,
+        )
+    finally:
+        if watchdog.worker_index() is None:  # a worker's is turned on by _settle
+            gc.enable()  # generated service.py turned the collector off while it loads
+
+
+def _make_service(
+    *,
+    class_name: str,
+    code_path: Path,
+    code_sha256: str,
+    model_tag: str,
+    model_sha256: str,
+    built_at: str,
+    module: str,
+) -> Any:
     contract, path = _check_start(class_name, model_tag, model_sha256, code_path, code_sha256)
     source = code_path.read_text(encoding="utf-8")
     logs.install()  # refused requests: one line, no traceback, no input values
@@ -291,9 +315,12 @@ def _settle() -> None:
 
     Only the young generations are collected first: a full collection here found nothing
     to free in the flagship's worker and cost ~80 ms of its start (bench/cold_start.py);
-    whatever older cycle start-up left stays, once, for the worker's life."""
+    whatever older cycle start-up left stays, once, for the worker's life. Generated
+    ``service.py`` turned the collector off while the worker started; it is on again
+    from here."""
     gc.collect(1)
     gc.freeze()
+    gc.enable()
 
 
 def _announce(serving: "Serving") -> None:
