@@ -125,10 +125,15 @@ class Flagship:
         return where
 
     def nb2prod(self, name: str, extra: dict | None = None) -> Server:
-        """``bentoml serve`` of the build, defaults on, auditing into its own SQLite file."""
+        """``bentoml serve`` of the build, defaults on, auditing into its own SQLite file.
+
+        Its own TMPDIR too: the CPUs its workers claim (nb2prod/runtime/affinity.py) are
+        claimed as on a machine it has to itself, not taken by another server of the same
+        benchmark, which is idle while this one is measured."""
         where = self.tmp / name
         where.mkdir(exist_ok=True)
-        env = {**self.env, "NB2PROD_AUDIT_URL": f"sqlite:///{where / 'audit.db'}", **(extra or {})}
+        env = {**self.env, "NB2PROD_AUDIT_URL": f"sqlite:///{where / 'audit.db'}",
+               "TMPDIR": str(where), **(extra or {})}
         return Server(self.bento_tag, cwd=where, env=env, log=self.tmp / f"{name}.log")
 
 

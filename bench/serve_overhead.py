@@ -7,7 +7,8 @@ BENTOML_HOME and writes a hand-written bare BentoML service that loads the same
 ``model.joblib`` and answers the same JSON. The build is served four times, one
 server per configuration (``CONFIGS``): ``nb2prod`` with everything on as deployed by
 default (SQLite audit log, drift, metrics, the model's deadline), then with the audit
-log off, drift off, both off, and the deadline off, so each feature's cost shows. All six servers run at once on free
+log off, drift off, both off, the deadline off, and CPU pinning off, so each feature's
+cost shows. All seven servers run at once on free
 127.0.0.1 ports; every nb2prod one must agree with bare on a 100-row payload. Then
 p50/p99 latency and throughput are measured for 1- and 100-row payloads at 1 and 8
 concurrent clients. Bursts are interleaved (every round runs each case on every
@@ -47,6 +48,7 @@ CONFIGS = {
     "no-drift": {"NB2PROD_DRIFT": "off"},
     "no-audit-no-drift": {"NB2PROD_AUDIT_URL": "off", "NB2PROD_DRIFT": "off"},
     "no-deadline": {"NB2PROD_TIMEOUT_S": "none"},  # the model called inline, no worker thread
+    "no-cpu-pin": {"NB2PROD_CPU_PIN": "off"},  # loop and model threads left to the scheduler
 }
 FULL = "nb2prod"  # the configuration the targets apply to
 
@@ -169,7 +171,7 @@ def report(rows: list[dict], info: dict, settings: dict) -> str:
         f"- servers: `nb2prod` = the build as deployed by default (SQLite audit log with "
         f"NB2PROD_AUDIT_SYNC=NORMAL, drift on, Prometheus metrics on, model deadline 2 s); `no-audit` "
         f"NB2PROD_AUDIT_URL=off; `no-drift` NB2PROD_DRIFT=off; `no-audit-no-drift` both; "
-        f"`no-deadline` NB2PROD_TIMEOUT_S=none (the model runs in the request's thread); "
+        f"`no-deadline` NB2PROD_TIMEOUT_S=none (the model runs in the request's thread); `no-cpu-pin` NB2PROD_CPU_PIN=off; "
         f"`bare` a hand-written BentoML service (same model, same JSON)\n"
         f"- method: {settings['rounds']} interleaved rounds x {settings['seconds']}s bursts per "
         "server and case, order rotating; one persistent HTTP/1.1 connection per client "
@@ -223,8 +225,9 @@ def main() -> None:
                 (tmp / name).mkdir()
                 servers[name] = Server(
                     bentos[name], cwd=tmp / name, log=tmp / f"{name}.log",
+                    # its own TMPDIR: its worker claims a CPU as if alone (common.Flagship)
                     env={**env, "NB2PROD_AUDIT_URL": f"sqlite:///{tmp / name / 'audit.db'}",
-                         **extra})
+                         "TMPDIR": str(tmp / name), **extra})
             servers["bare"] = Server("service:Bare", cwd=tmp / "bare", env=env,
                                      log=tmp / "bare.log")
             for s in servers.values():
