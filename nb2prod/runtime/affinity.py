@@ -3,8 +3,8 @@
 Why: a request crosses threads twice. The event loop hands the model call to the
 deadline's thread (``deadline.py``), and that thread's answer wakes the loop again. When
 the two threads sit on different CPUs, each hand-off has to wake an idle CPU. On the
-2-core virtual machines measured here that cost about 0.14 ms per hand-off. Pinning the
-two threads to one CPU took about 9 % off a 1-row request's median and added about 20 %
+2-core virtual machines measured here that cost 0.1-0.2 ms per hand-off. Pinning the
+two threads to one CPU took about 15 % off a 1-row request's median and added about 20 %
 to the throughput at 8 clients (bench/serve_overhead.py, ``no-cpu-pin``). On one CPU,
 a hand-off is only a context switch.
 
