@@ -121,31 +121,9 @@ def make_service(
     not the code the version was saved with. Each model version served gets its own
     instance of the code module, with that version's captured values (``loading.py``).
     """
-    try:
-        return _make_service(
-            class_name=class_name,
-            code_path=Path(code_path),
-            code_sha256=code_sha256,
-            model_tag=model_tag,
-            model_sha256=model_sha256,
-            built_at=built_at,
-            module=module,
-        )
-    finally:
-        if watchdog.worker_index() is None:  # a worker's is turned on by _settle
-            gc.enable()  # generated service.py turned the collector off while it loads
-
-
-def _make_service(
-    *,
-    class_name: str,
-    code_path: Path,
-    code_sha256: str,
-    model_tag: str,
-    model_sha256: str,
-    built_at: str,
-    module: str,
-) -> Any:
+    if watchdog.worker_index() is None:  # a worker's is turned on by _settle, once ready
+        gc.enable()  # generated service.py turned the collector off while nb2prod loaded
+    code_path = Path(code_path)
     contract, path = _check_start(class_name, model_tag, model_sha256, code_path, code_sha256)
     source = code_path.read_text(encoding="utf-8")
     logs.install()  # refused requests: one line, no traceback, no input values
