@@ -129,3 +129,65 @@ def test_a_spool_that_cannot_be_created_is_said_at_start(tmp_path, caplog):
     )
     assert log.record(rid(), [{"x": 1}], [answer()], latency_ms=1).stored == "database"
     log.close()
+
+
+def _locked_error(tmp_path: Path) -> Exception:
+    """A real "database is locked", as SQLAlchemy raises it: a write refused while
+    another connection holds SQLite's write lock."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    path = tmp_path / "held.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0})
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x)")
+    except sa.exc.OperationalError as exc:
+        return exc
+    finally:
+        holder.close()
+        engine.dispose()
+    raise AssertionError("the write was not refused")
+
+
+def test_a_database_another_process_holds_for_a_moment_is_waited_for(tmp_path, monkeypatch):
+    """Two replicas starting together on one new SQLite file: SQLite can refuse one at
+    once ("database is locked", whatever the busy timeout). That is contention, not an
+    unreachable database: open tries again, within its timeout."""
+    from nb2prod.runtime.audit.database import Database
+
+    refusal, real, calls = _locked_error(tmp_path), Database.prepare, []
+
+    def busy_twice(self):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise refusal
+        return real(self)
+
+    monkeypatch.setattr(Database, "prepare", busy_twice)
+    log = AuditLog.open(f"sqlite:///{tmp_path / 'audit.db'}", model_version="m:v1", timeout=2)
+    try:
+        assert len(calls) == 3
+        assert log.record(rid(), [{"x": 1.0}], [answer()], latency_ms=1.0).stored == "database"
+    finally:
+        log.close()
+
+
+def test_another_database_error_at_start_is_not_retried(tmp_path, monkeypatch):
+    import sqlalchemy as sa
+
+    from nb2prod.runtime.audit.database import Database
+
+    calls = []
+
+    def broken(self):
+        calls.append(1)
+        raise sa.exc.OperationalError("SELECT 1", None, Exception("disk I/O error"))
+
+    monkeypatch.setattr(Database, "prepare", broken)
+    with pytest.raises(AuditError, match="disk I/O error"):
+        AuditLog.open(f"sqlite:///{tmp_path / 'audit.db'}", model_version="m:v1", timeout=2)
+    assert calls == [1]
