@@ -31,6 +31,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 log = logging.getLogger("nb2prod")
@@ -65,22 +66,14 @@ class Pinning:
 
     def __init__(self, cpu: int, allowed: set[int], sweep_s: float = SWEEP_S):
         self.cpu, self.allowed, self.sweep_s = cpu, allowed, sweep_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Pin the main thread (threads it starts from now on inherit its CPU) and start
         the sweep."""
         os.sched_setaffinity(threading.main_thread().native_id or 0, {self.cpu})
         self.sweep()
-        self._thread = threading.Thread(target=self._run, name="nb2prod-cpu-sweep", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the sweep; the threads keep their CPUs."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        # a daemon for the worker's life: it ends with the process
+        threading.Thread(target=self._run, name="nb2prod-cpu-sweep", daemon=True).start()
 
     def hot(self) -> set[int]:
         """The threads that stay on ``cpu``: the main thread and the model's."""
@@ -108,7 +101,8 @@ class Pinning:
                 continue
 
     def _run(self) -> None:
-        while not self._stop.wait(self.sweep_s):
+        while True:
+            time.sleep(self.sweep_s)
             try:
                 self.sweep()
             except Exception:  # the sweep must never stop serving

@@ -102,7 +102,7 @@ class FloatBodies:
         head, tail = _HEAD.match(raw), _TAIL.search(raw, max(0, len(raw) - 64))
         if head is None or tail is None or head.end() >= tail.start():
             return None
-        blocks, start, end = [], head.end(), tail.start()
+        blocks, rows, start, end = [], 0, head.end(), tail.start()
         while start < end:
             cut = (
                 _BETWEEN.search(raw, start + PIECE_BYTES, end)
@@ -118,7 +118,8 @@ class FloatBodies:
             if block is None:
                 return None
             blocks.append(block)
-            if sum(map(len, blocks)) > self.max_records:
+            rows += len(block)
+            if rows > self.max_records:
                 return None
             start = cut.end() - 1 if cut else end
         return np.concatenate(blocks) if len(blocks) > 1 else blocks[0]

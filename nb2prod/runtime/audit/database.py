@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,22 @@ class Database:
                 if not self.ready:
                     self._open()
         return self.watch.identity if self.watch else None
+
+    def prepare_at_start(self, seconds: float) -> None:
+        """``prepare()``, tried again for up to ``seconds`` while SQLite says another
+        process holds the file (SQLITE_BUSY). Two replicas starting together on one new
+        file met that in CI, busy timeout or not: SQLite refuses at once a transaction
+        that read and then writes when another process wrote in between. It is
+        contention, not an unreachable database, so it must not stop ``bentoml serve``."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                self.prepare()
+                return
+            except sa.exc.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
 
     def check_file(self, identity: tuple[int, int] | None) -> None:
         """Raise ``DatabaseMoved`` if the SQLite file written (``identity``, from
@@ -182,3 +199,9 @@ def _quietly(action: Any) -> None:
         action()
     except Exception:  # noqa: BLE001 - the original error is what gets reported
         pass
+
+
+def _busy(exc: sa.exc.OperationalError) -> bool:
+    """Whether SQLite answered SQLITE_BUSY ("database is locked")."""
+    name = getattr(exc.orig, "sqlite_errorname", "") or ""
+    return name.startswith("SQLITE_BUSY") or "database is locked" in str(exc.orig)

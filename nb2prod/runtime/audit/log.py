@@ -48,7 +48,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -210,7 +209,7 @@ class AuditLog:
         )
         reached = where.reached_mark(model_version.split(":", 1)[0], tag)
         try:
-            _prepare(audit._db, timeout)
+            audit._db.prepare_at_start(timeout)
         except Exception as exc:
             if start_on_spool and isinstance(exc, UNREACHABLE) and (reached.exists() or len(spool)):
                 audit._start_in_outage(exc, reason(exc, db))
@@ -439,26 +438,3 @@ def prune_log(
         return audit.prune(older_than)
     finally:
         audit.close()
-
-
-def _prepare(db: Database, seconds: float) -> None:
-    """``db.prepare()``, tried again for up to ``seconds`` while SQLite says another
-    process holds the file (SQLITE_BUSY). Two replicas starting together on one new file
-    met that in CI, busy timeout or not: SQLite refuses at once a transaction that read
-    and then writes when another process wrote in between. It is contention, not an
-    unreachable database, so it must not stop ``bentoml serve``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            db.prepare()
-            return
-        except sa.exc.OperationalError as exc:
-            if not _busy(exc) or time.monotonic() >= deadline:
-                raise
-            time.sleep(0.05)
-
-
-def _busy(exc: sa.exc.OperationalError) -> bool:
-    """Whether SQLite answered SQLITE_BUSY ("database is locked")."""
-    name = getattr(exc.orig, "sqlite_errorname", "") or ""
-    return name.startswith("SQLITE_BUSY") or "database is locked" in str(exc.orig)
