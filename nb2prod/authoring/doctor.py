@@ -361,9 +361,9 @@ def _examples_item(contract: Any) -> Item:
 
 
 def _forget(tag: str) -> None:
-    import bentoml
+    from nb2prod.runtime import store
 
-    bentoml.models.delete(tag)
+    store.delete(tag)
 
 
 @dataclass

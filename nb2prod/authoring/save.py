@@ -34,6 +34,7 @@ from nb2prod.core.jsonify import frame
 from nb2prod.core.markers import Marked, collect
 from nb2prod.core.spec import SEVERITIES, Contract
 from nb2prod.core.version import __version__
+from nb2prod.runtime import store
 from nb2prod.runtime.loading import (
     ARTIFACT,
     CAPTURED,
@@ -91,8 +92,6 @@ def save_model(
     anything is written, a fresh interpreter with only those must answer the examples
     as this kernel did (``proof.py``).
     """
-    import bentoml  # slow to import: only when a model is saved
-
     if not isinstance(name, str) or not _NAME.match(name):
         raise Nb2prodError(
             f"model name {name!r} is not valid: use lowercase letters, digits, '-', '_' or '.'",
@@ -143,7 +142,7 @@ def save_model(
             raise
         if proven is not None:
             proof.finish(proven, Path(tmp), list(expected), _save_cell(nb))
-        with bentoml.models.create(
+        with store.create(
             name, labels={"nb2prod": "true"}, metadata={"metrics": metrics}
         ) as bento_model:
             target = Path(bento_model.path)

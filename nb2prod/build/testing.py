@@ -199,10 +199,10 @@ def _pytest(
 def _forget(tags: list[str], echo: Callable[[str], None]) -> None:
     if not tags:
         return
-    import bentoml
+    from nb2prod.runtime import store
 
     for tag in tags:
-        bentoml.models.delete(tag)
+        store.delete(tag)
     echo(f"removed the model version(s) the notebook saved: {', '.join(tags)}")
 
 

@@ -381,13 +381,10 @@ def rollback(
 
 def _tag(name: str, version: str) -> str:
     """``v3`` or ``name:v3`` (or ``name:latest``) as the stored tag; a clear error if absent."""
-    import bentoml
-
     tag = version if ":" in version else f"{name}:{version}"
     if tag.split(":", 1)[0] != name:
         raise UsageError(f"{version} is not a version of {name}", fix=f"see nb2prod models {name}")
-    load_version(tag)
-    return str(bentoml.models.get(tag).tag)
+    return f"{name}:{load_version(tag)[1].name}"  # the store's folder is the version
 
 
 def format_versions(rows: list[registry.Version]) -> list[str]:

@@ -24,6 +24,7 @@ import json
 import os
 import pickle
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -203,8 +204,14 @@ def load_version(tag: str) -> tuple[Contract, Path]:
     import bentoml
     from bentoml.exceptions import NotFound
 
+    from nb2prod.runtime import store
+
+    name, _, version = tag.partition(":")
+    # resolving "latest" lists every version; a finished exact version is never rewritten
+    listing = version in ("", "latest")
     try:
-        stored = bentoml.models.get(tag)
+        with store.locked(name, shared=True) if listing else nullcontext():
+            stored = bentoml.models.get(tag)
     except NotFound:
         raise ModelStoreError(
             f"model {tag} is not in the BentoML model store "

@@ -314,11 +314,12 @@ def versions(name: str) -> list[Version]:
     import bentoml
     from bentoml.exceptions import NotFound
 
+    from nb2prod.runtime import store
     from nb2prod.runtime.loading import load_version
 
     registry = read(name)
     try:
-        stored = sorted(bentoml.models.list(name), key=lambda m: m.creation_time)
+        stored = sorted(store.listed(name), key=lambda m: m.creation_time)
     except NotFound:
         stored = []
     if not stored:
