@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from nb2prod.core import settings
 from nb2prod.core.errors import GateError, ModelStoreError
+from nb2prod.runtime.store import home  # noqa: F401 (also registry.home, to its users)
 
 FILE = "registry.json"
 LOCK = "registry.lock"
@@ -160,12 +161,6 @@ class Registry:
             Promotion(**{k: v for k, v in p.items() if k in known}) for p in data.get("history", ())
         )
         return cls(data["name"], history, dict(data.get("notes", {})))
-
-
-def home(name: str) -> Path:
-    """``$BENTOML_HOME/nb2prod/<name>`` (BentoML's default home is ``~/bentoml``)."""
-    base = os.environ.get("BENTOML_HOME") or Path.home() / "bentoml"
-    return Path(base) / "nb2prod" / name
 
 
 def read(name: str) -> Registry:

@@ -13,12 +13,19 @@ A service loading one exact version needs no lock: a finished version is never r
 from __future__ import annotations
 
 import fcntl
+import os
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator
 
-from nb2prod.runtime.registry import home
-
 LOCK = "store.lock"
+
+
+def home(name: str) -> Path:
+    """``$BENTOML_HOME/nb2prod/<name>`` (BentoML's default home is ``~/bentoml``): what
+    nb2prod keeps of model ``name`` beside BentoML's store (registry, lock, run files)."""
+    base = os.environ.get("BENTOML_HOME") or Path.home() / "bentoml"
+    return Path(base) / "nb2prod" / name
 
 
 @contextmanager
