@@ -5,6 +5,7 @@ that follow a promotion by themselves; no request fails meanwhile."""
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -256,6 +257,32 @@ def test_two_workers_keep_their_loop_and_model_threads_on_a_cpu_each(two_workers
         assert allowed in masks, "no thread has every CPU back (the sweep did not run)"
         loops.append(loop[0])
     assert len(loops) == 2 and len(set(loops)) == 2, f"the workers share a CPU: {loops}"
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_keep_alive_connections_opened_at_once_are_shared_between_the_workers(two_workers):
+    # What a client pool or a load balancer does: a few connections, opened together and
+    # kept. uvloop alone hands them all to whichever worker wakes first (runtime/balance.py).
+    port = int(two_workers.url.rsplit(":", 1)[1])
+    ask = "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n".encode()
+    for _ in range(3):
+        conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
+        try:
+            for c in conns:
+                c.sendall(ask)
+            for c in conns:
+                assert c.recv(4096).startswith(b"HTTP/1.1 200")
+            held = sorted(
+                sum(1 for k in w.net_connections("tcp")
+                    if k.laddr.port == port and k.status == psutil.CONN_ESTABLISHED)
+                for w in psutil.Process(two_workers.proc.pid).children(recursive=True)
+                if "worker-id" in " ".join(w.cmdline()))
+        finally:
+            for c in conns:
+                c.close()
+        assert held in ([4, 4], [3, 5]), f"connections per worker: {held}"
+        time.sleep(0.3)  # each worker has published that it holds none again
 
 
 @pytest.mark.slow

@@ -262,6 +262,17 @@ _SPEC: dict[str, tuple[Variable, Callable[[str], Any], str]] = {
         _switch,
         "on or off",
     ),
+    "balance": (
+        Variable(
+            "NB2PROD_BALANCE",
+            DEPLOYMENT,
+            "on",
+            "the workers share new connections evenly (a worker holding more leaves one to a "
+            "sibling for up to 20 ms); `off`: whichever worker wakes first accepts them all",
+        ),
+        _switch,
+        "on or off",
+    ),
     "registry_poll_s": (
         Variable(
             "NB2PROD_REGISTRY_POLL_S",
@@ -393,6 +404,7 @@ class Settings:
     log_summary_s: float
     workers: int | None  # None: the notebook's save_model(workers=...)
     cpu_pin: bool
+    balance: bool
     registry_poll_s: float  # 0: do not poll
     panel: bool
     run_file: str | None

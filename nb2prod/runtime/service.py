@@ -22,7 +22,7 @@ from pydantic import Field
 
 from nb2prod.core import settings
 from nb2prod.core.errors import ModelStoreError, Nb2prodError, ServiceError
-from nb2prod.runtime import affinity, connections, logs, metrics, registry, watchdog
+from nb2prod.runtime import affinity, balance, connections, logs, metrics, registry, watchdog
 from nb2prod.runtime.answers import Label
 from nb2prod.runtime.app import attach, error_response
 from nb2prod.runtime.audit import open_audit
@@ -130,6 +130,7 @@ def make_service(
     # Before BentoML's worker configures uvicorn, which happens after this import.
     connections.install(settings.current().read_timeout_s)
     arbiter = watchdog.arbiter()  # now: the arbiter may die while the model loads
+    balance.install(watchdog.worker_index(), arbiter, settings.current().balance)
     Record = record_type(contract.columns, class_name)
     current = Current()  # this worker's Serving, shared with the HTTP app
     start = settings.current()
