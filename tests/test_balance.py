@@ -116,3 +116,34 @@ def test_tables_of_serves_that_ended_are_removed(tmp_path, monkeypatch):
                                                      (1, 1, False)])
 def test_outside_a_worker_or_when_off_uvicorn_accepts_as_it_always_did(index, arbiter, enabled):
     assert balance.install(index, arbiter, enabled) is False
+
+
+def test_a_failed_accept_is_said_once_and_tried_again_later(tmp_path, caplog):
+    # Out of file descriptors, the socket stays readable: no busy loop, no flood of lines.
+    class OutOfDescriptors(socket.socket):
+        failures = [OSError(24, "Too many open files")]
+
+        def accept(self):
+            if self.failures:
+                raise self.failures.pop()
+            return super().accept()
+
+    async def run():
+        Made.times = []
+        sock = OutOfDescriptors()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        acceptor = Acceptor(sock, Made, lambda: 0, Slots(tmp_path / "s.slots"), index=1)
+        client = socket.create_connection(sock.getsockname())
+        await asyncio.sleep(balance.PAUSE_S / 2)
+        first = list(Made.times)
+        await asyncio.sleep(balance.PAUSE_S * 2)
+        acceptor.close()
+        client.close()
+        sock.close()
+        return first, Made.times
+
+    first, later = asyncio.run(run())
+    assert first == [] and len(later) == 1
+    assert [r.getMessage() for r in caplog.records if "accept failed" in r.getMessage()] == [
+        "nb2prod: accept failed: [Errno 24] Too many open files; trying again in 0.1s"]

@@ -32,12 +32,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 log = logging.getLogger("nb2prod")
-SLOTS = 256  # worker indexes 1..256
+SLOTS = 64  # worker indexes 1..64; a worker beyond accepts as uvicorn would
 SLOT = struct.Struct("<iid")  # connections held, pid, monotonic time of the last refresh
 DEFER_S = 0.001
 MAX_DEFER_S = 0.02
 REFRESH_S = 0.1
 LIVE_S = 1.0
+PAUSE_S = 0.1  # after a failed accept (out of file descriptors, say)
 
 
 class Slots:
@@ -59,8 +60,7 @@ class Slots:
     def fewest_elsewhere(self, index: int) -> int | None:
         """The fewest connections a live worker other than ``index`` holds; None if none."""
         now, fewest = time.monotonic(), None
-        for k in range(SLOTS):
-            held, pid, seen = SLOT.unpack_from(self.map, k * SLOT.size)
+        for k, (held, pid, seen) in enumerate(SLOT.iter_unpack(self.map)):
             if k + 1 != index and pid and now - seen < LIVE_S:
                 fewest = held if fewest is None else min(fewest, held)
         return fewest
@@ -133,8 +133,10 @@ class Acceptor:
             except (BlockingIOError, InterruptedError):  # a sibling took it
                 self.waiting_since = None
                 return
-            except OSError as exc:  # e.g. EMFILE: uvloop logs and goes on, so do we
-                log.warning("nb2prod: accept failed: %s", exc)
+            except OSError as exc:  # e.g. EMFILE: say so, and look again in PAUSE_S
+                log.warning("nb2prod: accept failed: %s; trying again in %gs", exc, PAUSE_S)
+                self.loop.remove_reader(self.sock.fileno())  # the socket stays readable
+                self.loop.call_later(PAUSE_S, self._resume)
                 return
             self.waiting_since = None
             conn.setblocking(False)
