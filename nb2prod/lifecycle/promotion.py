@@ -33,7 +33,7 @@ from nb2prod.build import pipeline as build
 from nb2prod.checks import validation
 from nb2prod.core.errors import UsageError
 from nb2prod.core.spec import Contract, schema_changes
-from nb2prod.runtime import registry, store
+from nb2prod.runtime import registry
 from nb2prod.runtime.loading import load_version
 from nb2prod.runtime.registry import NotPromoted, Promotion
 
@@ -384,8 +384,7 @@ def _tag(name: str, version: str) -> str:
     tag = version if ":" in version else f"{name}:{version}"
     if tag.split(":", 1)[0] != name:
         raise UsageError(f"{version} is not a version of {name}", fix=f"see nb2prod models {name}")
-    with store.locked(name, shared=True):  # resolving "latest" lists every version
-        return f"{name}:{load_version(tag)[1].name}"  # the store's folder is the version
+    return f"{name}:{load_version(tag)[1].name}"  # the store's folder is the version
 
 
 def format_versions(rows: list[registry.Version]) -> list[str]:

@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from nb2prod.runtime.siblings import alive
+
 log = logging.getLogger("nb2prod")
 SLOTS = 64  # worker indexes 1..64; a worker beyond accepts as uvicorn would
 SLOT = struct.Struct("<iid")  # connections held, pid, monotonic time of the last refresh
@@ -74,19 +76,9 @@ def slots_path(arbiter: int) -> Path:
     host = socket.gethostname()
     for old in where.glob(f"{host}-*.slots"):
         pid = old.stem.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != arbiter and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != arbiter and not alive(int(pid)):
             old.unlink(missing_ok=True)
     return where / f"{host}-{arbiter}.slots"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Acceptor:
@@ -112,14 +104,17 @@ class Acceptor:
         self.loop.add_reader(sock.fileno(), self._ready)
         self._refresh()
 
+    def _holding(self) -> int:
+        return self.held() + len(self.tasks)  # accepted, not yet uvicorn's
+
     def _refresh(self) -> None:
         if not self.closed:
-            self.slots.publish(self.index, self.held() + len(self.tasks))
+            self.slots.publish(self.index, self._holding())
             self.loop.call_later(REFRESH_S, self._refresh)
 
     def _ready(self) -> None:
         while not self.closed:
-            held = self.held() + len(self.tasks)  # accepted, not yet uvicorn's
+            held = self._holding()
             fewest = self.slots.fewest_elsewhere(self.index)
             now = time.monotonic()
             if fewest is not None and fewest < held:

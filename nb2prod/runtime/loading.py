@@ -34,6 +34,7 @@ from joblib import numpy_pickle
 
 from nb2prod.core.errors import ModelStoreError
 from nb2prod.core.spec import Contract
+from nb2prod.runtime import store
 
 ARTIFACT = "model.joblib"
 CODE = "code.py"
@@ -203,8 +204,6 @@ def load_version(tag: str) -> tuple[Contract, Path]:
     """The contract and directory of a stored model version; a clear error if absent."""
     import bentoml
     from bentoml.exceptions import NotFound
-
-    from nb2prod.runtime import store
 
     name, _, version = tag.partition(":")
     # resolving "latest" lists every version; a finished exact version is never rewritten

@@ -34,7 +34,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 from nb2prod.core import settings
 from nb2prod.core.errors import GateError, ModelStoreError
-from nb2prod.runtime.store import home  # noqa: F401 (also registry.home, to its users)
+from nb2prod.runtime import store
+from nb2prod.runtime.store import home
 
 FILE = "registry.json"
 LOCK = "registry.lock"
@@ -309,7 +310,6 @@ def versions(name: str) -> list[Version]:
     import bentoml
     from bentoml.exceptions import NotFound
 
-    from nb2prod.runtime import store
     from nb2prod.runtime.loading import load_version
 
     registry = read(name)
